@@ -1,0 +1,105 @@
+//! Publishing: the engine's state as synthetic series for Prometheus to
+//! scrape (`imd_anomaly_score`, `imd_forecast*`), keeping each source
+//! series' labels and adding `query` and `model`.
+
+use imd_exporter::exposition::Family;
+
+use crate::engine::Engine;
+use crate::query::prom_duration;
+
+/// Labels imd adds; a source label of the same name is kept as
+/// `exported_<name>`, as Prometheus does on a clash.
+pub mod selfmetrics;
+
+const OWN_LABELS: &[&str] = &["query", "model", "horizon", "threshold"];
+
+/// The synthetic series of every tracked series.
+pub fn families(engine: &Engine) -> Vec<Family> {
+    let mut score = Family::gauge(
+        "imd_anomaly_score",
+        "How unusual the latest point of the source series is, from 0 (expected) to 1; above 0.99 is a 1-in-100 event.",
+    );
+    let mut mean = Family::gauge("imd_forecast", "Forecast of the source series at the horizon.");
+    let mut lower = Family::gauge("imd_forecast_lower", "Lower bound of the forecast at the horizon.");
+    let mut upper = Family::gauge("imd_forecast_upper", "Upper bound of the forecast at the horizon.");
+    let mut breach = Family::gauge(
+        "imd_forecast_breach_seconds",
+        "Seconds until the forecast crosses the query's threshold (0 = already across, +Inf = not foreseen).",
+    );
+    let queries = engine.queries();
+    for t in engine.tracked() {
+        let q = &queries[t.query].config;
+        let base = source_labels(&t.labels, &q.name);
+        if !t.recent.is_empty() {
+            let mut l = base.clone();
+            l.push(("model".into(), t.anomaly_model().into()));
+            score.push(l, t.score());
+        }
+        let Some((last_t, _, _)) = t.recent.back().copied() else {
+            continue;
+        };
+        for h in &q.horizons {
+            if let Some((m, lo, hi)) = t.forecast_at(last_t + h.as_millis() as i64) {
+                let mut l = base.clone();
+                l.push(("model".into(), t.forecast_model().into()));
+                l.push(("horizon".into(), prom_duration(*h)));
+                mean.push(l.clone(), m);
+                lower.push(l.clone(), lo);
+                upper.push(l, hi);
+            }
+        }
+        if let Some(th) = q.threshold
+            && let Some(s) = t.breach_seconds(th.value, th.direction)
+        {
+            let mut l = base.clone();
+            l.push(("model".into(), t.forecast_model().into()));
+            l.push((
+                "threshold".into(),
+                imd_exporter::exposition::format_value(th.value),
+            ));
+            breach.push(l, s);
+        }
+    }
+    vec![score, mean, lower, upper, breach]
+}
+
+/// The source labels without `__name__` (dropped, as PromQL functions drop
+/// it) plus `query`.
+fn source_labels(labels: &[(String, String)], query: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = labels
+        .iter()
+        .filter(|(k, _)| k != "__name__")
+        .map(|(k, v)| {
+            if OWN_LABELS.contains(&k.as_str()) {
+                (format!("exported_{k}"), v.clone())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    out.push(("query".into(), query.into()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clashing_labels_are_kept_as_exported() {
+        let l = vec![
+            ("__name__".to_string(), "x".to_string()),
+            ("instance".to_string(), "a".to_string()),
+            ("query".to_string(), "theirs".to_string()),
+        ];
+        let out = source_labels(&l, "mine");
+        assert_eq!(
+            out,
+            vec![
+                ("instance".to_string(), "a".to_string()),
+                ("exported_query".to_string(), "theirs".to_string()),
+                ("query".to_string(), "mine".to_string()),
+            ]
+        );
+    }
+}

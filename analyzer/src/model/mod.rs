@@ -1,0 +1,207 @@
+//! Models: every anomaly detector and forecaster behind one small trait, so
+//! that the engine, the command line and the tests treat them alike.
+
+use serde::{Deserialize, Serialize};
+
+mod calibrate;
+pub mod drift;
+pub mod mad;
+mod window;
+pub mod zscore;
+
+pub use calibrate::{score_from_z, z_for_level};
+
+/// One observation: time in milliseconds since the epoch and a value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Milliseconds since the epoch.
+    pub t: i64,
+    /// The value.
+    pub v: f64,
+}
+
+/// A forecast `steps` ahead of the last observation, with bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    /// Time of each forecast point (ms since the epoch).
+    pub t: Vec<i64>,
+    /// Expected values.
+    pub mean: Vec<f64>,
+    /// Lower bounds at the requested level.
+    pub lower: Vec<f64>,
+    /// Upper bounds at the requested level.
+    pub upper: Vec<f64>,
+}
+
+/// Why a model could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Not enough history to fit.
+    #[error("needs at least {needed} points, has {have}")]
+    TooShort {
+        /// Points needed.
+        needed: usize,
+        /// Points given.
+        have: usize,
+    },
+    /// Saved state did not fit this model.
+    #[error("saved state of model {model} is unreadable: {reason}")]
+    BadState {
+        /// The model.
+        model: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Unknown model name or bad parameter.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The contract every model keeps. A model learns from history, then
+/// follows the series point by point; scores only ever use the past.
+pub trait Model: Send {
+    /// The model's name as used in configuration and `--model`.
+    fn name(&self) -> &'static str;
+
+    /// Learns from history, replacing what was learned before.
+    fn fit(&mut self, history: &[Point]) -> Result<(), ModelError>;
+
+    /// Anomaly score in [0, 1] of a new point, judged against what was
+    /// learned before it (the point itself is not yet included). 0 while
+    /// the model has too little history to judge.
+    fn score(&self, point: Point) -> f64;
+
+    /// Takes a new point into the model's state.
+    fn update(&mut self, point: Point);
+
+    /// Forecasts `steps` sampling intervals past the last point, with bounds
+    /// at `level` (e.g. 0.95). `None` while the model has too little history.
+    fn forecast(&self, steps: usize, level: f64) -> Option<Forecast>;
+
+    /// The model's learned state, to be saved across restarts.
+    fn save(&self) -> serde_json::Value;
+
+    /// Restores state saved by [`Model::save`].
+    fn load(&mut self, state: serde_json::Value) -> Result<(), ModelError>;
+}
+
+/// Parameters every model understands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    /// Points of history the model looks at (its window).
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Points needed before the model scores or forecasts.
+    #[serde(default = "default_min_points")]
+    pub min_points: usize,
+}
+
+fn default_window() -> usize {
+    120
+}
+
+fn default_min_points() -> usize {
+    12
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams {
+            window: default_window(),
+            min_points: default_min_points(),
+        }
+    }
+}
+
+/// Names of the models that can be built.
+pub const NAMES: &[&str] = &["zscore", "mad", "drift"];
+
+/// Builds a model by name.
+pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelError> {
+    if params.window < 3 {
+        return Err(ModelError::Config(format!("window must be at least 3, is {}", params.window)));
+    }
+    if params.min_points < 2 || params.min_points > params.window {
+        return Err(ModelError::Config(format!(
+            "min_points must be between 2 and window ({}), is {}",
+            params.window, params.min_points
+        )));
+    }
+    Ok(match name {
+        "zscore" => Box::new(zscore::ZScore::new(params.clone())),
+        "mad" => Box::new(mad::Mad::new(params.clone())),
+        "drift" => Box::new(drift::Drift::new(params.clone())),
+        other => {
+            return Err(ModelError::Config(format!(
+                "unknown model {other:?}; known: {}",
+                NAMES.join(", ")
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testdata {
+    use super::Point;
+
+    /// A deterministic noisy series: level + small pseudo-random noise.
+    pub fn noisy(n: usize, level: f64, noise: f64) -> Vec<Point> {
+        let mut state: u64 = 0x9e3779b97f4a7c15;
+        (0..n)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                Point {
+                    t: i as i64 * 15_000,
+                    v: level + noise * u * 2.0,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model keeps the contract: no score before min_points, a spike
+    /// scores high, normal points score low, state round-trips.
+    #[test]
+    fn every_model_keeps_the_contract() {
+        let history = testdata::noisy(200, 10.0, 1.0);
+        for name in NAMES {
+            let mut m = build(name, &ModelParams::default()).unwrap();
+            assert_eq!(m.score(Point { t: 0, v: 1e9 }), 0.0, "{name} scored without history");
+            assert!(m.forecast(5, 0.95).is_none(), "{name} forecast without history");
+            m.fit(&history).unwrap();
+            let next_t = history.last().unwrap().t + 15_000;
+            let spike = m.score(Point { t: next_t, v: 30.0 });
+            let expected = m.forecast(1, 0.95).unwrap().mean[0];
+            let normal = m.score(Point { t: next_t, v: expected });
+            assert!(spike > 0.99, "{name}: spike scored {spike}");
+            assert!(normal < 0.05, "{name}: the expected value scored {normal}");
+            let f = m.forecast(4, 0.95).unwrap();
+            assert_eq!(f.mean.len(), 4);
+            assert_eq!(f.t[0], next_t);
+            for i in 0..4 {
+                assert!(f.lower[i] < f.mean[i] && f.mean[i] < f.upper[i], "{name} bounds");
+                assert!((f.mean[i] - 10.0).abs() < 2.0, "{name} forecast {}", f.mean[i]);
+            }
+            let saved = m.save();
+            let mut restored = build(name, &ModelParams::default()).unwrap();
+            restored.load(saved).unwrap();
+            assert_eq!(restored.score(Point { t: next_t, v: 30.0 }), spike, "{name} state round trip");
+            assert!(restored.load(serde_json::json!({"nonsense": 1})).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_names_and_params_are_errors() {
+        assert!(build("nope", &ModelParams::default()).is_err());
+        let p = ModelParams { window: 10, min_points: 20 };
+        assert!(build("zscore", &p).is_err());
+    }
+}

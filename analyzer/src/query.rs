@@ -1,0 +1,182 @@
+//! What the analyzer watches: named queries, the models that run on them,
+//! forecast horizons and thresholds.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{self, ModelParams};
+use crate::read::Selector;
+
+/// One named query and what to do with the series it selects.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Name, used as the `query` label of emitted series.
+    pub name: String,
+    /// A PromQL series selector, e.g. `node_load1` or `x{job="a"}`.
+    pub selector: String,
+    /// Analyse the per-second rate of a counter instead of its value.
+    #[serde(default)]
+    pub rate: bool,
+    /// Anomaly model (see `model::NAMES`).
+    #[serde(default = "default_anomaly_model")]
+    pub anomaly_model: String,
+    /// Forecasting model.
+    #[serde(default = "default_forecast_model")]
+    pub forecast_model: String,
+    /// Window and warm-up of both models.
+    #[serde(default)]
+    pub params: ModelParams,
+    /// How far ahead to forecast, e.g. `[5m, 1h]`.
+    #[serde(default = "default_horizons", with = "humantime_list")]
+    pub horizons: Vec<Duration>,
+    /// Coverage of forecast bounds, e.g. 0.95.
+    #[serde(default = "default_level")]
+    pub level: f64,
+    /// A level the series must not cross; the predicted time until the
+    /// forecast crosses it is published as `imd_forecast_breach_seconds`.
+    #[serde(default)]
+    pub threshold: Option<Threshold>,
+    /// How much history is read to fit a newly seen series.
+    #[serde(default = "default_history", with = "humantime_serde")]
+    pub history: Duration,
+}
+
+/// A static threshold on a forecast.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// The level.
+    pub value: f64,
+    /// Whether crossing means going `above` or `below` it.
+    pub direction: Direction,
+}
+
+/// Which side of a threshold is trouble.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Trouble when the value rises above the threshold.
+    Above,
+    /// Trouble when the value falls below the threshold.
+    Below,
+}
+
+fn default_anomaly_model() -> String {
+    "mad".into()
+}
+fn default_forecast_model() -> String {
+    "drift".into()
+}
+fn default_horizons() -> Vec<Duration> {
+    vec![Duration::from_secs(300)]
+}
+fn default_level() -> f64 {
+    0.95
+}
+fn default_history() -> Duration {
+    Duration::from_secs(3600)
+}
+
+mod humantime_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let raw: Vec<String> = Vec::deserialize(d)?;
+        raw.iter()
+            .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+            .collect()
+    }
+}
+
+/// A query checked and ready to run.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The configuration it came from.
+    pub config: QueryConfig,
+    /// The parsed selector.
+    pub selector: Selector,
+}
+
+impl Query {
+    /// Checks a query's configuration; the error names the offending key
+    /// (relative to the query, e.g. `.selector`).
+    pub fn new(config: QueryConfig) -> Result<Query, (String, String)> {
+        if config.name.is_empty() {
+            return Err((".name".into(), "must not be empty".into()));
+        }
+        let selector = Selector::parse(&config.selector).map_err(|e| (".selector".to_string(), e))?;
+        for (key, name) in [(".anomaly_model", &config.anomaly_model), (".forecast_model", &config.forecast_model)] {
+            model::build(name, &config.params).map_err(|e| (key.to_string(), e.to_string()))?;
+        }
+        if !(0.5..1.0).contains(&config.level) {
+            return Err((".level".into(), format!("must be in [0.5, 1), is {}", config.level)));
+        }
+        if config.horizons.iter().any(|h| h.is_zero()) {
+            return Err((".horizons".into(), "horizons must be positive".into()));
+        }
+        if let Some(t) = &config.threshold
+            && !t.value.is_finite()
+        {
+            return Err((".threshold.value".into(), "must be a finite number".into()));
+        }
+        Ok(Query { config, selector })
+    }
+}
+
+/// Formats a duration as Prometheus does in labels and flags (`5m`, `1h30m`).
+pub fn prom_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= secs {
+            out.push_str(&format!("{}{unit}", s / secs));
+            s %= secs;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_prometheus() {
+        assert_eq!(prom_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(prom_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(prom_duration(Duration::from_secs(86_400)), "1d");
+    }
+
+    #[test]
+    fn bad_queries_name_the_key() {
+        let base = || QueryConfig {
+            name: "q".into(),
+            selector: "up".into(),
+            rate: false,
+            anomaly_model: "mad".into(),
+            forecast_model: "drift".into(),
+            params: ModelParams::default(),
+            horizons: vec![Duration::from_secs(60)],
+            level: 0.95,
+            threshold: None,
+            history: Duration::from_secs(60),
+        };
+        assert!(Query::new(base()).is_ok());
+        let mut c = base();
+        c.selector = "up{".into();
+        assert_eq!(Query::new(c).unwrap_err().0, ".selector");
+        let mut c = base();
+        c.anomaly_model = "nope".into();
+        assert_eq!(Query::new(c).unwrap_err().0, ".anomaly_model");
+        let mut c = base();
+        c.level = 95.0;
+        assert_eq!(Query::new(c).unwrap_err().0, ".level");
+    }
+}

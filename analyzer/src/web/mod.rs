@@ -1,0 +1,3 @@
+//! The analyzer's own web page.
+
+pub mod page;

@@ -1,0 +1,204 @@
+//! The `--web.config.file` format of Prometheus' exporter-toolkit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, load_yaml};
+
+/// The whole web config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Turns on TLS when present.
+    #[serde(default)]
+    pub tls_server_config: Option<TlsServerConfig>,
+    /// HTTP options.
+    #[serde(default)]
+    pub http_server_config: HttpServerConfig,
+    /// Users allowed in, with bcrypt hashes of their passwords. Empty = no auth.
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, String>,
+}
+
+/// `tls_server_config`, as exporter-toolkit names its keys.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// PEM certificate chain file.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate chain given inline.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key given inline.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `NoClientCert` (default), `RequestClientCert`, `RequireAnyClientCert`,
+    /// `VerifyClientCertIfGiven` or `RequireAndVerifyClientCert`.
+    #[serde(default)]
+    pub client_auth_type: Option<String>,
+    /// CA certificates that client certificates are verified against.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Lowest TLS version: `TLS12` (default) or `TLS13`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Highest TLS version: `TLS12` or `TLS13` (default).
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// Accepted for compatibility; rustls chooses among its safe suites.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Accepted for compatibility; rustls orders suites itself.
+    #[serde(default)]
+    pub prefer_server_cipher_suites: Option<bool>,
+    /// Accepted for compatibility; rustls chooses among its safe curves.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+}
+
+/// `http_server_config`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Whether HTTP/2 is offered over TLS (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Headers added to every response (e.g. `Strict-Transport-Security`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl WebConfig {
+    /// Loads and checks a web config file; errors name the file and key.
+    pub fn load(file: &Path) -> Result<WebConfig, ConfigError> {
+        let mut c: WebConfig = load_yaml(file)?;
+        c.validate(file)?;
+        // Relative certificate paths are relative to the config file, as in
+        // exporter-toolkit.
+        if let Some(tls) = &mut c.tls_server_config {
+            let base = file.parent().unwrap_or(Path::new("."));
+            for p in [&mut tls.cert_file, &mut tls.key_file, &mut tls.client_ca_file].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        // Reading the certificate, key and CA files is part of the check, as
+        // in exporter-toolkit, so that `--check-config` catches a missing or
+        // mismatched file before the server is started with it.
+        super::tls::server_config(&c).map_err(|e| ConfigError::at_key(file, &e.key, e.message))?;
+        Ok(c)
+    }
+
+    /// Checks values the schema cannot.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        for (user, hash) in &self.basic_auth_users {
+            if user.is_empty() || user.contains(':') {
+                return Err(ConfigError::at_key(file, "basic_auth_users", format!("invalid user name {user:?}")));
+            }
+            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+                return Err(ConfigError::at_key(
+                    file,
+                    &format!("basic_auth_users.{user}"),
+                    "not a bcrypt hash (expected $2a$, $2b$ or $2y$; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+                ));
+            }
+        }
+        for name in self.http_server_config.headers.keys() {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(ConfigError::at_key(file, &format!("http_server_config.headers.{name}"), "invalid header name"));
+            }
+        }
+        if let Some(tls) = &self.tls_server_config {
+            let has_cert = tls.cert_file.is_some() || tls.cert.is_some();
+            let has_key = tls.key_file.is_some() || tls.key.is_some();
+            if !has_cert {
+                return Err(ConfigError::at_key(file, "tls_server_config.cert_file", "missing cert_file or cert"));
+            }
+            if !has_key {
+                return Err(ConfigError::at_key(file, "tls_server_config.key_file", "missing key_file or key"));
+            }
+            if tls.cert_file.is_some() && tls.cert.is_some() {
+                return Err(ConfigError::at_key(file, "tls_server_config.cert", "give cert_file or cert, not both"));
+            }
+            if tls.key_file.is_some() && tls.key.is_some() {
+                return Err(ConfigError::at_key(file, "tls_server_config.key", "give key_file or key, not both"));
+            }
+            if let Some(t) = &tls.client_auth_type
+                && !CLIENT_AUTH_TYPES.contains(&t.as_str())
+            {
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.client_auth_type",
+                    format!("unknown value {t:?}; one of {}", CLIENT_AUTH_TYPES.join(", ")),
+                ));
+            }
+            let verifies = matches!(
+                tls.client_auth_type.as_deref(),
+                Some("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert")
+            );
+            if verifies && tls.client_ca_file.is_none() {
+                return Err(ConfigError::at_key(file, "tls_server_config.client_ca_file", "required when client certificates are verified"));
+            }
+            for (key, v) in [("min_version", &tls.min_version), ("max_version", &tls.max_version)] {
+                if let Some(v) = v
+                    && !matches!(v.as_str(), "TLS10" | "TLS11" | "TLS12" | "TLS13")
+                {
+                    return Err(ConfigError::at_key(file, &format!("tls_server_config.{key}"), format!("unknown TLS version {v:?}")));
+                }
+            }
+            if matches!(tls.min_version.as_deref(), Some("TLS10" | "TLS11")) {
+                tracing::warn!("TLS 1.0 and 1.1 are not offered; the minimum is TLS 1.2");
+            }
+        }
+        Ok(())
+    }
+}
+
+const CLIENT_AUTH_TYPES: &[&str] = &[
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+
+    fn check(yaml: &str) -> Result<WebConfig, String> {
+        let f = Path::new("web.yml");
+        let c: WebConfig = parse_yaml(f, yaml).map_err(|e| e.to_string())?;
+        c.validate(f).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn exporter_toolkit_examples_load() {
+        let c = check(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\nbasic_auth_users:\n  alice: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        )
+        .unwrap();
+        assert_eq!(c.basic_auth_users.len(), 1);
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        assert!(check("basic_auth_users:\n  bob: secret\n").unwrap_err().contains("key `basic_auth_users.bob`"));
+        assert!(check("tls_server_config:\n  cert_file: a\n").unwrap_err().contains("tls_server_config.key_file"));
+        assert!(check("tls_server_config:\n  cert_fil: a\n").unwrap_err().contains("unknown field `cert_fil`"));
+        assert!(
+            check("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Maybe\n")
+                .unwrap_err()
+                .contains("client_auth_type")
+        );
+    }
+}

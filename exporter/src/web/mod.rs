@@ -1,0 +1,15 @@
+//! HTTP serving shared by both imd binaries: listening on Go-style addresses,
+//! TLS and basic auth from a `--web.config.file` in exporter-toolkit's format,
+//! health endpoints, and metrics exposition with content negotiation and gzip.
+
+pub mod config;
+mod auth;
+mod listen;
+mod metrics;
+mod server;
+mod tls;
+
+pub use config::WebConfig;
+pub use listen::parse_listen_address;
+pub use metrics::{exposition_response, health_routes};
+pub use server::serve;
