@@ -19,7 +19,7 @@ use imd_exporter::paths::Paths;
 use imd_exporter::scrape::{Scraper, merge};
 
 use crate::emit::{self, selfmetrics::SelfMetrics};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineOptions};
 use crate::query::{Direction, Query, QueryConfig, Threshold};
 use crate::read::store::Store;
 use crate::web::page;
@@ -107,7 +107,7 @@ pub async fn run(
     let max_points = (settings.retention.as_secs_f64() / settings.interval.as_secs_f64().max(0.001)).ceil() as usize + 1;
     let shared = Arc::new(Shared {
         store: Store::new(retention, max_points),
-        engine: Mutex::new(Engine::new(queries)),
+        engine: Mutex::new(Engine::new(queries, EngineOptions::default())),
         latest: RwLock::new(Vec::new()),
         stats: SelfMetrics::default(),
         ready: AtomicBool::new(false),
@@ -183,7 +183,10 @@ fn cycle(st: &Shared, scraper: &Scraper) {
 
 async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut fams = st.latest.read().unwrap_or_else(|e| e.into_inner()).clone();
-    fams.extend(emit::families(&st.engine.lock().unwrap_or_else(|e| e.into_inner())));
+    fams.extend(emit::families(
+        &st.engine.lock().unwrap_or_else(|e| e.into_inner()),
+        emit::Naming::default(),
+    ));
     fams.extend(st.stats.families());
     let (series, samples) = st.store.size();
     let mut s = Family::gauge("imd_store_series", "Series held by the in-process store.");

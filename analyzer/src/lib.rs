@@ -6,6 +6,8 @@
 //! `model` (the detectors and forecasters) → `emit` (synthetic series) and
 //! `web` (the page). `demo` wires them into the embedded default.
 
+pub mod alert;
+pub mod config;
 pub mod demo;
 pub mod emit;
 pub mod engine;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Args};
 
-use crate::collectors::{ALL, BuildContext, FOREIGN};
+use crate::collectors::{ALL, BuildContext, FOREIGN, Spec};
 use crate::config::Config;
 use crate::paths::Paths;
 use crate::scrape::{Entry, Scraper};
@@ -114,9 +114,12 @@ pub fn add_collector_flags(mut cmd: clap::Command) -> clap::Command {
     cmd
 }
 
-/// Whether a collector is on: a flag wins, then the config file, then
-/// `--collector.disable-defaults`, then the collector's default.
-pub fn collector_enabled(matches: &ArgMatches, config: &Config, name: &str, default: bool) -> bool {
+/// Whether a collector is on: a flag wins, then the config file's
+/// `collectors.NAME.enabled`, then a config section of the collector's own
+/// (e.g. `process_groups`), then `--collector.disable-defaults`, then the
+/// collector's default.
+pub fn collector_enabled(matches: &ArgMatches, config: &Config, spec: &Spec) -> bool {
+    let name = spec.name;
     if matches.get_flag(&format!("collector.{name}")) {
         return true;
     }
@@ -126,10 +129,13 @@ pub fn collector_enabled(matches: &ArgMatches, config: &Config, name: &str, defa
     if let Some(on) = config.collectors.get(name).and_then(|c| c.enabled) {
         return on;
     }
+    if (spec.configured)(config) {
+        return true;
+    }
     if matches.get_flag("collector.disable-defaults") {
         return false;
     }
-    default
+    spec.default_enabled
 }
 
 /// Builds the scraper over every enabled collector. Errors name the
@@ -153,7 +159,7 @@ pub fn build_scraper(
     };
     let mut entries = Vec::new();
     for spec in ALL {
-        if !collector_enabled(matches, config, spec.name, spec.default_enabled) {
+        if !collector_enabled(matches, config, spec) {
             continue;
         }
         let collector = (spec.build)(&ctx).map_err(|e| anyhow::anyhow!("collector {}: {e:#}", spec.name))?;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::collectors::logs::LogsConfig;
-// TODO-SCAFFOLD use crate::collectors::processgroups::ProcessGroupConfig;
+use crate::collectors::processgroups::ProcessGroupConfig;
 
 /// A configuration file that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -226,13 +226,3 @@ mod tests {
     }
 }
 
-// TODO-SCAFFOLD: replaced by the collectors' own types.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[allow(missing_docs)]
-pub struct ProcessGroupConfig {}
-#[allow(missing_docs)]
-impl ProcessGroupConfig {
-    pub fn validate(&self) -> Result<(), KeyError> {
-        Ok(())
-    }
-}

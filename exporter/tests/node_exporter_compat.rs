@@ -19,7 +19,17 @@ use common::{Family, Sample, free_port, scrape, start_imd, start_node_exporter, 
 /// The collectors node_exporter and imd-exporter share (node_exporter's
 /// names). Those imd-exporter does not have (yet) are listed and skipped.
 const SHARED: &[&str] = &[
-    "cpu", "meminfo", "loadavg", "stat", "diskstats", "filesystem", "netdev", "pressure", "uname", "time", "os",
+    "cpu",
+    "meminfo",
+    "loadavg",
+    "stat",
+    "diskstats",
+    "filesystem",
+    "netdev",
+    "pressure",
+    "uname",
+    "time",
+    "os",
     "netclass",
 ];
 
@@ -35,13 +45,18 @@ const FILTER_FLAGS: &[&str] = &[
 type Key = (String, BTreeMap<String, String>);
 
 fn series(f: &Family) -> BTreeMap<Key, f64> {
-    f.samples.iter().map(|s: &Sample| ((s.name.clone(), s.label_map()), s.value)).collect()
+    f.samples
+        .iter()
+        .map(|s: &Sample| ((s.name.clone(), s.label_map()), s.value))
+        .collect()
 }
 
 fn node_families(fams: BTreeMap<String, Family>) -> BTreeMap<String, Family> {
     fams.into_iter()
         .filter(|(name, _)| {
-            name.starts_with("node_") && !name.starts_with("node_scrape_collector_") && name != "node_exporter_build_info"
+            name.starts_with("node_")
+                && !name.starts_with("node_scrape_collector_")
+                && name != "node_exporter_build_info"
         })
         .collect()
 }
@@ -65,7 +80,9 @@ fn slack(family: &str, kind: &str, key: &Key, magnitude: f64) -> f64 {
     match (kind, family) {
         // The kernel's idle and iowait times of a CPU may step backwards a
         // little (NOHZ accounting), so a later reading can be lower.
-        ("counter", "node_cpu_seconds_total") if matches!(mode, Some("idle" | "iowait")) => exact + 1.0,
+        ("counter", "node_cpu_seconds_total") if matches!(mode, Some("idle" | "iowait")) => {
+            exact + 1.0
+        }
         ("counter", _) => exact,
         // Instantaneous counts of the kernel: change between any two reads.
         (_, "node_procs_running" | "node_procs_blocked") => 16.0,
@@ -73,8 +90,12 @@ fn slack(family: &str, kind: &str, key: &Key, magnitude: f64) -> f64 {
         (_, "node_time_seconds") => 0.5,
         // Memory moves with every allocation on a busy machine; the bracket
         // catches trends, this allowance catches spikes between reads.
-        (_, f) if f.starts_with("node_memory_") && f.ends_with("_bytes") => 0.02 * magnitude.abs() + 32.0 * 1024.0 * 1024.0,
-        (_, "node_filesystem_avail_bytes" | "node_filesystem_free_bytes") => 0.01 * magnitude.abs() + 256.0 * 1024.0 * 1024.0,
+        (_, f) if f.starts_with("node_memory_") && f.ends_with("_bytes") => {
+            0.02 * magnitude.abs() + 32.0 * 1024.0 * 1024.0
+        }
+        (_, "node_filesystem_avail_bytes" | "node_filesystem_free_bytes") => {
+            0.01 * magnitude.abs() + 256.0 * 1024.0 * 1024.0
+        }
         (_, "node_filesystem_files_free") => 0.01 * magnitude.abs() + 10_000.0,
         (_, f) if f.starts_with("node_load") => 0.05,
         // Everything else (sizes, flags, info metrics, boot time) holds still.
@@ -98,7 +119,11 @@ fn compare(
     let mut report = Report {
         families: 0,
         series: 0,
-        extra: imd.keys().filter(|n| !ne1.contains_key(*n) && !ne2.contains_key(*n)).cloned().collect(),
+        extra: imd
+            .keys()
+            .filter(|n| !ne1.contains_key(*n) && !ne2.contains_key(*n))
+            .cloned()
+            .collect(),
     };
     for (name, f1) in ne1 {
         let Some(f2) = ne2.get(name) else {
@@ -106,11 +131,17 @@ fn compare(
         };
         report.families += 1;
         let Some(fi) = imd.get(name) else {
-            failures.push(format!("{collector}: family {name} ({}) is missing", f1.kind));
+            failures.push(format!(
+                "{collector}: family {name} ({}) is missing",
+                f1.kind
+            ));
             continue;
         };
         if fi.kind != f1.kind {
-            failures.push(format!("{collector}: {name} has TYPE {} in imd-exporter, {} in node_exporter", fi.kind, f1.kind));
+            failures.push(format!(
+                "{collector}: {name} has TYPE {} in imd-exporter, {} in node_exporter",
+                fi.kind, f1.kind
+            ));
         }
         let names = |f: &Family| -> BTreeSet<Vec<String>> {
             f.samples
@@ -133,23 +164,35 @@ fn compare(
         let missing: Vec<_> = must.difference(&have).map(|k| fmt_key(k)).collect();
         let unexpected: Vec<_> = have.difference(&may).map(|k| fmt_key(k)).collect();
         if !missing.is_empty() {
-            failures.push(format!("{collector}: {name}: series missing in imd-exporter: {}", missing.join(" ")));
+            failures.push(format!(
+                "{collector}: {name}: series missing in imd-exporter: {}",
+                missing.join(" ")
+            ));
         }
         if !unexpected.is_empty() {
-            failures.push(format!("{collector}: {name}: series node_exporter does not have: {}", unexpected.join(" ")));
+            failures.push(format!(
+                "{collector}: {name}: series node_exporter does not have: {}",
+                unexpected.join(" ")
+            ));
         }
         for key in must.intersection(&have) {
             let (a, b, v) = (s1[*key], s2[*key], si[*key]);
             report.series += 1;
             if name.ends_with("_info") {
                 if v != a {
-                    failures.push(format!("{collector}: {} = {v}, node_exporter {a}", fmt_key(key)));
+                    failures.push(format!(
+                        "{collector}: {} = {v}, node_exporter {a}",
+                        fmt_key(key)
+                    ));
                 }
                 continue;
             }
             if a.is_nan() || b.is_nan() || v.is_nan() {
                 if !(a.is_nan() && v.is_nan()) {
-                    failures.push(format!("{collector}: {} = {v}, node_exporter {a} / {b}", fmt_key(key)));
+                    failures.push(format!(
+                        "{collector}: {} = {v}, node_exporter {a} / {b}",
+                        fmt_key(key)
+                    ));
                 }
                 continue;
             }
@@ -177,9 +220,13 @@ fn fmt_key((name, labels): &Key) -> String {
 #[test]
 fn shared_collectors_match_node_exporter() {
     let have = common::imd_collectors();
-    let (compared, skipped): (Vec<&str>, Vec<&str>) = SHARED.iter().partition(|c| have.iter().any(|h| h == *c));
+    let (compared, skipped): (Vec<&str>, Vec<&str>) =
+        SHARED.iter().partition(|c| have.iter().any(|h| h == *c));
     println!("collectors compared: {}", compared.join(", "));
-    println!("collectors skipped (imd-exporter has none of that name): {}", skipped.join(", "));
+    println!(
+        "collectors skipped (imd-exporter has none of that name): {}",
+        skipped.join(", ")
+    );
     assert!(
         compared.len() >= 3,
         "too few shared collectors to compare ({compared:?}); imd-exporter has {have:?}"
@@ -191,7 +238,11 @@ fn shared_collectors_match_node_exporter() {
         .chain(
             FILTER_FLAGS
                 .iter()
-                .filter(|f| compared.iter().any(|c| f.starts_with(&format!("--collector.{c}."))))
+                .filter(|f| {
+                    compared
+                        .iter()
+                        .any(|c| f.starts_with(&format!("--collector.{c}.")))
+                })
                 .map(|f| f.to_string()),
         )
         .collect();
@@ -220,7 +271,13 @@ fn shared_collectors_match_node_exporter() {
             if ok1 != oki {
                 f.push(format!("{collector}: node_scrape_collector_success is {oki:?} in imd-exporter, {ok1:?} in node_exporter"));
             }
-            let r = compare(collector, &node_families(ne1), &node_families(imd), &node_families(ne2), &mut f);
+            let r = compare(
+                collector,
+                &node_families(ne1),
+                &node_families(imd),
+                &node_families(ne2),
+                &mut f,
+            );
             last = f;
             report = Some(r);
             if last.is_empty() {
@@ -239,7 +296,9 @@ fn shared_collectors_match_node_exporter() {
             }
         ));
         if r.families == 0 && last.is_empty() {
-            last.push(format!("{collector}: node_exporter emitted no families, nothing was compared"));
+            last.push(format!(
+                "{collector}: node_exporter emitted no families, nothing was compared"
+            ));
         }
         failures.extend(last);
     }
@@ -251,7 +310,12 @@ fn shared_collectors_match_node_exporter() {
         failures.is_empty(),
         "{} differences from node_exporter:\n{}",
         failures.len(),
-        failures.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(60)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -261,7 +325,10 @@ fn exporter_self_metrics_have_client_library_types() {
     // same `process_*` names (values naturally differ).
     let dir = tempdir();
     let (ne_port, imd_port) = (free_port(), free_port());
-    let flags = vec!["--collector.disable-defaults".to_string(), "--collector.loadavg".to_string()];
+    let flags = vec![
+        "--collector.disable-defaults".to_string(),
+        "--collector.loadavg".to_string(),
+    ];
     let _ne = start_node_exporter(dir.path(), ne_port, &flags);
     let _imd = start_imd(dir.path(), imd_port, &flags);
     let ne = scrape(ne_port, &[]);

@@ -34,26 +34,85 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 fn make_ca(dir: &Path, name: &str) {
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &format!("{name}.key")]);
     openssl(
         dir,
         &[
-            "req", "-x509", "-new", "-key", &format!("{name}.key"), "-subj", &format!("/CN={name}"), "-days", "2",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-out", &format!("{name}.crt"),
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            &format!("{name}.crt"),
         ],
     );
 }
 
 fn make_leaf(dir: &Path, ca: &str, name: &str, ext: &str) {
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &format!("{name}.key")]);
-    openssl(dir, &["req", "-new", "-key", &format!("{name}.key"), "-subj", &format!("/CN={name}"), "-out", &format!("{name}.csr")]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
     std::fs::write(dir.join(format!("{name}.ext")), ext).expect("writing extension file");
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.crt"), "-CAkey", &format!("{ca}.key"),
-            "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.crt"),
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
         ],
     );
 }
@@ -66,10 +125,22 @@ fn make_pki(dir: &Path) -> Pki {
         "server",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
     );
-    make_leaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
+    make_leaf(
+        dir,
+        "ca",
+        "client",
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    );
     make_ca(dir, "rogue-ca");
-    make_leaf(dir, "rogue-ca", "rogue-client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
-    Pki { dir: dir.to_path_buf() }
+    make_leaf(
+        dir,
+        "rogue-ca",
+        "rogue-client",
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    );
+    Pki {
+        dir: dir.to_path_buf(),
+    }
 }
 
 /// What curl got: its exit code, the HTTP status (0 when none), the response
@@ -104,8 +175,13 @@ fn curl(dir: &Path, url: &str, extra: &[&str]) -> CurlResult {
     let out = run(&require_tool("curl"), &arg_refs);
     CurlResult {
         code: out.status.code().unwrap_or(-1),
-        status: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0),
-        headers: std::fs::read_to_string(&headers).unwrap_or_default().to_ascii_lowercase(),
+        status: String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
         body: std::fs::read_to_string(&body).unwrap_or_default(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -113,7 +189,13 @@ fn curl(dir: &Path, url: &str, extra: &[&str]) -> CurlResult {
 
 /// Starts imd-exporter with a web config; readiness is polled with curl
 /// since the port may speak TLS only.
-fn start_with_web_config(dir: &Path, port: u16, web_yml: &str, ready_args: &[&str], scheme: &str) -> Proc {
+fn start_with_web_config(
+    dir: &Path,
+    port: u16,
+    web_yml: &str,
+    ready_args: &[&str],
+    scheme: &str,
+) -> Proc {
     let web = dir.join("web.yml");
     std::fs::write(&web, web_yml).expect("writing web.yml");
     let args = vec![
@@ -135,7 +217,12 @@ fn start_with_web_config(dir: &Path, port: u16, web_yml: &str, ready_args: &[&st
             return p;
         }
         if start.elapsed() > std::time::Duration::from_secs(20) {
-            panic!("imd-exporter not ready at {url}: curl {} {}\nstderr:\n{}", r.code, r.stderr, p.stderr());
+            panic!(
+                "imd-exporter not ready at {url}: curl {} {}\nstderr:\n{}",
+                r.code,
+                r.stderr,
+                p.stderr()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -154,26 +241,56 @@ fn tls_only_serves_https_and_refuses_plain_http() {
     let ca = pki.file("ca.crt");
     let _p = start_with_web_config(dir.path(), port, &web, &["--cacert", &ca], "https");
 
-    let ok = curl(dir.path(), &format!("https://127.0.0.1:{port}/metrics"), &["--cacert", &ca]);
-    assert_eq!(ok.status, 200, "https with the CA: curl exit {} {}", ok.code, ok.stderr);
-    assert!(ok.body.contains("node_load1 "), "metrics over TLS:\n{}", ok.body);
+    let ok = curl(
+        dir.path(),
+        &format!("https://127.0.0.1:{port}/metrics"),
+        &["--cacert", &ca],
+    );
+    assert_eq!(
+        ok.status, 200,
+        "https with the CA: curl exit {} {}",
+        ok.code, ok.stderr
+    );
+    assert!(
+        ok.body.contains("node_load1 "),
+        "metrics over TLS:\n{}",
+        ok.body
+    );
 
     // HTTP/1.1 over TLS as well as the HTTP/2 curl picks by ALPN.
-    let h1 = curl(dir.path(), &format!("https://127.0.0.1:{port}/metrics"), &["--cacert", &ca, "--http1.1"]);
+    let h1 = curl(
+        dir.path(),
+        &format!("https://127.0.0.1:{port}/metrics"),
+        &["--cacert", &ca, "--http1.1"],
+    );
     assert_eq!(h1.status, 200, "https/1.1: {}", h1.stderr);
 
     // The server's certificate is checked by the client: without the CA it fails.
-    let untrusted = curl(dir.path(), &format!("https://127.0.0.1:{port}/metrics"), &[]);
-    assert_ne!(untrusted.code, 0, "a certificate from an unknown CA must not be trusted");
+    let untrusted = curl(
+        dir.path(),
+        &format!("https://127.0.0.1:{port}/metrics"),
+        &[],
+    );
+    assert_ne!(
+        untrusted.code, 0,
+        "a certificate from an unknown CA must not be trusted"
+    );
 
     // Plain HTTP to a TLS port never gets metrics.
     let plain = http_get(port, "/metrics", &[]);
-    match plain {
-        Ok(r) => assert!(r.status != 200 && !r.text().contains("node_load1"), "plain HTTP got {}", r.status),
-        Err(_) => {} // connection closed on the non-TLS bytes: refused, as wanted
+    // An error (connection closed on the non-TLS bytes) is a refusal too.
+    if let Ok(r) = plain {
+        assert!(
+            r.status != 200 && !r.text().contains("node_load1"),
+            "plain HTTP got {}",
+            r.status
+        );
     }
     let plain_curl = curl(dir.path(), &format!("http://127.0.0.1:{port}/metrics"), &[]);
-    assert_ne!(plain_curl.status, 200, "plain HTTP must fail on a TLS listener");
+    assert_ne!(
+        plain_curl.status, 200,
+        "plain HTTP must fail on a TLS listener"
+    );
 }
 
 #[test]
@@ -189,7 +306,8 @@ fn basic_auth_checks_bcrypt_passwords() {
     let none = http_get(port, "/metrics", &[]).expect("GET without credentials");
     assert_eq!(none.status, 401, "no credentials");
     assert!(
-        none.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")),
+        none.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Basic")),
         "401 must ask for basic auth: {:?}",
         none.headers
     );
@@ -197,27 +315,65 @@ fn basic_auth_checks_bcrypt_passwords() {
 
     let basic = |user_pass: &str| {
         use base64::Engine;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
     };
-    let wrong = http_get(port, "/metrics", &[("Authorization", &basic("alice:wrong"))]).expect("GET wrong password");
+    let wrong = http_get(
+        port,
+        "/metrics",
+        &[("Authorization", &basic("alice:wrong"))],
+    )
+    .expect("GET wrong password");
     assert_eq!(wrong.status, 401, "wrong password");
-    let unknown = http_get(port, "/metrics", &[("Authorization", &basic("mallory:s3cret pass"))]).expect("GET unknown user");
+    let unknown = http_get(
+        port,
+        "/metrics",
+        &[("Authorization", &basic("mallory:s3cret pass"))],
+    )
+    .expect("GET unknown user");
     assert_eq!(unknown.status, 401, "unknown user");
-    let garbage = http_get(port, "/metrics", &[("Authorization", "Basic !!!not-base64")]).expect("GET garbage");
+    let garbage = http_get(
+        port,
+        "/metrics",
+        &[("Authorization", "Basic !!!not-base64")],
+    )
+    .expect("GET garbage");
     assert_eq!(garbage.status, 401, "undecodable credentials");
 
     for attempt in 0..2 {
         // The second time is served from the verified-credentials cache.
-        let right = http_get(port, "/metrics", &[("Authorization", &basic("alice:s3cret pass"))]).expect("GET right password");
+        let right = http_get(
+            port,
+            "/metrics",
+            &[("Authorization", &basic("alice:s3cret pass"))],
+        )
+        .expect("GET right password");
         assert_eq!(right.status, 200, "right password (attempt {attempt})");
         assert!(right.text().contains("node_load1 "));
         assert_eq!(right.header("x-content-type-options"), Some("nosniff"));
     }
+    // The scheme name is case-insensitive.
+    let lower = basic("alice:s3cret pass").replacen("Basic", "basic", 1);
+    let r =
+        http_get(port, "/metrics", &[("Authorization", &lower)]).expect("GET lower-case scheme");
+    assert_eq!(r.status, 200, "lower-case `basic` scheme");
+
     // A cached success must not open the door for another password.
-    let wrong_again = http_get(port, "/metrics", &[("Authorization", &basic("alice:s3cret pas"))]).expect("GET wrong again");
+    let wrong_again = http_get(
+        port,
+        "/metrics",
+        &[("Authorization", &basic("alice:s3cret pas"))],
+    )
+    .expect("GET wrong again");
     assert_eq!(wrong_again.status, 401);
 
-    let via_curl = curl(dir.path(), &format!("http://127.0.0.1:{port}/metrics"), &["-u", "alice:s3cret pass"]);
+    let via_curl = curl(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &["-u", "alice:s3cret pass"],
+    );
     assert_eq!(via_curl.status, 200);
 }
 
@@ -234,26 +390,53 @@ fn client_certificates_are_required_and_verified() {
     );
     let ca = pki.file("ca.crt");
     let (cert, key) = (pki.file("client.crt"), pki.file("client.key"));
-    let _p = start_with_web_config(dir.path(), port, &web, &["--cacert", &ca, "--cert", &cert, "--key", &key], "https");
+    let _p = start_with_web_config(
+        dir.path(),
+        port,
+        &web,
+        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+        "https",
+    );
     let url = format!("https://127.0.0.1:{port}/metrics");
 
-    let with = curl(dir.path(), &url, &["--cacert", &ca, "--cert", &cert, "--key", &key]);
-    assert_eq!(with.status, 200, "with a client certificate: curl exit {} {}", with.code, with.stderr);
+    let with = curl(
+        dir.path(),
+        &url,
+        &["--cacert", &ca, "--cert", &cert, "--key", &key],
+    );
+    assert_eq!(
+        with.status, 200,
+        "with a client certificate: curl exit {} {}",
+        with.code, with.stderr
+    );
     assert!(with.body.contains("node_load1 "));
 
     for tls in ["--tlsv1.2", "--tlsv1.3"] {
         let max = if tls == "--tlsv1.2" { "1.2" } else { "1.3" };
         let without = curl(dir.path(), &url, &["--cacert", &ca, tls, "--tls-max", max]);
-        assert_ne!(without.code, 0, "{tls}: the handshake must fail without a client certificate");
+        assert_ne!(
+            without.code, 0,
+            "{tls}: the handshake must fail without a client certificate"
+        );
         assert_ne!(without.status, 200);
     }
 
     let rogue = curl(
         dir.path(),
         &url,
-        &["--cacert", &ca, "--cert", &pki.file("rogue-client.crt"), "--key", &pki.file("rogue-client.key")],
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &pki.file("rogue-client.crt"),
+            "--key",
+            &pki.file("rogue-client.key"),
+        ],
     );
-    assert_ne!(rogue.code, 0, "a client certificate from another CA must be refused");
+    assert_ne!(
+        rogue.code, 0,
+        "a client certificate from another CA must be refused"
+    );
     assert_ne!(rogue.status, 200);
 }
 
@@ -261,9 +444,21 @@ fn client_certificates_are_required_and_verified() {
 fn invalid_web_config_is_reported_with_file_and_key() {
     let dir = tempdir();
     let cases: &[(&str, &str, &str)] = &[
-        ("unknown-key.yml", "tls_server_config:\n  cert_fil: a.crt\n  key_file: a.key\n", "cert_fil"),
-        ("missing-key.yml", "tls_server_config:\n  cert_file: a.crt\n", "tls_server_config.key_file"),
-        ("plain-password.yml", "basic_auth_users:\n  bob: hunter2\n", "basic_auth_users.bob"),
+        (
+            "unknown-key.yml",
+            "tls_server_config:\n  cert_fil: a.crt\n  key_file: a.key\n",
+            "cert_fil",
+        ),
+        (
+            "missing-key.yml",
+            "tls_server_config:\n  cert_file: a.crt\n",
+            "tls_server_config.key_file",
+        ),
+        (
+            "plain-password.yml",
+            "basic_auth_users:\n  bob: hunter2\n",
+            "basic_auth_users.bob",
+        ),
         (
             "bad-auth-type.yml",
             "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: Sometimes\n",
@@ -274,7 +469,11 @@ fn invalid_web_config_is_reported_with_file_and_key() {
             "tls_server_config:\n  cert_file: does-not-exist.crt\n  key_file: does-not-exist.key\n",
             "tls_server_config.cert_file",
         ),
-        ("bad-header.yml", "http_server_config:\n  headers:\n    'Bad Header': x\n", "http_server_config.headers"),
+        (
+            "bad-header.yml",
+            "http_server_config:\n  headers:\n    'Bad Header': x\n",
+            "http_server_config.headers",
+        ),
         ("not-a-map.yml", "- just\n- a list\n", "web config"),
     ];
     for (name, text, key) in cases {
@@ -289,23 +488,45 @@ fn invalid_web_config_is_reported_with_file_and_key() {
             ],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{name}: --check-config must fail; stderr: {stderr}");
-        assert!(stderr.contains(&file.display().to_string()), "{name}: message must name the file: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{name}: --check-config must fail; stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "{name}: message must name the file: {stderr}"
+        );
         if *key != "web config" {
-            assert!(stderr.contains(key), "{name}: message must name `{key}`: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{name}: message must name `{key}`: {stderr}"
+            );
         }
     }
 
     // Certificate files that exist but do not belong together.
     let pki = make_pki(dir.path());
     let mismatched = dir.path().join("mismatched.yml");
-    std::fs::write(&mismatched, "tls_server_config:\n  cert_file: client.crt\n  key_file: server.key\n").expect("writing");
+    std::fs::write(
+        &mismatched,
+        "tls_server_config:\n  cert_file: client.crt\n  key_file: server.key\n",
+    )
+    .expect("writing");
     let out = run(
         &imd_exporter_bin(),
-        &["--check-config", &format!("--web.config.file={}", mismatched.display()), &format!("--storage.path={}", dir.path().join("state").display())],
+        &[
+            "--check-config",
+            &format!("--web.config.file={}", mismatched.display()),
+            &format!("--storage.path={}", dir.path().join("state").display()),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("mismatched.yml") && stderr.contains("tls_server_config"), "{stderr}");
+    assert!(
+        !out.status.success()
+            && stderr.contains("mismatched.yml")
+            && stderr.contains("tls_server_config"),
+        "{stderr}"
+    );
 
     // A valid one passes the check.
     let good = dir.path().join("good.yml");
@@ -317,9 +538,17 @@ fn invalid_web_config_is_reported_with_file_and_key() {
     drop(pki);
     let out = run(
         &imd_exporter_bin(),
-        &["--check-config", &format!("--web.config.file={}", good.display()), &format!("--storage.path={}", dir.path().join("state").display())],
+        &[
+            "--check-config",
+            &format!("--web.config.file={}", good.display()),
+            &format!("--storage.path={}", dir.path().join("state").display()),
+        ],
     );
-    assert!(out.status.success(), "valid web config: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "valid web config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // And serving with an invalid one stops at start, naming the file.
     let bad = dir.path().join("missing-key.yml");
@@ -339,7 +568,10 @@ fn invalid_web_config_is_reported_with_file_and_key() {
         if let Some(s) = p.exited() {
             break s;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(10), "imd-exporter kept running with an invalid web config");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "imd-exporter kept running with an invalid web config"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(!status.success());
@@ -359,14 +591,23 @@ fn configured_headers_are_added_to_every_response() {
     let ca = pki.file("ca.crt");
     let _p = start_with_web_config(dir.path(), port, &web, &["--cacert", &ca], "https");
     for path in ["/metrics", "/", "/-/ready", "/no-such-page"] {
-        let r = curl(dir.path(), &format!("https://127.0.0.1:{port}{path}"), &["--cacert", &ca]);
+        let r = curl(
+            dir.path(),
+            &format!("https://127.0.0.1:{port}{path}"),
+            &["--cacert", &ca],
+        );
         assert_ne!(r.status, 0, "{path}: {}", r.stderr);
         assert!(
-            r.headers.contains("strict-transport-security: max-age=31536000; includesubdomains"),
+            r.headers
+                .contains("strict-transport-security: max-age=31536000; includesubdomains"),
             "{path}: headers were\n{}",
             r.headers
         );
-        assert!(r.headers.contains("x-frame-options: deny"), "{path}: headers were\n{}", r.headers);
+        assert!(
+            r.headers.contains("x-frame-options: deny"),
+            "{path}: headers were\n{}",
+            r.headers
+        );
     }
 }
 
@@ -374,9 +615,69 @@ fn configured_headers_are_added_to_every_response() {
 fn plain_http_without_web_config_still_works() {
     let dir = tempdir();
     let port = free_port();
-    let _p = start_imd(dir.path(), port, &["--collector.disable-defaults".into(), "--collector.loadavg".into()]);
+    let _p = start_imd(
+        dir.path(),
+        port,
+        &[
+            "--collector.disable-defaults".into(),
+            "--collector.loadavg".into(),
+        ],
+    );
     let r = http_get(port, "/metrics", &[]).expect("GET /metrics");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("node_load1 "));
     assert!(r.header("www-authenticate").is_none());
+}
+
+/// Reads from `stream` until the server closes it; returns how long that took.
+fn time_until_closed(mut stream: std::net::TcpStream) -> std::time::Duration {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(25)))
+        .expect("read timeout");
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => continue, // e.g. a 408 answer before the close
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!(
+                "the server kept an idle connection open: {e} after {:?}",
+                start.elapsed()
+            ),
+        }
+    }
+}
+
+#[test]
+fn clients_that_never_start_tls_are_disconnected() {
+    let dir = tempdir();
+    let pki = make_pki(dir.path());
+    let port = free_port();
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+        pki.file("server.crt"),
+        pki.file("server.key")
+    );
+    let ca = pki.file("ca.crt");
+    let _p = start_with_web_config(dir.path(), port, &web, &["--cacert", &ca], "https");
+
+    // A client that connects and never starts the TLS handshake is dropped
+    // after the handshake timeout (10 s), not held forever.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let took = time_until_closed(silent);
+    assert!(
+        took >= std::time::Duration::from_secs(5),
+        "closed after {took:?}, before any timeout"
+    );
+    println!("a connection that never started TLS was closed after {took:?}");
+
+    // The server still serves afterwards.
+    let ok = curl(
+        dir.path(),
+        &format!("https://127.0.0.1:{port}/metrics"),
+        &["--cacert", &ca],
+    );
+    assert_eq!(ok.status, 200, "{}", ok.stderr);
 }

@@ -13,8 +13,56 @@ pub mod selfmetrics;
 
 const OWN_LABELS: &[&str] = &["query", "model", "horizon", "threshold"];
 
+/// How the synthetic series are named.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Naming {
+    /// Also publish vmanomaly's names (`anomaly_score`, `yhat`,
+    /// `yhat_lower`, `yhat_upper`, labels `for` and `model_alias`).
+    pub vmanomaly: bool,
+}
+
 /// The synthetic series of every tracked series.
-pub fn families(engine: &Engine) -> Vec<Family> {
+pub fn families(engine: &Engine, naming: Naming) -> Vec<Family> {
+    let mut out = imd_families(engine);
+    if naming.vmanomaly {
+        out.extend(vmanomaly_families(engine));
+    }
+    out
+}
+
+/// vmanomaly's output shape: `anomaly_score` above 1 means outside the
+/// model's bounds (imd's calibrated score divided by the score of the
+/// bound), `yhat*` the value expected for the latest point, input labels
+/// kept, plus `for` (the query) and `model_alias`.
+fn vmanomaly_families(engine: &Engine) -> Vec<Family> {
+    let mut score = Family::gauge("anomaly_score", "vmanomaly-compatible anomaly score: above 1 is outside the expected bounds.");
+    let mut yhat = Family::gauge("yhat", "vmanomaly-compatible expected value of the latest point.");
+    let mut lower = Family::gauge("yhat_lower", "vmanomaly-compatible lower bound for the latest point.");
+    let mut upper = Family::gauge("yhat_upper", "vmanomaly-compatible upper bound for the latest point.");
+    let queries = engine.queries();
+    for t in engine.tracked() {
+        let q = &queries[t.query].config;
+        let mut labels: Vec<(String, String)> =
+            t.labels.iter().filter(|(k, _)| k != "__name__" && k != "for" && k != "model_alias").cloned().collect();
+        labels.push(("for".into(), q.name.clone()));
+        if !t.recent.is_empty() {
+            let mut l = labels.clone();
+            l.push(("model_alias".into(), t.anomaly_model().into()));
+            let z = crate::model::z_from_score(t.score());
+            score.push(l, z / crate::model::z_for_level(q.level));
+        }
+        if let Some((m, lo, hi)) = t.expected {
+            let mut l = labels.clone();
+            l.push(("model_alias".into(), t.forecast_model().into()));
+            yhat.push(l.clone(), m);
+            lower.push(l.clone(), lo);
+            upper.push(l, hi);
+        }
+    }
+    vec![score, yhat, lower, upper]
+}
+
+fn imd_families(engine: &Engine) -> Vec<Family> {
     let mut score = Family::gauge(
         "imd_anomaly_score",
         "How unusual the latest point of the source series is, from 0 (expected) to 1; above 0.99 is a 1-in-100 event.",
@@ -60,7 +108,19 @@ pub fn families(engine: &Engine) -> Vec<Family> {
             breach.push(l, s);
         }
     }
-    vec![score, mean, lower, upper, breach]
+    let mut expected = Family::gauge("imd_expected", "Value the forecaster expected for the latest point.");
+    let mut expected_lower = Family::gauge("imd_expected_lower", "Lower bound expected for the latest point.");
+    let mut expected_upper = Family::gauge("imd_expected_upper", "Upper bound expected for the latest point.");
+    for t in engine.tracked() {
+        if let Some((m, lo, hi)) = t.expected {
+            let mut l = source_labels(&t.labels, &queries[t.query].config.name);
+            l.push(("model".into(), t.forecast_model().into()));
+            expected.push(l.clone(), m);
+            expected_lower.push(l.clone(), lo);
+            expected_upper.push(l, hi);
+        }
+    }
+    vec![score, mean, lower, upper, breach, expected, expected_lower, expected_upper]
 }
 
 /// The source labels without `__name__` (dropped, as PromQL functions drop

@@ -14,7 +14,13 @@ pub fn score_from_z(z: f64) -> f64 {
 /// The two-sided normal quantile for a coverage level (0.95 → 1.96),
 /// found by bisection on [`score_from_z`] (exact enough for bounds).
 pub fn z_for_level(level: f64) -> f64 {
-    let level = level.clamp(0.5, 0.999_999);
+    z_from_score(level.clamp(0.5, 0.999_999))
+}
+
+/// The deviation (in standard deviations) that scores `score`: the inverse
+/// of [`score_from_z`], capped at 10.
+pub fn z_from_score(level: f64) -> f64 {
+    let level = level.clamp(0.0, 1.0);
     let (mut lo, mut hi) = (0.0_f64, 10.0_f64);
     for _ in 0..80 {
         let mid = 0.5 * (lo + hi);
@@ -39,5 +45,7 @@ mod tests {
         assert_eq!(score_from_z(0.0), 0.0);
         assert_eq!(score_from_z(f64::NAN), 0.0);
         assert!(score_from_z(-40.0) <= 1.0);
+        assert!((z_from_score(score_from_z(3.0)) - 3.0).abs() < 1e-6);
+        assert!(z_from_score(0.0) < 1e-12);
     }
 }

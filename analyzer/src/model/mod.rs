@@ -9,7 +9,7 @@ pub mod mad;
 mod window;
 pub mod zscore;
 
-pub use calibrate::{score_from_z, z_for_level};
+pub use calibrate::{score_from_z, z_for_level, z_from_score};
 
 /// One observation: time in milliseconds since the epoch and a value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

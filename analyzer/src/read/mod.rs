@@ -1,7 +1,10 @@
 //! Where series come from. Every source answers the same question: the
 //! points of the series a selector matches, since a time.
 
+pub mod http;
+pub mod promql;
 pub mod rate;
+pub mod remote;
 pub mod selector;
 pub mod store;
 
@@ -27,6 +30,58 @@ pub enum ReadError {
     /// The source could not be reached or answered with an error.
     #[error("source unavailable: {0}")]
     Unavailable(String),
+    /// The source did not answer in time.
+    #[error("source timed out: {0}")]
+    Timeout(String),
+    /// The source answered with an HTTP error status.
+    #[error("{url} answered HTTP {status}: {body}")]
+    Status {
+        /// The URL asked (without credentials).
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the answer's body (the server's error message).
+        body: String,
+    },
+    /// The source's settings are unusable (bad URL, unreadable CA or token
+    /// file, invalid header).
+    #[error("source configuration: {0}")]
+    Config(String),
+    /// The answer was not what the protocol says (content type, snappy,
+    /// protobuf, JSON).
+    #[error("undecodable answer: {0}")]
+    Decode(String),
+    /// A streamed remote-read answer's framing was broken.
+    #[error("remote-read stream: {0}")]
+    Frame(#[from] remote::frames::FrameError),
+    /// A chunk of a streamed remote-read answer could not be decoded.
+    #[error("series {series}: {source}")]
+    Chunk {
+        /// The series' labels.
+        series: String,
+        /// What was wrong with the chunk.
+        source: remote::xor::ChunkError,
+    },
+    /// The answer exceeded a configured size limit.
+    #[error("answer too large: {0}")]
+    TooLarge(String),
+}
+
+impl ReadError {
+    /// A short name of the error's kind, for counters and logs (one of
+    /// [`http::ERROR_KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadError::Unavailable(_) => "unavailable",
+            ReadError::Timeout(_) => "timeout",
+            ReadError::Status { .. } => "http_status",
+            ReadError::Config(_) => "config",
+            ReadError::Decode(_) => "decode",
+            ReadError::Frame(_) => "frame",
+            ReadError::Chunk { .. } => "chunk",
+            ReadError::TooLarge(_) => "too_large",
+        }
+    }
 }
 
 /// A place series are read from.

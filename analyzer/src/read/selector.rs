@@ -141,6 +141,21 @@ impl Selector {
         Ok(Selector { matchers })
     }
 
+    /// Selects exactly the series with these labels.
+    pub fn exact(labels: &[(String, String)]) -> Selector {
+        Selector {
+            matchers: labels
+                .iter()
+                .map(|(k, v)| Matcher {
+                    name: k.clone(),
+                    op: MatchOp::Eq,
+                    value: v.clone(),
+                    regex: None,
+                })
+                .collect(),
+        }
+    }
+
     /// Whether a series with these labels is selected.
     pub fn matches(&self, labels: &[(String, String)]) -> bool {
         self.matchers.iter().all(|m| {

@@ -23,6 +23,7 @@ pub const SPEC: Spec = Spec {
     name: "cpu",
     help: "Seconds each CPU spent per mode (node_cpu_seconds_total); CPU identity with --collector.cpu.info",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

@@ -15,6 +15,7 @@ pub const SPEC: Spec = Spec {
     name: "diskstats",
     help: "Block device I/O statistics from /proc/diskstats (node_disk_*)",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

@@ -20,6 +20,7 @@ pub const SPEC: Spec = Spec {
     name: "filesystem",
     help: "File system space and inodes of mounted file systems (node_filesystem_*)",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

@@ -10,6 +10,7 @@ pub const SPEC: Spec = Spec {
     name: "loadavg",
     help: "Load averages (node_load1, node_load5, node_load15)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

@@ -16,6 +16,7 @@ pub const SPEC: Spec = Spec {
     name: "meminfo",
     help: "Memory statistics from /proc/meminfo (node_memory_*)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

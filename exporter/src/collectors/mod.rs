@@ -24,7 +24,7 @@ pub mod netdev;
 pub mod os;
 pub mod pressure;
 pub mod processes;
-// TODO-SCAFFOLD pub mod processgroups;
+pub mod processgroups;
 pub mod stat;
 pub mod textfile;
 pub mod time;
@@ -43,7 +43,7 @@ pub const ALL: &[Spec] = &[
     os::SPEC,
     pressure::SPEC,
     processes::SPEC,
-    // TODO-SCAFFOLD processgroups::SPEC,
+    processgroups::SPEC,
     stat::SPEC,
     textfile::SPEC,
     time::SPEC,
@@ -78,11 +78,20 @@ pub struct Spec {
     /// Whether it runs when neither flag nor config says otherwise
     /// (node_exporter's default for the collectors it shares).
     pub default_enabled: bool,
+    /// Whether the configuration file asks for this collector by having a
+    /// section of its own (e.g. `process_groups`), which turns it on unless
+    /// a flag or `collectors.NAME.enabled` says otherwise.
+    pub configured: fn(&Config) -> bool,
     /// The collector's own flags, named `--collector.NAME.OPTION`.
     pub flags: fn() -> Vec<clap::Arg>,
     /// Builds the collector from paths, flags and the config file; an error
     /// here stops the exporter at start with the message.
     pub build: fn(&BuildContext) -> anyhow::Result<Box<dyn Collector>>,
+}
+
+/// For collectors that no config section turns on.
+pub fn not_configured(_: &Config) -> bool {
+    false
 }
 
 /// A collector's inputs at build time.

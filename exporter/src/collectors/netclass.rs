@@ -14,6 +14,7 @@ pub const SPEC: Spec = Spec {
     name: "netclass",
     help: "Network interface properties from /sys/class/net (node_network_up, _info, _mtu_bytes, ...)",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

@@ -11,6 +11,7 @@ pub const SPEC: Spec = Spec {
     name: "netdev",
     help: "Network interface traffic counters from /proc/net/dev (node_network_*_total)",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

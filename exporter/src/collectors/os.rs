@@ -16,6 +16,7 @@ pub const SPEC: Spec = Spec {
     name: "os",
     help: "Operating system name and version from os-release (node_os_info, node_os_version)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

@@ -15,6 +15,7 @@ pub const SPEC: Spec = Spec {
     name: "pressure",
     help: "Pressure stall information from /proc/pressure (node_pressure_*)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

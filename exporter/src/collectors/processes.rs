@@ -19,6 +19,7 @@ pub const SPEC: Spec = Spec {
     name: "processes",
     help: "Process and thread counts by state, pid and thread limits (node_processes_*)",
     default_enabled: false,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

@@ -20,6 +20,7 @@ pub const SPEC: Spec = Spec {
     name: "stat",
     help: "Kernel counters from /proc/stat (boot time, context switches, forks, interrupts, procs)",
     default_enabled: true,
+    configured: super::not_configured,
     flags,
     build,
 };

@@ -24,6 +24,7 @@ pub const SPEC: Spec = Spec {
     name: "textfile",
     help: "Metrics from *.prom files in --collector.textfile.directory",
     default_enabled: true,
+    configured: |config| config.textfile.is_some(),
     flags,
     build,
 };
@@ -213,17 +214,21 @@ struct Merged {
     /// Which family every sample name belongs to (`x_count` of a summary
     /// must not also be a family of its own elsewhere).
     sample_names: HashMap<String, usize>,
-    /// Every series (sample name and sorted labels) with the file it came from.
-    series: HashMap<(String, Vec<(String, String)>), usize>,
-    files: Vec<String>,
+    /// The series (sample name and sorted labels) of each family, built
+    /// only once a second file adds to the family: the parser has already
+    /// refused duplicates within a file, so families from one file (the
+    /// common case) never pay for this.
+    series: Vec<Option<HashSet<SeriesKey>>>,
 }
+
+type SeriesKey = (String, Vec<(String, String)>);
 
 impl Merged {
     /// Adds one file's families, or none of them if any clashes with what
     /// earlier files gave.
     fn add(&mut self, file: &str, families: Vec<Family>) -> Result<(), String> {
         // Check everything before changing anything.
-        let mut new_series = HashSet::new();
+        let mut new_keys: Vec<(usize, Vec<SeriesKey>)> = Vec::new();
         for f in &families {
             let existing = self.by_name.get(&f.name).copied();
             if let Some(i) = existing {
@@ -246,6 +251,15 @@ impl Merged {
                         self.sources[i].join(", ")
                     ));
                 }
+            } else if let Some(&owner) = self.sample_names.get(&f.name) {
+                // A new family must not take a name that is a sample of
+                // another (a gauge `x_count` after summary `x`).
+                return Err(format!(
+                    "metric {} clashes with the samples of metric {} in {}",
+                    f.name,
+                    self.families[owner].name,
+                    self.sources[owner].join(", ")
+                ));
             }
             for s in &f.samples {
                 if let Some(&owner) = self.sample_names.get(&s.name)
@@ -259,35 +273,31 @@ impl Merged {
                         self.sources[owner].join(", ")
                     ));
                 }
-                let key = series_key(s);
-                if let Some(&other) = self.series.get(&key) {
-                    return Err(format!(
-                        "series {} is also in {}",
-                        series_text(&key),
-                        self.files[other]
-                    ));
-                }
-                // Within one file the parser has already refused duplicates.
-                new_series.insert(key);
             }
-            // A new family must not take a name that is a sample of another
-            // (a gauge `x_count` after summary `x`).
-            if existing.is_none()
-                && let Some(&owner) = self.sample_names.get(&f.name)
-            {
-                return Err(format!(
-                    "metric {} clashes with the samples of metric {} in {}",
-                    f.name,
-                    self.families[owner].name,
-                    self.sources[owner].join(", ")
-                ));
+            if let Some(i) = existing {
+                let known = self.series[i].get_or_insert_with(|| {
+                    self.families[i].samples.iter().map(series_key).collect()
+                });
+                let mut keys = Vec::with_capacity(f.samples.len());
+                for s in &f.samples {
+                    let key = series_key(s);
+                    if known.contains(&key) {
+                        return Err(format!(
+                            "series {} is also in {}",
+                            series_text(&key),
+                            self.sources[i].join(", ")
+                        ));
+                    }
+                    keys.push(key);
+                }
+                new_keys.push((i, keys));
             }
         }
 
-        let file_index = self.files.len();
-        self.files.push(file.to_string());
-        for key in new_series {
-            self.series.insert(key, file_index);
+        for (i, keys) in new_keys {
+            if let Some(known) = &mut self.series[i] {
+                known.extend(keys);
+            }
         }
         for f in families {
             let i = match self.by_name.get(&f.name) {
@@ -297,6 +307,7 @@ impl Merged {
                         .push(Family::new(f.name.clone(), String::new(), f.kind));
                     self.explicit_help.push(false);
                     self.sources.push(Vec::new());
+                    self.series.push(None);
                     self.by_name.insert(f.name.clone(), self.families.len() - 1);
                     self.families.len() - 1
                 }
@@ -309,7 +320,9 @@ impl Merged {
                 self.sources[i].push(file.to_string());
             }
             for s in &f.samples {
-                self.sample_names.entry(s.name.clone()).or_insert(i);
+                if !self.sample_names.contains_key(&s.name) {
+                    self.sample_names.insert(s.name.clone(), i);
+                }
             }
             self.families[i].samples.extend(f.samples);
         }
@@ -332,13 +345,13 @@ impl Merged {
     }
 }
 
-fn series_key(s: &crate::exposition::Sample) -> (String, Vec<(String, String)>) {
+fn series_key(s: &crate::exposition::Sample) -> SeriesKey {
     let mut labels = s.labels.clone();
     labels.sort();
     (s.name.clone(), labels)
 }
 
-fn series_text((name, labels): &(String, Vec<(String, String)>)) -> String {
+fn series_text((name, labels): &SeriesKey) -> String {
     if labels.is_empty() {
         return name.clone();
     }
@@ -389,7 +402,11 @@ mod tests {
             "# HELP job_ok Whether the job worked.\n# TYPE job_ok gauge\njob_ok{job=\"a\"} 1\n",
         )
         .unwrap();
-        std::fs::write(d.join("b.prom"), "# TYPE job_ok gauge\njob_ok{job=\"b\"} 0\nplain 3\n").unwrap();
+        std::fs::write(
+            d.join("b.prom"),
+            "# TYPE job_ok gauge\njob_ok{job=\"b\"} 0\nplain 3\n",
+        )
+        .unwrap();
         std::fs::write(d.join("c.prom.tmp"), "garbage").unwrap();
         std::fs::write(d.join("notes.txt"), "garbage").unwrap();
         let fams = collector(d).collect().unwrap();
@@ -642,5 +659,9 @@ mod tests {
             state_dir: None,
         };
         assert_eq!(directory_of(&ctx), None);
+        // A textfile section switches the collector on even with
+        // --collector.disable-defaults.
+        assert!((SPEC.configured)(&config));
+        assert!(!(SPEC.configured)(&empty));
     }
 }

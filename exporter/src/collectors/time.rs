@@ -11,6 +11,7 @@ pub const SPEC: Spec = Spec {
     name: "time",
     help: "System time, time zone offset and clock sources (node_time_*)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

@@ -8,6 +8,7 @@ pub const SPEC: Spec = Spec {
     name: "uname",
     help: "Kernel name, release, version, machine and host name (node_uname_info)",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

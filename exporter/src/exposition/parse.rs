@@ -19,6 +19,7 @@
 //! without `le` or with an unexpected name, summary samples without `quantile`.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use super::model::{Family, MetricType, Sample};
 
@@ -63,6 +64,7 @@ pub fn parse_text_with(input: &str, options: ParseOptions) -> Result<Vec<Family>
         families: Vec::new(),
         index: HashMap::new(),
         series: HashMap::new(),
+        hasher: Default::default(),
     };
     let mut rest = input;
     let mut line = 0;
@@ -117,15 +119,22 @@ struct Building {
     samples: Vec<Sample>,
 }
 
-/// A series' identity: sample name and its labels, sorted.
-type SeriesKey = (String, Vec<(String, String)>);
+/// Where a series was first given.
+struct SeriesAt {
+    family: usize,
+    sample: usize,
+    line: usize,
+}
 
 struct Parser {
     options: ParseOptions,
     families: Vec<Building>,
     index: HashMap<String, usize>,
-    /// Every series seen, with the line it was on.
-    series: HashMap<SeriesKey, usize>,
+    /// Every series seen, by a hash of its name and label set; a hash match
+    /// is confirmed against the stored sample, so nothing is cloned per
+    /// sample for this check.
+    series: HashMap<u64, Vec<SeriesAt>>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Parser {
@@ -292,20 +301,24 @@ impl Parser {
         let kind = *family.kind.get_or_insert(MetricType::Untyped);
         check_special_labels(name, &family.name, kind, &labels)?;
 
-        let mut key_labels = labels.clone();
-        key_labels.sort();
-        match self.series.entry((name.to_string(), key_labels)) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                return Err(format!(
-                    "duplicate series {}: already given on line {}",
-                    series_text(name, &labels),
-                    e.get()
-                ));
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(number);
-            }
+        let hash = series_hash(&self.hasher, name, &labels);
+        let earlier = self.series.entry(hash).or_default();
+        if let Some(at) = earlier.iter().find(|at| {
+            let s = &self.families[at.family].samples[at.sample];
+            s.name == name && same_label_set(&s.labels, &labels)
+        }) {
+            return Err(format!(
+                "duplicate series {}: already given on line {}",
+                series_text(name, &labels),
+                at.line
+            ));
         }
+        let family = &mut self.families[i];
+        earlier.push(SeriesAt {
+            family: i,
+            sample: family.samples.len(),
+            line: number,
+        });
         family.samples.push(Sample {
             name: name.to_string(),
             labels,
@@ -510,6 +523,21 @@ pub(crate) fn parse_float(s: &str) -> Result<f64, &'static str> {
         return Err("out of range for a 64-bit float");
     }
     Ok(v)
+}
+
+/// A hash of a series' identity that does not depend on label order.
+fn series_hash(hasher: &impl BuildHasher, name: &str, labels: &[(String, String)]) -> u64 {
+    let mut sum = hasher.hash_one(name);
+    for pair in labels {
+        // Adding the pairs' hashes makes the result order-independent.
+        sum = sum.wrapping_add(hasher.hash_one(pair));
+    }
+    sum
+}
+
+/// Whether two label lists hold the same pairs (names are unique in each).
+fn same_label_set(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    a.len() == b.len() && a.iter().all(|pair| b.contains(pair))
 }
 
 /// `name{a="1",b="2"}` for error messages.

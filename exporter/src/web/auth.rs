@@ -29,7 +29,12 @@ pub(super) fn wrap(app: Router, config: &WebConfig) -> Router {
         .http_server_config
         .headers
         .iter()
-        .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
         .collect();
     if !headers.is_empty() {
         let headers = Arc::new(headers);
@@ -61,8 +66,17 @@ impl Users {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            // The scheme name is case-insensitive (RFC 7617), as in Go's BasicAuth.
+            .and_then(|v| {
+                v.get(..6)
+                    .filter(|s| s.eq_ignore_ascii_case("basic "))
+                    .map(|_| &v[6..])
+            })
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
             .and_then(|b| String::from_utf8(b).ok());
         let ok = match creds.as_deref().and_then(|c| c.split_once(':')) {
             Some((user, pass)) => {
@@ -90,7 +104,10 @@ impl Users {
         let Some(hash) = self.hashes.get(user) else {
             // Spend the same time as for a known user, so that timing does
             // not tell which users exist.
-            let _ = bcrypt::verify(pass, "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmkb5L0MwUlmmzcsvHSW");
+            let _ = bcrypt::verify(
+                pass,
+                "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmkb5L0MwUlmmzcsvHSW",
+            );
             return false;
         };
         let digest: [u8; 32] = Sha256::new()
@@ -101,7 +118,12 @@ impl Users {
             .chain_update(hash.as_bytes())
             .finalize()
             .into();
-        if self.verified.lock().map(|s| s.contains(&digest)).unwrap_or(false) {
+        if self
+            .verified
+            .lock()
+            .map(|s| s.contains(&digest))
+            .unwrap_or(false)
+        {
             return true;
         }
         let ok = bcrypt::verify(pass, hash).unwrap_or(false);

@@ -83,7 +83,14 @@ impl WebConfig {
         // exporter-toolkit.
         if let Some(tls) = &mut c.tls_server_config {
             let base = file.parent().unwrap_or(Path::new("."));
-            for p in [&mut tls.cert_file, &mut tls.key_file, &mut tls.client_ca_file].into_iter().flatten() {
+            for p in [
+                &mut tls.cert_file,
+                &mut tls.key_file,
+                &mut tls.client_ca_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }
@@ -100,7 +107,11 @@ impl WebConfig {
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         for (user, hash) in &self.basic_auth_users {
             if user.is_empty() || user.contains(':') {
-                return Err(ConfigError::at_key(file, "basic_auth_users", format!("invalid user name {user:?}")));
+                return Err(ConfigError::at_key(
+                    file,
+                    "basic_auth_users",
+                    format!("invalid user name {user:?}"),
+                ));
             }
             if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
                 return Err(ConfigError::at_key(
@@ -112,23 +123,57 @@ impl WebConfig {
         }
         for name in self.http_server_config.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::at_key(file, &format!("http_server_config.headers.{name}"), "invalid header name"));
+                return Err(ConfigError::at_key(
+                    file,
+                    &format!("http_server_config.headers.{name}"),
+                    "invalid header name",
+                ));
+            }
+            if SERVER_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                return Err(ConfigError::at_key(
+                    file,
+                    &format!("http_server_config.headers.{name}"),
+                    "set by the server for each response; it cannot be configured",
+                ));
+            }
+            if axum::http::HeaderValue::from_str(&self.http_server_config.headers[name]).is_err() {
+                return Err(ConfigError::at_key(
+                    file,
+                    &format!("http_server_config.headers.{name}"),
+                    "invalid header value",
+                ));
             }
         }
         if let Some(tls) = &self.tls_server_config {
             let has_cert = tls.cert_file.is_some() || tls.cert.is_some();
             let has_key = tls.key_file.is_some() || tls.key.is_some();
             if !has_cert {
-                return Err(ConfigError::at_key(file, "tls_server_config.cert_file", "missing cert_file or cert"));
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.cert_file",
+                    "missing cert_file or cert",
+                ));
             }
             if !has_key {
-                return Err(ConfigError::at_key(file, "tls_server_config.key_file", "missing key_file or key"));
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.key_file",
+                    "missing key_file or key",
+                ));
             }
             if tls.cert_file.is_some() && tls.cert.is_some() {
-                return Err(ConfigError::at_key(file, "tls_server_config.cert", "give cert_file or cert, not both"));
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.cert",
+                    "give cert_file or cert, not both",
+                ));
             }
             if tls.key_file.is_some() && tls.key.is_some() {
-                return Err(ConfigError::at_key(file, "tls_server_config.key", "give key_file or key, not both"));
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.key",
+                    "give key_file or key, not both",
+                ));
             }
             if let Some(t) = &tls.client_auth_type
                 && !CLIENT_AUTH_TYPES.contains(&t.as_str())
@@ -136,7 +181,10 @@ impl WebConfig {
                 return Err(ConfigError::at_key(
                     file,
                     "tls_server_config.client_auth_type",
-                    format!("unknown value {t:?}; one of {}", CLIENT_AUTH_TYPES.join(", ")),
+                    format!(
+                        "unknown value {t:?}; one of {}",
+                        CLIENT_AUTH_TYPES.join(", ")
+                    ),
                 ));
             }
             let verifies = matches!(
@@ -144,13 +192,24 @@ impl WebConfig {
                 Some("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert")
             );
             if verifies && tls.client_ca_file.is_none() {
-                return Err(ConfigError::at_key(file, "tls_server_config.client_ca_file", "required when client certificates are verified"));
+                return Err(ConfigError::at_key(
+                    file,
+                    "tls_server_config.client_ca_file",
+                    "required when client certificates are verified",
+                ));
             }
-            for (key, v) in [("min_version", &tls.min_version), ("max_version", &tls.max_version)] {
+            for (key, v) in [
+                ("min_version", &tls.min_version),
+                ("max_version", &tls.max_version),
+            ] {
                 if let Some(v) = v
                     && !matches!(v.as_str(), "TLS10" | "TLS11" | "TLS12" | "TLS13")
                 {
-                    return Err(ConfigError::at_key(file, &format!("tls_server_config.{key}"), format!("unknown TLS version {v:?}")));
+                    return Err(ConfigError::at_key(
+                        file,
+                        &format!("tls_server_config.{key}"),
+                        format!("unknown TLS version {v:?}"),
+                    ));
                 }
             }
             if matches!(tls.min_version.as_deref(), Some("TLS10" | "TLS11")) {
@@ -160,6 +219,16 @@ impl WebConfig {
         Ok(())
     }
 }
+
+/// Headers that describe the body or the connection: overriding them would
+/// corrupt responses, so the config may not set them.
+const SERVER_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+];
 
 const CLIENT_AUTH_TYPES: &[&str] = &[
     "NoClientCert",
@@ -191,10 +260,35 @@ mod tests {
     }
 
     #[test]
+    fn framing_headers_cannot_be_configured() {
+        let e = check("http_server_config:\n  headers:\n    Content-Encoding: gzip\n").unwrap_err();
+        assert!(
+            e.contains("key `http_server_config.headers.Content-Encoding`"),
+            "{e}"
+        );
+        let e = check("http_server_config:\n  headers:\n    X-A: \"a\\nb\"\n").unwrap_err();
+        assert!(e.contains("invalid header value"), "{e}");
+        check("http_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n")
+            .unwrap();
+    }
+
+    #[test]
     fn mistakes_name_their_key() {
-        assert!(check("basic_auth_users:\n  bob: secret\n").unwrap_err().contains("key `basic_auth_users.bob`"));
-        assert!(check("tls_server_config:\n  cert_file: a\n").unwrap_err().contains("tls_server_config.key_file"));
-        assert!(check("tls_server_config:\n  cert_fil: a\n").unwrap_err().contains("unknown field `cert_fil`"));
+        assert!(
+            check("basic_auth_users:\n  bob: secret\n")
+                .unwrap_err()
+                .contains("key `basic_auth_users.bob`")
+        );
+        assert!(
+            check("tls_server_config:\n  cert_file: a\n")
+                .unwrap_err()
+                .contains("tls_server_config.key_file")
+        );
+        assert!(
+            check("tls_server_config:\n  cert_fil: a\n")
+                .unwrap_err()
+                .contains("unknown field `cert_fil`")
+        );
         assert!(
             check("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Maybe\n")
                 .unwrap_err()

@@ -20,9 +20,18 @@ mod tests {
 
     #[test]
     fn go_style_addresses_parse() {
-        assert_eq!(parse_listen_address(":9100").unwrap(), "0.0.0.0:9100".parse().unwrap());
-        assert_eq!(parse_listen_address("127.0.0.1:80").unwrap(), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(parse_listen_address("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(
+            parse_listen_address(":9100").unwrap(),
+            "0.0.0.0:9100".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
         assert!(parse_listen_address("nonsense").is_err());
     }
 }

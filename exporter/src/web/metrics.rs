@@ -32,14 +32,21 @@ pub fn health_routes<S: Clone + Send + Sync + 'static>(
 /// Encodes families in the format the request's `Accept` header asks for,
 /// gzip-compressed when `Accept-Encoding` allows it.
 pub fn exposition_response(request_headers: &HeaderMap, families: &[Family]) -> Response {
-    let format = Format::negotiate(request_headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let format = Format::negotiate(
+        request_headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let body = encode(families, format);
     let gzip = request_headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let mut response = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         match enc.write_all(body.as_bytes()).and_then(|_| enc.finish()) {
             Ok(bytes) => {
                 let mut r = bytes.into_response();
@@ -52,9 +59,10 @@ pub fn exposition_response(request_headers: &HeaderMap, families: &[Family]) -> 
     } else {
         body.into_response()
     };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     response
 }
 

@@ -2,8 +2,8 @@
 //! TLS and basic auth from a `--web.config.file` in exporter-toolkit's format,
 //! health endpoints, and metrics exposition with content negotiation and gzip.
 
-pub mod config;
 mod auth;
+pub mod config;
 mod listen;
 mod metrics;
 mod server;

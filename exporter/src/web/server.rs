@@ -1,9 +1,10 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -11,6 +12,18 @@ use tokio::sync::watch;
 
 use super::config::WebConfig;
 use super::listen::parse_listen_address;
+
+/// How long a client may take to complete the TLS handshake before its
+/// connection is closed: without a limit, connections that never start TLS
+/// would pile up until file descriptors run out.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1 connection may sit without sending complete request
+/// headers. hyper runs this timer while a keep-alive connection is idle too,
+/// so it must be longer than the scraper's own idle timeout (Prometheus
+/// closes idle connections after 5 minutes): then the client always closes
+/// first and a scrape never races the server's close.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
 /// Serves `app` on every listen address until `shutdown` completes, with TLS
 /// and basic auth when a web config file is given. Binding errors and an
@@ -66,16 +79,37 @@ pub async fn serve(
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = TowerToHyperService::new(app);
-                    let builder = Builder::new(TokioExecutor::new());
+                    let mut builder = Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT);
                     let result = match tls {
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => builder.serve_connection_with_upgrades(TokioIo::new(s), service).await,
-                            Err(e) => {
+                        Some(acceptor) => match tokio::time::timeout(
+                            TLS_HANDSHAKE_TIMEOUT,
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => {
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), service)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
                                 tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                                 return;
                             }
+                            Err(_) => {
+                                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                                return;
+                            }
                         },
-                        None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                        None => {
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await
+                        }
                     };
                     if let Err(e) = result {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");

@@ -11,9 +11,13 @@ use crate::config::{ConfigError, KeyError};
 
 /// Builds the TLS acceptor a web config asks for, or `None` for plain HTTP.
 /// Errors name the web config file and the key at fault.
-pub(super) fn acceptor(config: &WebConfig, file: Option<&Path>) -> anyhow::Result<Option<Acceptor>> {
+pub(super) fn acceptor(
+    config: &WebConfig,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<Acceptor>> {
     let origin = file.unwrap_or(Path::new("web config"));
-    let server = server_config(config).map_err(|e| ConfigError::at_key(origin, &e.key, e.message))?;
+    let server =
+        server_config(config).map_err(|e| ConfigError::at_key(origin, &e.key, e.message))?;
     Ok(server.map(|s| Arc::new(tokio_rustls::TlsAcceptor::from(Arc::new(s)))))
 }
 
@@ -29,21 +33,34 @@ pub(super) fn server_config(config: &WebConfig) -> Result<Option<ServerConfig>, 
             .map_err(|m| KeyError::new("tls_server_config.cert_file", m))?,
         (None, Some(pem)) => read_certs(pem.as_bytes(), Path::new("inline PEM"))
             .map_err(|m| KeyError::new("tls_server_config.cert", m))?,
-        (None, None) => return Err(KeyError::new("tls_server_config.cert_file", "missing cert_file or cert")),
+        (None, None) => {
+            return Err(KeyError::new(
+                "tls_server_config.cert_file",
+                "missing cert_file or cert",
+            ));
+        }
     };
     let key = match (&tls.key_file, &tls.key) {
         (Some(f), _) => read_key(&read_file(f, "tls_server_config.key_file")?, f)
             .map_err(|m| KeyError::new("tls_server_config.key_file", m))?,
         (None, Some(pem)) => read_key(pem.as_bytes(), Path::new("inline PEM"))
             .map_err(|m| KeyError::new("tls_server_config.key", m))?,
-        (None, None) => return Err(KeyError::new("tls_server_config.key_file", "missing key_file or key")),
+        (None, None) => {
+            return Err(KeyError::new(
+                "tls_server_config.key_file",
+                "missing key_file or key",
+            ));
+        }
     };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
         let min13 = tls.min_version.as_deref() == Some("TLS13");
         if matches!(tls.max_version.as_deref(), Some("TLS10" | "TLS11")) {
-            return Err(KeyError::new("tls_server_config.max_version", "TLS 1.2 is the lowest version offered"));
+            return Err(KeyError::new(
+                "tls_server_config.max_version",
+                "TLS 1.2 is the lowest version offered",
+            ));
         }
         let max12 = tls.max_version.as_deref() == Some("TLS12");
         let mut v = Vec::new();
@@ -54,7 +71,10 @@ pub(super) fn server_config(config: &WebConfig) -> Result<Option<ServerConfig>, 
             v.push(&rustls::version::TLS12);
         }
         if v.is_empty() {
-            return Err(KeyError::new("tls_server_config.min_version", "min_version is above max_version"));
+            return Err(KeyError::new(
+                "tls_server_config.min_version",
+                "min_version is above max_version",
+            ));
         }
         v
     };
@@ -67,10 +87,9 @@ pub(super) fn server_config(config: &WebConfig) -> Result<Option<ServerConfig>, 
         builder.with_no_client_auth()
     } else {
         const CA_KEY: &str = "tls_server_config.client_ca_file";
-        let ca_file = tls
-            .client_ca_file
-            .as_ref()
-            .ok_or_else(|| KeyError::new(CA_KEY, format!("required for client_auth_type {auth_type}")))?;
+        let ca_file = tls.client_ca_file.as_ref().ok_or_else(|| {
+            KeyError::new(CA_KEY, format!("required for client_auth_type {auth_type}"))
+        })?;
         let mut roots = rustls::RootCertStore::empty();
         let ca = read_file(ca_file, CA_KEY)?;
         for c in read_certs(&ca, ca_file).map_err(|m| KeyError::new(CA_KEY, m))? {
@@ -90,9 +109,12 @@ pub(super) fn server_config(config: &WebConfig) -> Result<Option<ServerConfig>, 
         .map_err(|e| KeyError::new(CA_KEY, format!("{}: {e}", ca_file.display())))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let mut server = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| KeyError::new("tls_server_config", format!("certificate and key do not fit: {e}")))?;
+    let mut server = builder.with_single_cert(certs, key).map_err(|e| {
+        KeyError::new(
+            "tls_server_config",
+            format!("certificate and key do not fit: {e}"),
+        )
+    })?;
     server.alpn_protocols = if config.http_server_config.http2.unwrap_or(true) {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
@@ -137,7 +159,10 @@ mod tests {
 
     #[test]
     fn unreadable_files_name_their_key_and_path() {
-        let e = build("tls_server_config:\n  cert_file: /nonexistent/s.crt\n  key_file: /nonexistent/s.key\n").unwrap_err();
+        let e = build(
+            "tls_server_config:\n  cert_file: /nonexistent/s.crt\n  key_file: /nonexistent/s.key\n",
+        )
+        .unwrap_err();
         assert_eq!(e.key, "tls_server_config.cert_file");
         assert!(e.message.contains("/nonexistent/s.crt"), "{}", e.message);
     }

@@ -64,7 +64,10 @@ impl Proc {
         let stderr = log_dir.join(format!("{name}.stderr"));
         let out = std::fs::File::create(&stdout).expect("creating stdout log");
         let err = std::fs::File::create(&stderr).expect("creating stderr log");
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let args: Vec<std::ffi::OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
         let child = Command::new(program)
             .args(&args)
             .current_dir(log_dir)
@@ -90,7 +93,9 @@ impl Proc {
     pub fn stderr(&self) -> String {
         let s = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         let tail_start = s.len().saturating_sub(4096);
-        let tail_start = (tail_start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+        let tail_start = (tail_start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
         s[tail_start..].to_string()
     }
 
@@ -101,7 +106,9 @@ impl Proc {
 
     /// The exit status if the child has already ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Polls `http://127.0.0.1:port{path}` until it answers 200, failing the
@@ -111,7 +118,11 @@ impl Proc {
         let mut last = String::from("no attempt");
         while start.elapsed() < timeout {
             if let Some(status) = self.exited() {
-                panic!("{} exited with {status} before it was ready\nstderr:\n{}", self.name, self.stderr());
+                panic!(
+                    "{} exited with {status} before it was ready\nstderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
             }
             match http_get(port, path, &[]) {
                 Ok(r) if r.status == 200 => return,
@@ -194,7 +205,10 @@ pub fn start_prometheus(dir: &Path, port: u16, config: &str) -> Proc {
     std::fs::write(&cfg, config).expect("writing prometheus.yml");
     let args = vec![
         format!("--config.file={}", cfg.display()),
-        format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()),
+        format!(
+            "--storage.tsdb.path={}",
+            dir.join("prometheus-data").display()
+        ),
         format!("--web.listen-address=127.0.0.1:{port}"),
     ];
     let mut p = Proc::spawn("prometheus", &bin, &args, dir);
@@ -216,7 +230,10 @@ impl Response {
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as UTF-8 text (lossy).
@@ -228,10 +245,13 @@ impl Response {
 /// `GET path` on `127.0.0.1:port` with extra request headers, over a fresh
 /// connection closed after the answer.
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: imd-tests\r\n");
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: imd-tests\r\n"
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -249,7 +269,8 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| format!("no end of headers in {} bytes", raw.len()))?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|e| format!("headers are not UTF-8: {e}"))?;
+    let head =
+        std::str::from_utf8(&raw[..split]).map_err(|e| format!("headers are not UTF-8: {e}"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line
@@ -265,8 +286,16 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
-    Ok(Response { status, headers, body })
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
@@ -278,7 +307,8 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
             .ok_or("chunk size line without end")?;
         let size_text = std::str::from_utf8(&data[..eol]).map_err(|e| e.to_string())?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
         data = &data[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -307,8 +337,14 @@ pub fn url_encode(s: &str) -> String {
 /// Runs an instant PromQL query against Prometheus on `port` and returns
 /// `data.result` (an array of `{metric, value}` objects).
 pub fn prom_query(port: u16, expr: &str) -> Result<Vec<serde_json::Value>, String> {
-    let r = http_get(port, &format!("/api/v1/query?query={}", url_encode(expr)), &[]).map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.text()))?;
+    let r = http_get(
+        port,
+        &format!("/api/v1/query?query={}", url_encode(expr)),
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.text()))?;
     if v["status"] != "success" {
         return Err(format!("query {expr:?} failed: {v}"));
     }
@@ -339,7 +375,10 @@ impl Sample {
 
     /// The value of one label.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -375,7 +414,9 @@ pub fn parse_text(text: &str) -> Result<BTreeMap<String, Family>, String> {
             if keyword != "HELP" && keyword != "TYPE" {
                 continue; // a plain comment
             }
-            let name = parts.next().ok_or(format!("line {n}: {keyword} without a name"))?;
+            let name = parts
+                .next()
+                .ok_or(format!("line {n}: {keyword} without a name"))?;
             let arg = parts.next().unwrap_or("");
             let f = fams.entry(name.to_string()).or_insert_with(|| Family {
                 name: name.to_string(),
@@ -425,7 +466,7 @@ fn belongs_to(sample: &str, family: &str, kind: &str) -> bool {
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ').ok_or("no value")?;
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
     if name.is_empty() {
         return Err("empty metric name".into());
@@ -441,7 +482,8 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     let value_text = fields.next().ok_or("no value")?;
     let value = parse_value(value_text).ok_or(format!("bad value {value_text:?}"))?;
     if let Some(ts) = fields.next() {
-        ts.parse::<i64>().map_err(|_| format!("bad timestamp {ts:?}"))?;
+        ts.parse::<i64>()
+            .map_err(|_| format!("bad timestamp {ts:?}"))?;
     }
     Ok(Sample {
         name: name.to_string(),
@@ -531,20 +573,27 @@ fn unescape(s: &str, quote: bool) -> String {
 
 /// Scrapes `/metrics` (optionally narrowed with `collect[]`) and parses it.
 pub fn scrape(port: u16, collectors: &[&str]) -> BTreeMap<String, Family> {
-    let query: Vec<String> = collectors.iter().map(|c| format!("collect[]={c}")).collect();
+    let query: Vec<String> = collectors
+        .iter()
+        .map(|c| format!("collect[]={c}"))
+        .collect();
     let path = if query.is_empty() {
         "/metrics".to_string()
     } else {
         format!("/metrics?{}", query.join("&"))
     };
-    let r = http_get(port, &path, &[]).unwrap_or_else(|e| panic!("GET 127.0.0.1:{port}{path}: {e}"));
+    let r =
+        http_get(port, &path, &[]).unwrap_or_else(|e| panic!("GET 127.0.0.1:{port}{path}: {e}"));
     assert_eq!(r.status, 200, "GET 127.0.0.1:{port}{path}: {}", r.text());
     parse_text(&r.text()).unwrap_or_else(|e| panic!("parsing 127.0.0.1:{port}{path}: {e}"))
 }
 
 /// Names of the collectors imd-exporter has, as its `--help` lists them.
 pub fn imd_collectors() -> Vec<String> {
-    imd_exporter::collectors::ALL.iter().map(|s| s.name.to_string()).collect()
+    imd_exporter::collectors::ALL
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect()
 }
 
 /// Runs a command to completion, failing the test if it cannot start.
@@ -558,7 +607,10 @@ pub fn run(program: &Path, args: &[&str]) -> std::process::Output {
 
 /// A test's scratch dir (removed on drop).
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("imd-it-").tempdir().expect("creating temp dir")
+    tempfile::Builder::new()
+        .prefix("imd-it-")
+        .tempdir()
+        .expect("creating temp dir")
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub const SPEC: Spec = Spec {
     name: "logs",
     help: "Metrics from log lines matched by the rules of the configuration's `logs:` section",
     default_enabled: true,
+    configured: super::not_configured,
     flags: Vec::new,
     build,
 };

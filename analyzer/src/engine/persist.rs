@@ -1,0 +1,123 @@
+//! Saving the engine's per-series state to the data directory and loading it
+//! at start, so that a restart resumes where it stopped instead of refitting
+//! every series. Writes are atomic (temporary file, fsync, rename): a crash
+//! mid-write leaves the previous state intact.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::read::Labels;
+
+/// Version of the file layout; a file of another version is ignored.
+const VERSION: u32 = 1;
+
+/// The saved state of one series.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedSeries {
+    /// Name of the query the series belongs to.
+    pub query: String,
+    /// The series' labels.
+    pub labels: Labels,
+    /// Anomaly model name and state.
+    pub anomaly: (String, serde_json::Value),
+    /// Forecasting model name and state.
+    pub forecaster: (String, serde_json::Value),
+    /// Time of the last point taken in.
+    pub last_t: i64,
+    /// Recent (time, value, score) triples.
+    pub recent: Vec<(i64, f64, f64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    version: u32,
+    series: Vec<SavedSeries>,
+}
+
+/// Where the engine's state lives.
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// The state file in a data directory (created when missing).
+    pub fn in_dir(dir: &Path) -> std::io::Result<StateFile> {
+        std::fs::create_dir_all(dir)?;
+        Ok(StateFile {
+            path: dir.join("engine-state.json"),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads saved series; a missing file is empty, an unreadable or
+    /// damaged one is reported and treated as empty (models refit).
+    pub fn load(&self) -> Vec<SavedSeries> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read saved state; refitting");
+                return Vec::new();
+            }
+        };
+        match serde_json::from_slice::<File>(&bytes) {
+            Ok(f) if f.version == VERSION => f.series,
+            Ok(f) => {
+                tracing::warn!(path = %self.path.display(), version = f.version, "saved state has another version; refitting");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "saved state is damaged; refitting");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Replaces the saved state atomically.
+    pub fn save(&self, series: Vec<SavedSeries>) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer(&mut f, &File { version: VERSION, series }).map_err(std::io::Error::other)?;
+            f.flush()?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::in_dir(&dir.path().join("sub")).unwrap();
+        assert!(f.load().is_empty());
+        let s = SavedSeries {
+            query: "q".into(),
+            labels: vec![("__name__".into(), "x".into())],
+            anomaly: ("mad".into(), serde_json::json!({"a": 1})),
+            forecaster: ("drift".into(), serde_json::Value::Null),
+            last_t: 5,
+            recent: vec![(5, 1.0, 0.5)],
+        };
+        f.save(vec![s.clone()]).unwrap();
+        assert_eq!(f.load(), vec![s]);
+        std::fs::write(f.path(), b"{ half a file").unwrap();
+        assert!(f.load().is_empty());
+    }
+}

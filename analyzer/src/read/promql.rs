@@ -1,0 +1,379 @@
+//! A [`Source`] over the Prometheus HTTP API's `GET /api/v1/query_range`,
+//! for back ends without remote read (VictoriaMetrics, some managed
+//! services) or where it is turned off.
+//!
+//! The selector is sent as the query. The answer is a sampled view, not the
+//! raw samples: one point per step, each the latest sample at most the
+//! server's lookback delta (5 minutes by default) before the step. Start
+//! times are aligned to multiples of the step, so consecutive reads see the
+//! same step points. Ranges longer than the server's point limit (11 000 per
+//! series in Prometheus) are split into several requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::http::{self, HttpClient, HttpOptions, ReadStats};
+use super::{Labels, MatchOp, ReadError, Selector, SeriesData, Source};
+use crate::model::Point;
+
+/// Settings of a query_range source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromqlOptions {
+    /// The server's base URL, e.g. `http://prometheus:9090` or
+    /// `http://vmselect:8481/select/0/prometheus`; `/api/v1/query_range`
+    /// is appended.
+    pub url: String,
+    /// Timeout, authentication, headers, TLS.
+    pub http: HttpOptions,
+    /// Distance between points; best equal to the scrape interval.
+    pub step: Duration,
+    /// Most points per series in one request (Prometheus refuses more than
+    /// 11 000).
+    pub max_points_per_request: usize,
+    /// Largest accepted answer body.
+    pub max_response_bytes: usize,
+}
+
+impl PromqlOptions {
+    /// Defaults for `url` and `step`: 11 000 points per request, 256 MiB
+    /// answers, 30 s timeout.
+    pub fn new(url: impl Into<String>, step: Duration) -> Self {
+        PromqlOptions {
+            url: url.into(),
+            http: HttpOptions::default(),
+            step,
+            max_points_per_request: 11_000,
+            max_response_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Reads series through `query_range`.
+#[derive(Debug)]
+pub struct QueryRange {
+    endpoint: reqwest::Url,
+    http: HttpClient,
+    step_ms: i64,
+    max_points: i64,
+    max_response_bytes: usize,
+    stats: Arc<ReadStats>,
+}
+
+impl QueryRange {
+    /// A source for `opts`; checks the URL and step and loads TLS/auth files.
+    pub fn new(opts: &PromqlOptions) -> Result<QueryRange, ReadError> {
+        let mut endpoint = super::remote::parse_url(&opts.url)?;
+        if endpoint.query().is_some() || endpoint.fragment().is_some() {
+            return Err(ReadError::Config(format!(
+                "url {:?}: give the base URL without a query or fragment",
+                opts.url
+            )));
+        }
+        let path = format!("{}/api/v1/query_range", endpoint.path().trim_end_matches('/'));
+        endpoint.set_path(&path);
+        let step_ms = i64::try_from(opts.step.as_millis()).unwrap_or(i64::MAX);
+        if step_ms < 1 {
+            return Err(ReadError::Config("step must be at least 1ms".into()));
+        }
+        if opts.max_points_per_request < 2 {
+            return Err(ReadError::Config("max_points_per_request must be at least 2".into()));
+        }
+        Ok(QueryRange {
+            endpoint,
+            http: HttpClient::new(&opts.http)?,
+            step_ms,
+            max_points: i64::try_from(opts.max_points_per_request).unwrap_or(i64::MAX),
+            max_response_bytes: opts.max_response_bytes,
+            stats: Arc::new(ReadStats::default()),
+        })
+    }
+
+    /// This source's read counters (shared; the engine publishes them).
+    pub fn stats(&self) -> Arc<ReadStats> {
+        self.stats.clone()
+    }
+
+    /// One request for the step points in `[start_ms, end_ms]`, merged into `out`.
+    fn read_window(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        out: &mut BTreeMap<Labels, Vec<Point>>,
+        tally: &mut (u64, u64),
+    ) -> Result<(), ReadError> {
+        let mut url = self.endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("query", query)
+            .append_pair("start", &seconds(start_ms))
+            .append_pair("end", &seconds(end_ms))
+            .append_pair("step", &seconds(self.step_ms));
+        let resp = match self.http.send(self.http.get(url.clone())?, &self.endpoint) {
+            Ok(r) => r,
+            Err(ReadError::Status { url, status, body }) => {
+                // The API's errors are JSON: keep just the message.
+                let body = serde_json::from_str::<ApiAnswer>(&body)
+                    .ok()
+                    .and_then(|a| a.error.map(|e| format!("{} ({})", e, a.error_type.unwrap_or_default())))
+                    .unwrap_or(body);
+                return Err(ReadError::Status { url, status, body });
+            }
+            Err(e) => return Err(e),
+        };
+        let body = http::read_body(resp, &self.endpoint, self.max_response_bytes)?;
+        tally.0 += body.len() as u64;
+        let answer: ApiAnswer = serde_json::from_slice(&body).map_err(|e| {
+            ReadError::Decode(format!(
+                "{} did not answer query_range JSON: {e}",
+                http::redact(&self.endpoint)
+            ))
+        })?;
+        if answer.status != "success" {
+            return Err(ReadError::Decode(format!(
+                "query {query:?} failed: {} ({})",
+                answer.error.unwrap_or_default(),
+                answer.error_type.unwrap_or_default()
+            )));
+        }
+        for w in answer.warnings.iter().flatten() {
+            tracing::warn!(query, warning = %w, "query_range warning");
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| ReadError::Decode("query_range answer has no data".into()))?;
+        if data.result_type != "matrix" {
+            return Err(ReadError::Decode(format!(
+                "query_range answered a {}, not a matrix",
+                data.result_type
+            )));
+        }
+        for series in data.result {
+            let mut labels: Labels = series.metric.into_iter().collect();
+            labels.sort();
+            let points = out.entry(labels).or_default();
+            for (t, v) in series.values {
+                let v = parse_value(&v).ok_or_else(|| ReadError::Decode(format!("query_range value {v:?} is not a number")))?;
+                if !t.is_finite() {
+                    return Err(ReadError::Decode(format!("query_range timestamp {t} is not finite")));
+                }
+                tally.1 += 1;
+                points.push(Point {
+                    t: (t * 1000.0).round() as i64,
+                    v,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn read_inner(&self, selector: &Selector, from_ms: i64, to_ms: i64, tally: &mut (u64, u64)) -> Result<Vec<SeriesData>, ReadError> {
+        let query = promql_selector(selector);
+        let mut out = BTreeMap::new();
+        let span = self.step_ms.saturating_mul(self.max_points - 1);
+        let mut start = align_up(from_ms, self.step_ms);
+        while start <= to_ms {
+            let end = start.saturating_add(span).min(to_ms);
+            self.read_window(&query, start, end, &mut out, tally)?;
+            start = match end.checked_add(self.step_ms) {
+                Some(s) => align_up(s, self.step_ms),
+                None => break,
+            };
+        }
+        Ok(out
+            .into_iter()
+            .filter(|(_, points)| !points.is_empty())
+            .map(|(labels, points)| SeriesData { labels, points })
+            .collect())
+    }
+}
+
+impl Source for QueryRange {
+    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError> {
+        let started = Instant::now();
+        let mut tally = (0u64, 0u64);
+        let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
+        let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
+        self.stats
+            .record(started.elapsed(), tally.0, tally.1, series, result.as_ref().err());
+        if let Err(e) = &result {
+            tracing::debug!(url = %http::redact(&self.endpoint), selector = %selector, error = %e, "query_range read failed");
+        }
+        result
+    }
+}
+
+/// The smallest multiple of `step` at or after `t`.
+fn align_up(t: i64, step: i64) -> i64 {
+    let r = t.rem_euclid(step);
+    if r == 0 { t } else { t.saturating_add(step - r) }
+}
+
+/// Milliseconds as the decimal seconds the API takes.
+fn seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+/// A sample value as the API writes it.
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// A selector in PromQL syntax with every matcher (the metric name too)
+/// inside the braces, values quoted with Go's escapes.
+pub fn promql_selector(selector: &Selector) -> String {
+    let matchers: Vec<String> = selector
+        .matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op {
+                MatchOp::Eq => "=",
+                MatchOp::Neq => "!=",
+                MatchOp::Re => "=~",
+                MatchOp::Nre => "!~",
+            };
+            let mut v = String::with_capacity(m.value.len() + 2);
+            for c in m.value.chars() {
+                match c {
+                    '\\' => v.push_str("\\\\"),
+                    '"' => v.push_str("\\\""),
+                    '\n' => v.push_str("\\n"),
+                    '\r' => v.push_str("\\r"),
+                    '\t' => v.push_str("\\t"),
+                    c => v.push(c),
+                }
+            }
+            format!("{}{op}\"{v}\"", m.name)
+        })
+        .collect();
+    format!("{{{}}}", matchers.join(","))
+}
+
+#[derive(serde::Deserialize)]
+struct ApiAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<MatrixData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MatrixData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: Vec<MatrixSeries>,
+}
+
+#[derive(serde::Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    /// `[seconds, "value"]` pairs; native histograms (`histograms`) are
+    /// not float series and are ignored.
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::http::testserver::serve;
+    use super::*;
+
+    fn matrix(body: &str) -> (u16, &'static str, Vec<u8>) {
+        (200, "application/json", body.as_bytes().to_vec())
+    }
+
+    fn query_of(raw: &[u8]) -> BTreeMap<String, String> {
+        let head = String::from_utf8_lossy(raw);
+        let target = head.split_whitespace().nth(1).unwrap().to_string();
+        let u = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
+        assert_eq!(u.path(), "/base/api/v1/query_range");
+        u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    }
+
+    #[test]
+    fn selectors_render_as_promql() {
+        let s = Selector::parse(r#"up{job=~"a|b", path!="C:\\x", q="say \"hi\""}"#).unwrap();
+        assert_eq!(promql_selector(&s), r#"{__name__="up",job=~"a|b",path!="C:\\x",q="say \"hi\""}"#);
+        assert_eq!(seconds(1_700_000_000_123), "1700000000.123");
+        assert_eq!(seconds(-1500), "-1.500");
+        assert_eq!(align_up(31_000, 15_000), 45_000);
+        assert_eq!(align_up(30_000, 15_000), 30_000);
+        assert_eq!(align_up(-1, 15_000), 0);
+    }
+
+    #[test]
+    fn matrix_is_parsed_and_long_ranges_split() {
+        let first = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"__name__":"up","job":"a"},"values":[[30,"1"],[45,"NaN"],[60,"+Inf"]]},
+            {"metric":{"__name__":"up","job":"b"},"values":[[30.5,"-2.5e3"]]}]}}"#;
+        let second = r#"{"status":"success","warnings":["w"],"data":{"resultType":"matrix","result":[
+            {"metric":{"job":"a","__name__":"up"},"values":[[75,"2"]]}]}}"#;
+        let (url, seen) = serve(vec![matrix(first), matrix(second)]);
+        let mut o = PromqlOptions::new(format!("{url}/base/"), Duration::from_secs(15));
+        o.max_points_per_request = 3;
+        let s = QueryRange::new(&o).unwrap();
+        let got = s.read(&Selector::parse("up").unwrap(), 20_000, 80_000).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+        let a: Vec<(i64, u64)> = got[0].points.iter().map(|p| (p.t, p.v.to_bits())).collect();
+        assert_eq!(
+            a,
+            vec![
+                (30_000, 1f64.to_bits()),
+                (45_000, f64::NAN.to_bits()),
+                (60_000, f64::INFINITY.to_bits()),
+                (75_000, 2f64.to_bits())
+            ]
+        );
+        assert_eq!(got[1].points, vec![Point { t: 30_500, v: -2500.0 }]);
+        let seen = seen.lock().unwrap();
+        let q1 = query_of(&seen[0]);
+        let q2 = query_of(&seen[1]);
+        assert_eq!(q1["query"], r#"{__name__="up"}"#);
+        assert_eq!((q1["start"].as_str(), q1["end"].as_str(), q1["step"].as_str()), ("30.000", "60.000", "15.000"));
+        assert_eq!((q2["start"].as_str(), q2["end"].as_str()), ("75.000", "80.000"));
+        assert_eq!(s.stats().snapshot().samples_decoded, 5);
+    }
+
+    #[test]
+    fn api_errors_and_wrong_answers_are_typed() {
+        let (url, _) = serve(vec![
+            (
+                400,
+                "application/json",
+                br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#.to_vec(),
+            ),
+            matrix(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#),
+            matrix("<html>"),
+            matrix(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#),
+        ]);
+        let s = QueryRange::new(&PromqlOptions::new(url, Duration::from_secs(15))).unwrap();
+        let sel = Selector::parse("up").unwrap();
+        let e = s.read(&sel, 0, 60_000).unwrap_err();
+        assert_eq!(e.kind(), "http_status");
+        assert!(e.to_string().contains("parse error at char 3 (bad_data)"), "{e}");
+        for text in ["not a matrix", "query_range JSON", "not a number"] {
+            let e = s.read(&sel, 0, 60_000).unwrap_err();
+            assert_eq!(e.kind(), "decode");
+            assert!(e.to_string().contains(text), "{e}");
+        }
+        // Nothing to ask for: no request.
+        assert!(s.read(&sel, 16_000, 29_000).unwrap().is_empty());
+        assert!(QueryRange::new(&PromqlOptions::new("http://x", Duration::ZERO)).is_err());
+        assert!(QueryRange::new(&PromqlOptions::new("http://x?a=b", Duration::from_secs(1))).is_err());
+    }
+}

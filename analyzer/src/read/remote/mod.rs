@@ -1,0 +1,533 @@
+//! A [`Source`] over Prometheus' remote-read API (`POST /api/v1/read`), as
+//! served by Prometheus itself and by Thanos, Cortex and Mimir.
+//!
+//! The request is a snappy-compressed `ReadRequest`. The preferred answer is
+//! STREAMED_XOR_CHUNKS (framed `ChunkedReadResponse`s carrying the TSDB's own
+//! XOR chunks, decoded here), with SAMPLES (one snappy-compressed
+//! `ReadResponse`) as the fallback the server may choose; the answer's
+//! content type says which one came. Staleness markers end a series and are
+//! dropped; points outside the asked range (whole chunks carry them) are
+//! trimmed.
+
+pub mod frames;
+pub mod proto;
+pub mod xor;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prost::Message;
+
+use super::http::{self, Counting, HttpClient, HttpOptions, ReadStats};
+use super::{MatchOp, ReadError, Selector, SeriesData, Source};
+use crate::model::Point;
+use frames::{FrameError, SeriesStream};
+use proto::{ChunkEncoding, MatcherType, ReadHints, ReadRequest, ReadResponse, ResponseType};
+
+/// The bits of Prometheus' staleness marker, a NaN that means "this series
+/// ended here" rather than a value.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether a value is a staleness marker (compared bit for bit: other NaNs
+/// are values).
+pub fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Which answer to ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// STREAMED_XOR_CHUNKS, with SAMPLES accepted as the fallback.
+    #[default]
+    PreferStreamed,
+    /// SAMPLES only (for servers whose streaming is broken).
+    Samples,
+}
+
+/// Settings of a remote-read source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReadOptions {
+    /// The full endpoint, e.g. `http://prometheus:9090/api/v1/read` or
+    /// Mimir's `http://mimir/prometheus/api/v1/read`.
+    pub url: String,
+    /// Timeout, authentication, headers, TLS.
+    pub http: HttpOptions,
+    /// Which answer to ask for.
+    pub mode: ResponseMode,
+    /// Largest accepted frame of a streamed answer.
+    pub max_frame_bytes: usize,
+    /// Largest accepted SAMPLES answer, compressed and decompressed.
+    pub max_response_bytes: usize,
+}
+
+impl RemoteReadOptions {
+    /// Defaults for `url`: streamed answers, 30 s timeout, 50 MB frames,
+    /// 512 MiB SAMPLES answers.
+    pub fn new(url: impl Into<String>) -> Self {
+        RemoteReadOptions {
+            url: url.into(),
+            http: HttpOptions::default(),
+            mode: ResponseMode::PreferStreamed,
+            max_frame_bytes: frames::DEFAULT_MAX_FRAME_BYTES,
+            max_response_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Reads series through a remote-read endpoint.
+#[derive(Debug)]
+pub struct RemoteRead {
+    url: reqwest::Url,
+    http: HttpClient,
+    mode: ResponseMode,
+    max_frame_bytes: usize,
+    max_response_bytes: usize,
+    stats: Arc<ReadStats>,
+}
+
+/// Checks a source URL: absolute http(s).
+pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, ReadError> {
+    let u = reqwest::Url::parse(url).map_err(|e| ReadError::Config(format!("url {url:?}: {e}")))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(ReadError::Config(format!("url {url:?}: the scheme must be http or https")));
+    }
+    Ok(u)
+}
+
+/// What one read received, for the counters.
+#[derive(Default)]
+struct Tally {
+    bytes: u64,
+    samples: u64,
+}
+
+impl RemoteRead {
+    /// A source for `opts`; checks the URL and loads TLS/auth files.
+    pub fn new(opts: &RemoteReadOptions) -> Result<RemoteRead, ReadError> {
+        if opts.max_frame_bytes == 0 || opts.max_response_bytes == 0 {
+            return Err(ReadError::Config("max_frame_bytes and max_response_bytes must be above zero".into()));
+        }
+        Ok(RemoteRead {
+            url: parse_url(&opts.url)?,
+            http: HttpClient::new(&opts.http)?,
+            mode: opts.mode,
+            max_frame_bytes: opts.max_frame_bytes,
+            max_response_bytes: opts.max_response_bytes,
+            stats: Arc::new(ReadStats::default()),
+        })
+    }
+
+    /// This source's read counters (shared; the engine publishes them).
+    pub fn stats(&self) -> Arc<ReadStats> {
+        self.stats.clone()
+    }
+
+    fn request(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> ReadRequest {
+        let matchers = selector
+            .matchers
+            .iter()
+            .map(|m| proto::LabelMatcher {
+                r#type: match m.op {
+                    MatchOp::Eq => MatcherType::Eq,
+                    MatchOp::Neq => MatcherType::Neq,
+                    MatchOp::Re => MatcherType::Re,
+                    MatchOp::Nre => MatcherType::Nre,
+                } as i32,
+                name: m.name.clone(),
+                value: m.value.clone(),
+            })
+            .collect();
+        let accepted = match self.mode {
+            ResponseMode::PreferStreamed => vec![ResponseType::StreamedXorChunks as i32, ResponseType::Samples as i32],
+            ResponseMode::Samples => vec![ResponseType::Samples as i32],
+        };
+        ReadRequest {
+            queries: vec![proto::Query {
+                start_timestamp_ms: from_ms,
+                end_timestamp_ms: to_ms,
+                matchers,
+                hints: Some(ReadHints {
+                    start_ms: from_ms,
+                    end_ms: to_ms,
+                    ..ReadHints::default()
+                }),
+            }],
+            accepted_response_types: accepted,
+        }
+    }
+
+    fn read_inner(&self, selector: &Selector, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&self.request(selector, from_ms, to_ms).encode_to_vec())
+            .map_err(|e| ReadError::Decode(format!("compressing the request: {e}")))?;
+        let rb = self
+            .http
+            .post(self.url.clone())?
+            .header("Content-Encoding", "snappy")
+            .header("Accept-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(body);
+        let resp = self.http.send(rb, &self.url)?;
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut out = match media.as_str() {
+            "application/x-streamed-protobuf" => {
+                let proto_param = content_type
+                    .split(';')
+                    .skip(1)
+                    .filter_map(|p| p.trim().strip_prefix("proto="))
+                    .next();
+                if proto_param.is_some_and(|p| p.trim_matches('"') != "prometheus.ChunkedReadResponse") {
+                    return Err(ReadError::Decode(format!(
+                        "{} answered a stream of {content_type:?}, not prometheus.ChunkedReadResponse",
+                        http::redact(&self.url)
+                    )));
+                }
+                self.decode_streamed(resp, from_ms, to_ms, tally)?
+            }
+            "application/x-protobuf" => self.decode_samples(resp, from_ms, to_ms, tally)?,
+            _ => {
+                return Err(ReadError::Decode(format!(
+                    "{} answered with content type {content_type:?}, not a remote-read answer (is the URL a remote-read endpoint?)",
+                    http::redact(&self.url)
+                )));
+            }
+        };
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn decode_samples(&self, resp: reqwest::blocking::Response, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
+        let compressed = http::read_body(resp, &self.url, self.max_response_bytes)?;
+        tally.bytes += compressed.len() as u64;
+        let size = snap::raw::decompress_len(&compressed)
+            .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}")))?;
+        if size > self.max_response_bytes {
+            return Err(ReadError::TooLarge(format!(
+                "SAMPLES answer decompresses to {size} bytes, over the limit of {}",
+                self.max_response_bytes
+            )));
+        }
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&compressed)
+            .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}")))?;
+        let msg = ReadResponse::decode(&raw[..])
+            .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not a ReadResponse: {e}")))?;
+        if msg.results.len() > 1 {
+            return Err(ReadError::Decode(format!(
+                "SAMPLES answer has {} results for one query",
+                msg.results.len()
+            )));
+        }
+        let mut out = Vec::new();
+        for ts in msg.results.into_iter().flat_map(|r| r.timeseries) {
+            tally.samples += ts.samples.len() as u64;
+            let points = ts.samples.iter().map(|s| Point { t: s.timestamp, v: s.value }).collect();
+            if let Some(s) = finish(ts.labels, points, from_ms, to_ms) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode_streamed(&self, resp: reqwest::blocking::Response, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
+        let mut body = Counting { inner: resp, count: 0 };
+        let result = (|| {
+            let mut stream = SeriesStream::new(&mut body, self.max_frame_bytes);
+            let mut out = Vec::new();
+            while let Some(series) = stream.next_series().map_err(|e| match e {
+                FrameError::Io { source, .. } => http::body_error(&self.url, &source),
+                other => ReadError::Frame(other),
+            })? {
+                let mut points = Vec::new();
+                for chunk in &series.chunks {
+                    if chunk.max_time_ms < from_ms || chunk.min_time_ms > to_ms {
+                        continue;
+                    }
+                    let chunk_error = |source| ReadError::Chunk {
+                        series: label_text(&series.labels),
+                        source,
+                    };
+                    match ChunkEncoding::try_from(chunk.r#type) {
+                        Ok(ChunkEncoding::Xor) => {}
+                        other => {
+                            return Err(chunk_error(xor::ChunkError::UnknownEncoding {
+                                encoding: chunk.r#type,
+                                name: match other {
+                                    Ok(ChunkEncoding::Histogram) => "native histogram",
+                                    Ok(ChunkEncoding::FloatHistogram) => "native float histogram",
+                                    Ok(_) => "unset",
+                                    Err(_) => "not known to this version",
+                                },
+                            }));
+                        }
+                    }
+                    let mut d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
+                    points.reserve(d.num_samples());
+                    while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
+                        tally.samples += 1;
+                        points.push(Point {
+                            t,
+                            v: f64::from_bits(bits),
+                        });
+                    }
+                }
+                if let Some(s) = finish(series.labels, points, from_ms, to_ms) {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        })();
+        tally.bytes += body.count;
+        result
+    }
+}
+
+/// Labels as `{a="b", ...}` for messages.
+fn label_text(labels: &[proto::Label]) -> String {
+    let inner: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// Sorts labels and points, trims points to `[from_ms, to_ms]`, drops
+/// staleness markers and duplicate timestamps (overlapping chunks); `None`
+/// when no point is left.
+fn finish(labels: Vec<proto::Label>, mut points: Vec<Point>, from_ms: i64, to_ms: i64) -> Option<SeriesData> {
+    points.retain(|p| p.t >= from_ms && p.t <= to_ms && !is_stale_marker(p.v));
+    if points.is_empty() {
+        return None;
+    }
+    if !points.windows(2).all(|w| w[0].t < w[1].t) {
+        points.sort_by_key(|p| p.t);
+        points.dedup_by_key(|p| p.t);
+    }
+    let mut labels: Vec<(String, String)> = labels.into_iter().map(|l| (l.name, l.value)).collect();
+    labels.sort();
+    Some(SeriesData { labels, points })
+}
+
+impl Source for RemoteRead {
+    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError> {
+        if from_ms > to_ms {
+            return Ok(Vec::new());
+        }
+        let start = Instant::now();
+        let mut tally = Tally::default();
+        let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
+        let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
+        self.stats
+            .record(start.elapsed(), tally.bytes, tally.samples, series, result.as_ref().err());
+        if let Err(e) = &result {
+            tracing::debug!(url = %http::redact(&self.url), selector = %selector, error = %e, "remote read failed");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frames::frame;
+    use super::http::testserver::serve;
+    use super::proto::*;
+    use super::*;
+
+    const STREAMED: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+
+    fn label(name: &str, value: &str) -> Label {
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn xor_chunk(samples: &[(i64, f64)]) -> Chunk {
+        let bits: Vec<(i64, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        Chunk {
+            min_time_ms: samples.first().map_or(0, |s| s.0),
+            max_time_ms: samples.last().map_or(0, |s| s.0),
+            r#type: ChunkEncoding::Xor as i32,
+            data: xor::encoder::encode(&bits),
+        }
+    }
+
+    fn streamed(series: Vec<ChunkedSeries>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for s in series {
+            out.extend(frame(
+                &ChunkedReadResponse {
+                    chunked_series: vec![s],
+                    query_index: 0,
+                }
+                .encode_to_vec(),
+            ));
+        }
+        out
+    }
+
+    fn source(url: &str, mode: ResponseMode) -> RemoteRead {
+        let mut o = RemoteReadOptions::new(format!("{url}/api/v1/read"));
+        o.mode = mode;
+        RemoteRead::new(&o).unwrap()
+    }
+
+    fn sel() -> Selector {
+        Selector::parse(r#"up{job=~"a|b"}"#).unwrap()
+    }
+
+    #[test]
+    fn request_is_snappy_protobuf_with_the_protocol_headers() {
+        let (url, seen) = serve(vec![(200, STREAMED, vec![]), (200, "application/x-protobuf", snap::raw::Encoder::new().compress_vec(&[]).unwrap())]);
+        let s = source(&url, ResponseMode::PreferStreamed);
+        assert!(s.read(&sel(), 1000, 2000).unwrap().is_empty());
+        let s2 = source(&url, ResponseMode::Samples);
+        assert!(s2.read(&sel(), 1000, 2000).unwrap().is_empty());
+        let seen = seen.lock().unwrap();
+        for (i, raw) in seen.iter().enumerate() {
+            let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            assert!(head.starts_with("post /api/v1/read "), "{head}");
+            for h in [
+                "content-encoding: snappy",
+                "accept-encoding: snappy",
+                "content-type: application/x-protobuf",
+                "x-prometheus-remote-read-version: 0.1.0",
+            ] {
+                assert!(head.contains(h), "missing {h} in {head}");
+            }
+            let body = snap::raw::Decoder::new().decompress_vec(&raw[split + 4..]).unwrap();
+            let req = ReadRequest::decode(&body[..]).unwrap();
+            let q = &req.queries[0];
+            assert_eq!((q.start_timestamp_ms, q.end_timestamp_ms), (1000, 2000));
+            assert_eq!(q.matchers[0].name, "__name__");
+            assert_eq!(q.matchers[1].r#type, MatcherType::Re as i32);
+            assert_eq!(q.matchers[1].value, "a|b");
+            let expected = if i == 0 { vec![1, 0] } else { vec![0] };
+            assert_eq!(req.accepted_response_types, expected);
+        }
+    }
+
+    #[test]
+    fn streamed_answers_are_trimmed_merged_and_stale_markers_dropped() {
+        let a = ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", "a")],
+            chunks: vec![
+                xor_chunk(&[(900, 1.0), (1000, 2.0), (1100, f64::NAN)]),
+                xor_chunk(&[(1200, f64::from_bits(STALE_NAN_BITS)), (1300, 4.0)]),
+            ],
+        };
+        // b comes in two frames, with a chunk outside the range in between.
+        let b1 = ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", "b")],
+            chunks: vec![xor_chunk(&[(1000, 5.0)]), xor_chunk(&[(1, 0.0), (2, 0.0)])],
+        };
+        let b2 = ChunkedSeries {
+            labels: b1.labels.clone(),
+            chunks: vec![xor_chunk(&[(2000, 6.0), (2100, 7.0)])],
+        };
+        // c has points only outside the range: left out.
+        let c = ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", "c")],
+            chunks: vec![xor_chunk(&[(100, 1.0), (2500, 1.0)])],
+        };
+        let body = streamed(vec![a, b1, b2, c]);
+        let (url, _) = serve(vec![(200, STREAMED, body.clone())]);
+        let s = source(&url, ResponseMode::PreferStreamed);
+        let got = s.read(&sel(), 1000, 2000).unwrap();
+        assert_eq!(got.len(), 2);
+        let pts = |i: usize| got[i].points.iter().map(|p| (p.t, p.v.to_bits())).collect::<Vec<_>>();
+        assert_eq!(
+            pts(0),
+            vec![(1000, 2f64.to_bits()), (1100, f64::NAN.to_bits()), (1300, 4f64.to_bits())]
+        );
+        assert_eq!(pts(1), vec![(1000, 5f64.to_bits()), (2000, 6f64.to_bits())]);
+        assert_eq!(got[1].labels[1], ("job".to_string(), "b".to_string()));
+        let st = s.stats().snapshot();
+        assert_eq!(st.bytes_read, body.len() as u64);
+        assert_eq!(st.samples_decoded, 10, "chunks wholly outside the range are not decoded");
+        assert_eq!(st.series_returned, 2);
+    }
+
+    #[test]
+    fn samples_answers_are_decoded() {
+        let resp = ReadResponse {
+            results: vec![QueryResult {
+                timeseries: vec![TimeSeries {
+                    labels: vec![label("job", "a"), label("__name__", "up")],
+                    samples: vec![
+                        Sample { value: 1.5, timestamp: 1000 },
+                        Sample {
+                            value: f64::from_bits(STALE_NAN_BITS),
+                            timestamp: 1500,
+                        },
+                        Sample { value: -2.0, timestamp: 2000 },
+                    ],
+                }],
+            }],
+        };
+        let body = snap::raw::Encoder::new().compress_vec(&resp.encode_to_vec()).unwrap();
+        let (url, _) = serve(vec![(200, "application/x-protobuf", body)]);
+        let got = source(&url, ResponseMode::Samples).read(&sel(), 1000, 2000).unwrap();
+        assert_eq!(got[0].labels, vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+        assert_eq!(got[0].points, vec![Point { t: 1000, v: 1.5 }, Point { t: 2000, v: -2.0 }]);
+    }
+
+    #[test]
+    fn broken_answers_are_typed_errors() {
+        let good = streamed(vec![ChunkedSeries {
+            labels: vec![label("__name__", "up")],
+            chunks: vec![xor_chunk(&[(1000, 1.0), (1010, 2.0)])],
+        }]);
+        let mut bad_crc = good.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 1;
+        let histogram = streamed(vec![ChunkedSeries {
+            labels: vec![label("__name__", "h")],
+            chunks: vec![Chunk {
+                r#type: ChunkEncoding::Histogram as i32,
+                max_time_ms: 1000,
+                ..xor_chunk(&[(1000, 1.0)])
+            }],
+        }]);
+        let mut cut_chunk = ChunkedSeries {
+            labels: vec![label("__name__", "up")],
+            chunks: vec![xor_chunk(&[(1000, 1.0), (1010, 2.0), (1020, 3.5)])],
+        };
+        cut_chunk.chunks[0].data.truncate(12);
+        let cut_chunk = streamed(vec![cut_chunk]);
+        let cases: Vec<(super::http::testserver::Answer, &str, &str)> = vec![
+            ((200, STREAMED, good[..good.len() - 3].to_vec()), "frame", "truncated"),
+            ((200, STREAMED, bad_crc), "frame", "checksum"),
+            ((200, STREAMED, histogram), "chunk", "native histogram"),
+            ((200, STREAMED, cut_chunk), "chunk", "corrupt XOR chunk"),
+            ((200, "application/x-protobuf", b"not snappy".to_vec()), "decode", "snappy"),
+            ((200, "text/html", b"<html>".to_vec()), "decode", "not a remote-read answer"),
+            ((200, "application/x-streamed-protobuf; proto=other.Msg", vec![]), "decode", "other.Msg"),
+            ((400, "text/plain", b"bad matcher".to_vec()), "http_status", "bad matcher"),
+        ];
+        let (url, _) = serve(cases.iter().map(|c| c.0.clone()).collect());
+        let s = source(&url, ResponseMode::PreferStreamed);
+        for (i, (_, kind, text)) in cases.iter().enumerate() {
+            let err = s.read(&sel(), 0, 5000).unwrap_err();
+            assert_eq!(err.kind(), *kind, "case {i}: {err}");
+            assert!(err.to_string().contains(text), "case {i}: {err}");
+        }
+        let st = s.stats().snapshot();
+        assert_eq!(st.reads, cases.len() as u64);
+        assert!(st.errors.contains(&("frame", 2)) && st.errors.contains(&("chunk", 2)), "{st:?}");
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors() {
+        for u in ["", "ftp://x/api/v1/read", "not a url"] {
+            let e = RemoteRead::new(&RemoteReadOptions::new(u)).unwrap_err();
+            assert_eq!(e.kind(), "config", "{u}: {e}");
+        }
+    }
+}
