@@ -4,13 +4,15 @@
 //! the line when known, and the key.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use imd_exporter::config::{ConfigError, load_yaml};
 use serde::Deserialize;
 
+use crate::alert::AlertmanagerConfig;
 use crate::query::{Query, QueryConfig};
+use crate::read::http::HttpOptions;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +64,12 @@ fn default_lookback() -> Duration {
 fn default_concurrency() -> usize {
     2
 }
+fn default_resolved_retention() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_queue_capacity() -> usize {
+    10_000
+}
 
 impl Default for Global {
     fn default() -> Self {
@@ -103,9 +111,9 @@ pub struct SourceConfig {
     /// query_range only: resolution of the query.
     #[serde(default = "default_step", with = "humantime_serde")]
     pub step: Duration,
-    /// HTTP client settings.
+    /// Timeout, authentication, headers and TLS, as Prometheus names them.
     #[serde(flatten)]
-    pub http: HttpClientConfig,
+    pub http: HttpOptions,
 }
 
 fn yes() -> bool {
@@ -113,62 +121,6 @@ fn yes() -> bool {
 }
 fn default_step() -> Duration {
     Duration::from_secs(60)
-}
-
-/// HTTP client settings, named as in Prometheus' configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpClientConfig {
-    /// Request timeout (default 30s).
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
-    /// Extra headers on every request, e.g. `X-Scope-OrgID`.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Basic authentication.
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// Bearer token.
-    #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// File holding the bearer token (read at start).
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings.
-    #[serde(default)]
-    pub tls_config: Option<TlsClientConfig>,
-}
-
-/// Basic authentication credentials.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password (prefer `password_file`).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// File holding the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-/// TLS client settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsClientConfig {
-    /// CA certificates to trust (PEM).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM).
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// Client key (PEM).
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// Skip verification of the server's certificate (testing only).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 /// A query and the source it reads from.
@@ -192,22 +144,17 @@ pub struct AlertingConfig {
     /// How often firing alerts are re-sent (Prometheus: 1m).
     #[serde(default = "default_infer_every", with = "humantime_serde")]
     pub resend_delay: Duration,
+    /// How long a resolved alert is kept and re-sent (Prometheus: 15m).
+    #[serde(default = "default_resolved_retention", with = "humantime_serde")]
+    pub resolved_retention: Duration,
+    /// Most alerts waiting for one Alertmanager while it is unreachable.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
     /// Labels added to every alert (e.g. `cluster`).
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
     /// When alerts fire.
     pub rules: Vec<AlertRuleConfig>,
-}
-
-/// One Alertmanager.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerConfig {
-    /// Base URL, e.g. `http://localhost:9093`.
-    pub url: String,
-    /// HTTP client settings.
-    #[serde(flatten)]
-    pub http: HttpClientConfig,
 }
 
 /// A condition on the analysis that fires an alert per series.
@@ -271,7 +218,6 @@ impl Config {
                 return Err(err(format!("sources[{i}].name"), format!("duplicate source name {:?}", s.name)));
             }
             check_url(&s.url).map_err(|m| err(format!("sources[{i}].url"), m))?;
-            check_http(&s.http).map_err(|(k, m)| err(format!("sources[{i}]{k}"), m))?;
             if s.step.is_zero() {
                 return Err(err(format!("sources[{i}].step"), "must be positive".into()));
             }
@@ -300,7 +246,6 @@ impl Config {
             }
             for (i, am) in a.alertmanagers.iter().enumerate() {
                 check_url(&am.url).map_err(|m| err(format!("alerting.alertmanagers[{i}].url"), m))?;
-                check_http(&am.http).map_err(|(k, m)| err(format!("alerting.alertmanagers[{i}]{k}"), m))?;
             }
             for (i, r) in a.rules.iter().enumerate() {
                 let key = |k: &str| format!("alerting.rules[{i}]{k}");
@@ -348,32 +293,6 @@ impl Config {
 fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("{url:?} is not an http:// or https:// URL"));
-    }
-    Ok(())
-}
-
-fn check_http(h: &HttpClientConfig) -> Result<(), (String, String)> {
-    if h.bearer_token.is_some() && h.bearer_token_file.is_some() {
-        return Err((".bearer_token_file".into(), "give bearer_token or bearer_token_file, not both".into()));
-    }
-    if h.basic_auth.is_some() && (h.bearer_token.is_some() || h.bearer_token_file.is_some()) {
-        return Err((".basic_auth".into(), "give basic_auth or a bearer token, not both".into()));
-    }
-    if let Some(b) = &h.basic_auth
-        && b.password.is_some()
-        && b.password_file.is_some()
-    {
-        return Err((".basic_auth.password_file".into(), "give password or password_file, not both".into()));
-    }
-    if let Some(t) = &h.tls_config
-        && t.cert_file.is_some() != t.key_file.is_some()
-    {
-        return Err((".tls_config".into(), "cert_file and key_file go together".into()));
-    }
-    for name in h.headers.keys() {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err((format!(".headers.{name}"), "invalid header name".into()));
-        }
     }
     Ok(())
 }
@@ -437,7 +356,7 @@ mod flatten_tests {
         assert!(e.contains("timout"), "{e}");
         let y = "sources:\n  - name: prom\n    url: http://localhost:9090\n    timeout: 5s\n    headers: {X-Scope-OrgID: t1}\nqueries: []\n";
         let c = parse_yaml::<Config>(Path::new("a.yml"), y).unwrap();
-        assert_eq!(c.sources[0].http.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c.sources[0].http.timeout, Duration::from_secs(5));
         let y = "sources:\n  - name: prom\n    url: http://localhost:9090\n    timeout: soon\nqueries: []\n";
         let e = parse_yaml::<Config>(Path::new("a.yml"), y).unwrap_err().to_string();
         assert!(e.contains("sources[0]"), "{e}");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -22,6 +22,7 @@ use crate::emit::{self, selfmetrics::SelfMetrics};
 use crate::engine::{Engine, EngineOptions};
 use crate::query::{Direction, Query, QueryConfig, Threshold};
 use crate::read::store::Store;
+use crate::schedule::{now_ms, spawn_every};
 use crate::web::page;
 
 /// Settings of the embedded default.
@@ -86,12 +87,6 @@ struct Shared {
     load_until: Mutex<Option<Instant>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs the embedded default until `shutdown` completes.
 pub async fn run(
@@ -115,22 +110,8 @@ pub async fn run(
         load_until: Mutex::new(None),
     });
 
-    let loop_state = shared.clone();
     let scraper = Arc::new(scraper);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(loop_state.settings.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let st = loop_state.clone();
-            let sc = scraper.clone();
-            let result = tokio::task::spawn_blocking(move || cycle(&st, &sc)).await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "analysis cycle panicked; continuing");
-            }
-        }
-    });
-
+    let cycles = spawn_every(settings.interval, Arc::new((shared.clone(), scraper)), |(st, sc)| cycle(st, sc));
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -144,7 +125,9 @@ pub async fn run(
         interval = ?settings.interval,
         "embedded default: scraping the local host, analysing, serving the page"
     );
-    imd_exporter::web::serve(app, &settings.listen, settings.web_config.as_deref(), shutdown).await
+    let served = imd_exporter::web::serve(app, &settings.listen, settings.web_config.as_deref(), shutdown).await;
+    cycles.abort();
+    served
 }
 
 /// The exporter's default collectors plus process states, as the embedded

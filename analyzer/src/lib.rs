@@ -14,4 +14,6 @@ pub mod engine;
 pub mod model;
 pub mod query;
 pub mod read;
+pub mod run;
+pub mod schedule;
 pub mod web;

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use imd_analyzer::demo::{self, DemoSettings};
+use imd_analyzer::run::{self as analyzer, RunSettings};
 use imd_exporter::cli::{LogArgs, WebArgs};
 use imd_exporter::logging;
 
@@ -15,15 +18,44 @@ use imd_exporter::logging;
 /// and imd_forecast_breach_seconds for Prometheus and Grafana.
 ///
 /// Start here:
-///   imd-analyzer demo                 # embedded default: this host, no Prometheus needed
-///   open http://localhost:9110/       # the page; /metrics has the series
+///   imd-analyzer demo                            # embedded default: this host, no Prometheus needed
+///   open http://localhost:9110/                  # the page; /metrics has the series
+///
+/// With your Prometheus (remote-read) and Alertmanager:
+///   imd-analyzer --config.file=analyzer.yml      # see examples/single-host/imd-analyzer.yml
+///   imd-analyzer --config.file=analyzer.yml --check-config
 #[derive(Debug, Parser)]
-#[command(name = "imd-analyzer", version, verbatim_doc_comment)]
+#[command(name = "imd-analyzer", version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    run: RunArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// Flags of the analyzer proper (no subcommand).
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    web: WebArgs,
+    /// YAML configuration: sources, queries and models, alerting, output.
+    #[arg(id = "config.file", long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Check the configuration (and web config), print a summary and exit.
+    #[arg(id = "check-config", long = "check-config")]
+    check_config: bool,
+    /// Directory for model state kept across restarts.
+    #[arg(id = "storage.path", long = "storage.path", value_name = "DIR", default_value = "data/analyzer")]
+    storage_path: PathBuf,
+    /// URL under which users reach this analyzer, for links in alerts
+    /// (default: http://<host name>:<port>).
+    #[arg(id = "web.external-url", long = "web.external-url", value_name = "URL")]
+    external_url: Option<String>,
+    /// Anomaly score from which the page highlights a series.
+    #[arg(id = "anomaly.threshold", long = "anomaly.threshold", default_value_t = 0.99)]
+    threshold: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +85,9 @@ struct DemoArgs {
 const DEFAULT_LISTEN: &str = ":9110";
 
 fn command() -> clap::Command {
-    Cli::command().mut_subcommand("demo", |c| c.mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN)))
+    Cli::command()
+        .mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN))
+        .mut_subcommand("demo", |c| c.mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN)))
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,7 +101,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(cli.command)));
+        .and_then(|rt| rt.block_on(run(cli.command, cli.run)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -77,9 +111,43 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
     match command {
-        Command::Demo(a) => {
+        None => {
+            let Some(config_file) = args.config_file else {
+                anyhow::bail!(
+                    "--config.file is required (see examples/single-host/imd-analyzer.yml); \
+                     to try imd without Prometheus, run `imd-analyzer demo`"
+                );
+            };
+            if !(0.0..=1.0).contains(&args.threshold) {
+                anyhow::bail!("--anomaly.threshold must be between 0 and 1, is {}", args.threshold);
+            }
+            let port = args
+                .web
+                .listen_address
+                .first()
+                .and_then(|a| a.rsplit(':').next())
+                .unwrap_or("9110")
+                .to_string();
+            let host = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            let settings = RunSettings {
+                config_file,
+                listen: args.web.listen_address,
+                web_config: args.web.config_file,
+                storage_path: args.storage_path,
+                external_url: args.external_url.unwrap_or_else(|| format!("http://{host}:{port}")),
+                page_threshold: args.threshold,
+            };
+            if args.check_config {
+                println!("{}", analyzer::check(&settings)?);
+                return Ok(());
+            }
+            analyzer::run(settings, imd_exporter::web::shutdown_signal()).await
+        }
+        Some(Command::Demo(a)) => {
             if !(0.0..=1.0).contains(&a.threshold) {
                 anyhow::bail!("--anomaly.threshold must be between 0 and 1, is {}", a.threshold);
             }
@@ -94,28 +162,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     retention: a.retention,
                     threshold: a.threshold,
                 },
-                shutdown_signal(),
+                imd_exporter::web::shutdown_signal(),
             )
             .await
         }
     }
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
-}
 
 #[cfg(test)]
 mod tests {
@@ -126,7 +179,15 @@ mod tests {
         command().debug_assert();
         let m = command().try_get_matches_from(["imd-analyzer", "demo"]).unwrap();
         let cli = Cli::from_arg_matches(&m).unwrap();
-        let Command::Demo(d) = cli.command;
+        let Some(Command::Demo(d)) = cli.command else {
+            panic!("demo not parsed")
+        };
         assert_eq!(d.web.listen_address, vec![":9110".to_string()]);
+        let m = command()
+            .try_get_matches_from(["imd-analyzer", "--config.file=a.yml", "--check-config"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert!(cli.command.is_none() && cli.run.check_config);
+        assert_eq!(cli.run.web.listen_address, vec![":9110".to_string()]);
     }
 }

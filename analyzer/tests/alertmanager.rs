@@ -6,8 +6,10 @@
 //! Every process listens on a loopback port picked at run time, writes
 //! into a temp dir and is stopped by PID when its guard is dropped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,88 +17,7 @@ use imd_analyzer::alert::{Alert, AlertmanagerConfig, Notifier, NotifierConfig};
 use jiff::Timestamp;
 use serde_json::Value;
 
-/// What to tell the developer when Alertmanager is missing.
-const HINT: &str = "run `bash .ci/test`, which installs the Prometheus tools \
-    (apt-get install -y prometheus-alertmanager)";
-
-/// Finds `name` on `PATH`, or fails the test saying how to install it.
-fn require_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("required program `{name}` was not found on PATH; {HINT}"))
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
-/// A child process stopped by PID (SIGTERM, SIGKILL after 5 s) on drop,
-/// its output kept in files for failure messages.
-struct Proc {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Proc {
-        let stderr = dir.join(format!("{name}.stderr"));
-        let out = std::fs::File::create(dir.join(format!("{name}.stdout"))).expect("stdout log");
-        let err = std::fs::File::create(&stderr).expect("stderr log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
-        Proc {
-            child: Some(child),
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        let s = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let from = s.len().saturating_sub(4096);
-        let from = (from..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
-        s[from..].to_string()
-    }
-
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        // By PID: the child is not reaped yet, so the PID is still ours.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use common::{Proc, free_port, require_tool, wait_for};
 
 /// A blocking HTTP helper for the test's own requests.
 struct Http {
@@ -106,11 +27,30 @@ struct Http {
 
 impl Http {
     fn new() -> Http {
+        Http::with(reqwest::Client::builder())
+    }
+
+    /// A client trusting only `pki`'s CA and showing its client certificate.
+    fn tls(pki: &Path) -> Http {
+        let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+        let mut id = std::fs::read(pki.join("client.crt")).unwrap();
+        id.extend(std::fs::read(pki.join("client.key")).unwrap());
+        Http::with(
+            reqwest::Client::builder()
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+                .identity(reqwest::Identity::from_pem(&id).unwrap()),
+        )
+    }
+
+    fn with(builder: reqwest::ClientBuilder) -> Http {
         // reqwest is built without a bundled crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Http {
-            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            client: reqwest::Client::builder()
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: builder
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("test HTTP client"),
@@ -119,7 +59,12 @@ impl Http {
 
     fn get(&self, url: &str) -> Result<(u16, String), String> {
         self.rt.block_on(async {
-            let r = self.client.get(url).send().await.map_err(|e| e.to_string())?;
+            let r = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
             let status = r.status().as_u16();
             Ok((status, r.text().await.map_err(|e| e.to_string())?))
         })
@@ -150,7 +95,9 @@ impl Webhook {
                 "ok"
             }),
         );
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         rt.spawn(async move { axum::serve(listener, app).await });
         Webhook {
@@ -179,6 +126,18 @@ impl Webhook {
 /// Starts Alertmanager on `127.0.0.1:port` routing everything to
 /// `webhook` with short waits, and waits until `/-/ready` answers.
 fn start_alertmanager(dir: &Path, port: u16, webhook: &str, http: &Http) -> Proc {
+    start_alertmanager_with(dir, port, webhook, http, None)
+}
+
+/// As [`start_alertmanager`], with a `--web.config.file` (TLS) when given;
+/// the base URL is then `https`.
+fn start_alertmanager_with(
+    dir: &Path,
+    port: u16,
+    webhook: &str,
+    http: &Http,
+    web_config: Option<&Path>,
+) -> Proc {
     let bin = require_tool("prometheus-alertmanager");
     let cfg = dir.join("alertmanager.yml");
     std::fs::write(
@@ -190,19 +149,30 @@ fn start_alertmanager(dir: &Path, port: u16, webhook: &str, http: &Http) -> Proc
         ),
     )
     .unwrap();
-    let args = vec![
+    let mut args = vec![
         format!("--config.file={}", cfg.display()),
         format!("--storage.path={}", dir.join("am-data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
         "--cluster.listen-address=".to_string(),
     ];
+    if let Some(w) = web_config {
+        args.push(format!("--web.config.file={}", w.display()));
+    }
+    let scheme = if web_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let mut p = Proc::spawn("alertmanager", &bin, &args, dir);
     let start = Instant::now();
     loop {
-        if let Some(Ok(Some(status))) = p.child.as_mut().map(|c| c.try_wait()) {
+        if let Some(status) = p.exited() {
             panic!("alertmanager exited with {status}\nstderr:\n{}", p.stderr());
         }
-        if matches!(http.get(&format!("http://127.0.0.1:{port}/-/ready")), Ok((200, _))) {
+        if matches!(
+            http.get(&format!("{scheme}://127.0.0.1:{port}/-/ready")),
+            Ok((200, _))
+        ) {
             return p;
         }
         assert!(
@@ -216,21 +186,18 @@ fn start_alertmanager(dir: &Path, port: u16, webhook: &str, http: &Http) -> Proc
 
 /// Alertmanager's `GET /api/v2/alerts` (which lists unresolved alerts).
 fn am_alerts(http: &Http, port: u16) -> Vec<Value> {
+    am_alerts_at(http, &format!("http://127.0.0.1:{port}"))
+}
+
+/// `GET /api/v2/alerts` of the Alertmanager at `base`.
+fn am_alerts_at(http: &Http, base: &str) -> Vec<Value> {
     let (status, body) = http
-        .get(&format!("http://127.0.0.1:{port}/api/v2/alerts"))
+        .get(&format!("{base}/api/v2/alerts"))
         .unwrap_or_else(|e| panic!("GET /api/v2/alerts: {e}"));
     assert_eq!(status, 200, "GET /api/v2/alerts: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /api/v2/alerts: {e}: {body}"))
 }
 
-/// Polls `cond` until it holds, failing after `secs` with `what`.
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Now, to the second (Alertmanager answers with millisecond precision).
 fn now() -> Timestamp {
@@ -238,8 +205,14 @@ fn now() -> Timestamp {
 }
 
 fn notifier(am_port: u16) -> Notifier {
+    notifier_for(AlertmanagerConfig::new(format!(
+        "http://127.0.0.1:{am_port}"
+    )))
+}
+
+fn notifier_for(am: AlertmanagerConfig) -> Notifier {
     Notifier::new(NotifierConfig {
-        alertmanagers: vec![AlertmanagerConfig::new(format!("http://127.0.0.1:{am_port}"))],
+        alertmanagers: vec![am],
         eval_interval: Duration::from_secs(1),
         retry_min_backoff: Duration::from_millis(100),
         retry_max_backoff: Duration::from_millis(500),
@@ -256,7 +229,10 @@ fn anomaly(name: &str, starts_at: Timestamp) -> Alert {
 
 #[test]
 fn firing_and_resolved_alerts_reach_alertmanager_and_its_receiver() {
-    let dir = tempfile::Builder::new().prefix("imd-am-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("imd-am-")
+        .tempdir()
+        .unwrap();
     let http = Http::new();
     let hook = Webhook::start();
     let port = free_port();
@@ -265,7 +241,9 @@ fn firing_and_resolved_alerts_reach_alertmanager_and_its_receiver() {
 
     let started = now();
     n.sync(started, vec![anomaly("ImdAnomaly", started)]);
-    wait_for("the alert in Alertmanager", 10, || !am_alerts(&http, port).is_empty());
+    wait_for("the alert in Alertmanager", 10, || {
+        !am_alerts(&http, port).is_empty()
+    });
     let listed = am_alerts(&http, port);
     assert_eq!(listed.len(), 1, "{listed:?}");
     let a = &listed[0];
@@ -278,7 +256,9 @@ fn firing_and_resolved_alerts_reach_alertmanager_and_its_receiver() {
     // endsAt = now + 4 × max(resend_delay 1 m, eval_interval 1 s).
     assert_eq!(back.ends_at, Some(started + Duration::from_secs(240)));
     wait_for("the firing notification", 10, || {
-        hook.alerts().iter().any(|(s, name, _)| s == "firing" && name == "ImdAnomaly")
+        hook.alerts()
+            .iter()
+            .any(|(s, name, _)| s == "firing" && name == "ImdAnomaly")
     });
 
     // Resolved now: Alertmanager keeps an alert firing when a resolve
@@ -286,20 +266,31 @@ fn firing_and_resolved_alerts_reach_alertmanager_and_its_receiver() {
     std::thread::sleep(Duration::from_millis(200));
     let resolved = now();
     n.sync(resolved, vec![]);
-    wait_for("the alert to leave Alertmanager's list", 10, || am_alerts(&http, port).is_empty());
+    wait_for("the alert to leave Alertmanager's list", 10, || {
+        am_alerts(&http, port).is_empty()
+    });
     wait_for("the resolved notification", 10, || {
         hook.alerts().iter().any(|(s, _, _)| s == "resolved")
     });
-    let (_, name, ends) = hook.alerts().into_iter().find(|(s, _, _)| s == "resolved").unwrap();
+    let (_, name, ends) = hook
+        .alerts()
+        .into_iter()
+        .find(|(s, _, _)| s == "resolved")
+        .unwrap();
     assert_eq!(name, "ImdAnomaly");
     assert_eq!(ends.parse::<Timestamp>().unwrap(), resolved);
-    wait_for("both sends to be counted", 5, || n.metrics().sent_total(0) == 2);
+    wait_for("both sends to be counted", 5, || {
+        n.metrics().sent_total(0) == 2
+    });
     assert_eq!(n.metrics().errors_total(0), 0);
 }
 
 #[test]
 fn an_alertmanager_started_late_receives_the_alert() {
-    let dir = tempfile::Builder::new().prefix("imd-am-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("imd-am-")
+        .tempdir()
+        .unwrap();
     let http = Http::new();
     let hook = Webhook::start();
     let port = free_port();
@@ -307,16 +298,191 @@ fn an_alertmanager_started_late_receives_the_alert() {
 
     let started = now();
     n.sync(started, vec![anomaly("ImdLate", started)]);
-    wait_for("failed attempts while Alertmanager is down", 10, || n.metrics().errors_total(0) >= 2);
+    wait_for("failed attempts while Alertmanager is down", 10, || {
+        n.metrics().errors_total(0) >= 2
+    });
     assert_eq!(n.metrics().sent_total(0), 0);
 
     let _am = start_alertmanager(dir.path(), port, &hook.url, &http);
     wait_for("the alert in Alertmanager", 10, || {
-        am_alerts(&http, port).iter().any(|a| a["labels"]["alertname"] == "ImdLate")
+        am_alerts(&http, port)
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ImdLate")
     });
-    wait_for("the success to be counted", 5, || n.metrics().sent_total(0) == 1);
+    wait_for("the success to be counted", 5, || {
+        n.metrics().sent_total(0) == 1
+    });
     assert_eq!(n.metrics().queued(0), 0);
     wait_for("the firing notification", 10, || {
-        hook.alerts().iter().any(|(s, name, _)| s == "firing" && name == "ImdLate")
+        hook.alerts()
+            .iter()
+            .any(|(s, name, _)| s == "firing" && name == "ImdLate")
     });
+}
+
+/// Runs the `openssl` CLI in `dir`, failing the test with its stderr.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(require_tool("openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `ca.crt`, a server certificate for 127.0.0.1 and a client
+/// certificate (EC P-256 keys) in `dir`.
+fn make_pki(dir: &Path) {
+    let key = |name: &str| {
+        let out = format!("{name}.key");
+        let curve = "ec_paramgen_curve:P-256";
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                curve,
+                "-out",
+                &out,
+            ],
+        );
+    };
+    key("ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=imd-test-ca",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        ),
+        (
+            "client",
+            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+        ),
+    ] {
+        key(name);
+        let (csr, crt, extfile) = (
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        let subject = format!("/CN={name}");
+        let key_file = format!("{name}.key");
+        openssl(
+            dir,
+            &[
+                "req", "-new", "-key", &key_file, "-subj", &subject, "-out", &csr,
+            ],
+        );
+        std::fs::write(dir.join(&extfile), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+}
+
+#[test]
+fn tls_with_a_private_ca_and_client_certificates() {
+    let dir = tempfile::Builder::new()
+        .prefix("imd-am-tls-")
+        .tempdir()
+        .unwrap();
+    let pki = dir.path();
+    make_pki(pki);
+    let web = pki.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {0}/ca.crt\n",
+            pki.display()
+        ),
+    )
+    .unwrap();
+    let http = Http::tls(pki);
+    let hook = Webhook::start();
+    let port = free_port();
+    let _am = start_alertmanager_with(pki, port, &hook.url, &http, Some(&web));
+    let base = format!("https://127.0.0.1:{port}");
+
+    let with_tls = |ca: bool, client_cert: bool, insecure: bool| {
+        let mut c = AlertmanagerConfig::new(base.clone());
+        if ca {
+            c.tls_config.ca_file = Some(pki.join("ca.crt"));
+        }
+        if client_cert {
+            c.tls_config.cert_file = Some(pki.join("client.crt"));
+            c.tls_config.key_file = Some(pki.join("client.key"));
+        }
+        c.tls_config.insecure_skip_verify = insecure;
+        notifier_for(c)
+    };
+    let trusted = with_tls(true, true, false);
+    let no_client_cert = with_tls(true, false, false);
+    let unknown_ca = with_tls(false, true, false);
+    let insecure = with_tls(false, true, true);
+    let t = now();
+    for (n, name) in [
+        (&trusted, "ImdTrusted"),
+        (&no_client_cert, "ImdNoClientCert"),
+        (&unknown_ca, "ImdUnknownCa"),
+        (&insecure, "ImdInsecure"),
+    ] {
+        n.sync(t, vec![anomaly(name, t)]);
+    }
+    wait_for("the trusted and the insecure sends", 10, || {
+        trusted.metrics().sent_total(0) == 1 && insecure.metrics().sent_total(0) == 1
+    });
+    wait_for("the refused handshakes", 10, || {
+        no_client_cert.metrics().errors_total(0) >= 1 && unknown_ca.metrics().errors_total(0) >= 1
+    });
+    let mut names: Vec<String> = am_alerts_at(&http, &base)
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap_or("").to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ImdInsecure", "ImdTrusted"]);
+    assert_eq!(no_client_cert.metrics().sent_total(0), 0);
+    assert_eq!(unknown_ca.metrics().sent_total(0), 0);
 }

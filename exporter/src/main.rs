@@ -109,7 +109,7 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(web::serve(app, &cli.web.listen_address, cli.web.config_file.as_deref(), shutdown_signal()))
+    rt.block_on(web::serve(app, &cli.web.listen_address, cli.web.config_file.as_deref(), web::shutdown_signal()))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
@@ -157,21 +157,6 @@ fn landing_page(telemetry: &str) -> String {
     )
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
-}
 
 #[cfg(test)]
 mod tests {

@@ -225,7 +225,11 @@ fn shared_collectors_match_node_exporter() {
     println!("collectors compared: {}", compared.join(", "));
     println!(
         "collectors skipped (imd-exporter has none of that name): {}",
-        skipped.join(", ")
+        if skipped.is_empty() {
+            "none".to_string()
+        } else {
+            skipped.join(", ")
+        }
     );
     assert!(
         compared.len() >= 3,

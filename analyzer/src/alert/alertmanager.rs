@@ -134,7 +134,10 @@ fn read_secret(path: &Path) -> Result<String, String> {
 #[derive(Debug, Clone)]
 enum Auth {
     None,
-    Basic { username: String, password: Option<Secret> },
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
     Bearer(Secret),
 }
 
@@ -171,7 +174,10 @@ impl AlertmanagerClient {
         let endpoint = endpoint(&config.url, &config.path_prefix)
             .map_err(|m| AlertError::config(format!("{key}.url"), m))?;
         if config.timeout.is_zero() {
-            return Err(AlertError::config(format!("{key}.timeout"), "must be above zero"));
+            return Err(AlertError::config(
+                format!("{key}.timeout"),
+                "must be above zero",
+            ));
         }
         let bearer = Secret::from_config(
             config.bearer_token.as_ref(),
@@ -190,7 +196,10 @@ impl AlertmanagerClient {
             (Some(b), None) => {
                 let bkey = format!("{key}.basic_auth");
                 if b.username.is_empty() {
-                    return Err(AlertError::config(format!("{bkey}.username"), "must not be empty"));
+                    return Err(AlertError::config(
+                        format!("{bkey}.username"),
+                        "must not be empty",
+                    ));
                 }
                 let password = Secret::from_config(
                     b.password.as_ref(),
@@ -219,7 +228,10 @@ impl AlertmanagerClient {
             .user_agent(concat!("imd-analyzer/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &tls.ca_file {
             let pem = std::fs::read(ca).map_err(|e| {
-                AlertError::config(format!("{tkey}.ca_file"), format!("reading {}: {e}", ca.display()))
+                AlertError::config(
+                    format!("{tkey}.ca_file"),
+                    format!("reading {}: {e}", ca.display()),
+                )
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
@@ -242,7 +254,10 @@ impl AlertmanagerClient {
                 })?;
                 pem.push(b'\n');
                 pem.extend(std::fs::read(k).map_err(|e| {
-                    AlertError::config(format!("{tkey}.key_file"), format!("reading {}: {e}", k.display()))
+                    AlertError::config(
+                        format!("{tkey}.key_file"),
+                        format!("reading {}: {e}", k.display()),
+                    )
                 })?);
                 let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
                     AlertError::config(&tkey, format!("client certificate and key: {e}"))
@@ -296,7 +311,10 @@ impl AlertmanagerClient {
             }
             Auth::Bearer(token) => req = req.bearer_auth(token.get().map_err(SendError::Fatal)?),
         }
-        let resp = req.send().await.map_err(|e| SendError::Retry(error_chain(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| SendError::Retry(error_chain(&e)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -358,9 +376,18 @@ mod tests {
     #[test]
     fn endpoints_join_url_prefix_and_api_path() {
         let e = |u, p| endpoint(u, p).map(|u| u.to_string());
-        assert_eq!(e("http://am:9093", "").unwrap(), "http://am:9093/api/v2/alerts");
-        assert_eq!(e("http://am:9093/", "/x/").unwrap(), "http://am:9093/x/api/v2/alerts");
-        assert_eq!(e("https://h/base/", "am").unwrap(), "https://h/base/am/api/v2/alerts");
+        assert_eq!(
+            e("http://am:9093", "").unwrap(),
+            "http://am:9093/api/v2/alerts"
+        );
+        assert_eq!(
+            e("http://am:9093/", "/x/").unwrap(),
+            "http://am:9093/x/api/v2/alerts"
+        );
+        assert_eq!(
+            e("https://h/base/", "am").unwrap(),
+            "https://h/base/am/api/v2/alerts"
+        );
         assert!(e("am:9093", "").unwrap_err().contains("scheme"));
         assert!(e("ftp://am", "").unwrap_err().contains("scheme"));
         assert!(e("http://am?x=1", "").unwrap_err().contains("query"));
@@ -369,7 +396,11 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let err = |c: AlertmanagerConfig| AlertmanagerClient::new(&c, "alertmanagers[2]").unwrap_err().to_string();
+        let err = |c: AlertmanagerConfig| {
+            AlertmanagerClient::new(&c, "alertmanagers[2]")
+                .unwrap_err()
+                .to_string()
+        };
         let mut c = AlertmanagerConfig::new("http://127.0.0.1:1");
         c.bearer_token = Some("t".into());
         c.basic_auth = Some(BasicAuth {
@@ -377,7 +408,10 @@ mod tests {
             password: Some("p".into()),
             password_file: None,
         });
-        assert_eq!(err(c.clone()), "alertmanagers[2]: `basic_auth` and a bearer token are mutually exclusive");
+        assert_eq!(
+            err(c.clone()),
+            "alertmanagers[2]: `basic_auth` and a bearer token are mutually exclusive"
+        );
         c.bearer_token = None;
         c.basic_auth = Some(BasicAuth {
             username: "u".into(),
@@ -385,7 +419,10 @@ mod tests {
             password_file: Some("/nonexistent/pw".into()),
         });
         let e = err(c.clone());
-        assert!(e.starts_with("alertmanagers[2].basic_auth.password_file: reading /nonexistent/pw"), "{e}");
+        assert!(
+            e.starts_with("alertmanagers[2].basic_auth.password_file: reading /nonexistent/pw"),
+            "{e}"
+        );
         c.basic_auth = None;
         c.tls_config.ca_file = Some("/nonexistent/ca.pem".into());
         assert!(err(c.clone()).starts_with("alertmanagers[2].tls_config.ca_file: reading"));
@@ -396,7 +433,10 @@ mod tests {
         assert!(err(c.clone()).contains("must be given together"));
         c.tls_config = TlsConfig::default();
         c.timeout = Duration::ZERO;
-        assert_eq!(err(c.clone()), "alertmanagers[2].timeout: must be above zero");
+        assert_eq!(
+            err(c.clone()),
+            "alertmanagers[2].timeout: must be above zero"
+        );
         c.url = "localhost:9093".into();
         assert!(err(c).starts_with("alertmanagers[2].url:"));
     }
@@ -415,7 +455,8 @@ mod tests {
     #[test]
     fn config_deserialises_with_defaults_and_refuses_unknown_keys() {
         let c: AlertmanagerConfig =
-            serde_yaml_ng::from_str("url: http://am:9093\ntimeout: 3s\nbearer_token_file: /t\n").unwrap();
+            serde_yaml_ng::from_str("url: http://am:9093\ntimeout: 3s\nbearer_token_file: /t\n")
+                .unwrap();
         assert_eq!(c.timeout, Duration::from_secs(3));
         assert_eq!(c.bearer_token_file.as_deref(), Some(Path::new("/t")));
         let d: AlertmanagerConfig = serde_yaml_ng::from_str("url: http://am:9093\n").unwrap();

@@ -147,7 +147,11 @@ impl NotifierMetrics {
         for p in &t.per_am {
             sent.push(am(p), p.sent as f64);
             errors.push(am(p), p.errors as f64);
-            latency.push_named("imd_notifications_latency_seconds_sum", am(p), p.latency_sum);
+            latency.push_named(
+                "imd_notifications_latency_seconds_sum",
+                am(p),
+                p.latency_sum,
+            );
             latency.push_named(
                 "imd_notifications_latency_seconds_count",
                 am(p),
@@ -179,7 +183,13 @@ mod tests {
 
     #[test]
     fn families_carry_the_alertmanager_label() {
-        let m = NotifierMetrics::new(&["http://a/api/v2/alerts".into(), "http://b/api/v2/alerts".into()], 5);
+        let m = NotifierMetrics::new(
+            &[
+                "http://a/api/v2/alerts".into(),
+                "http://b/api/v2/alerts".into(),
+            ],
+            5,
+        );
         m.sent(0, 3, 0.25);
         m.failed(1, 2, 0.5);
         m.failed(1, 2, 0.5);
@@ -187,7 +197,15 @@ mod tests {
         m.queue_length(1, 2);
         m.active(7);
         m.sent(9, 1, 1.0); // unknown index: ignored
-        assert_eq!((m.sent_total(0), m.errors_total(1), m.dropped_total(), m.queued(1)), (3, 4, 4, 2));
+        assert_eq!(
+            (
+                m.sent_total(0),
+                m.errors_total(1),
+                m.dropped_total(),
+                m.queued(1)
+            ),
+            (3, 4, 4, 2)
+        );
         let text = encode(&m.families(), Format::Text);
         for line in [
             "imd_notifications_sent_total{alertmanager=\"http://a/api/v2/alerts\"} 3",
@@ -200,7 +218,10 @@ mod tests {
             "imd_notifications_alertmanagers 2",
             "imd_alerts_active 7",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 }

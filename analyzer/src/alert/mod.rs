@@ -22,6 +22,7 @@ pub mod alertmanager;
 pub mod metrics;
 pub mod notifier;
 pub mod queue;
+pub mod rules;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -53,7 +54,11 @@ pub struct Alert {
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<Timestamp>,
     /// A link back to what produced the alert (imd's page for the series).
-    #[serde(rename = "generatorURL", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "generatorURL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub generator_url: String,
 }
 
@@ -66,7 +71,10 @@ impl Alert {
         V: Into<String>,
     {
         Alert {
-            labels: labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             annotations: BTreeMap::new(),
             starts_at,
             ends_at: None,
@@ -169,9 +177,10 @@ mod rfc3339_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|e| {
-                serde::de::Error::custom(format!("bad RFC 3339 time {text:?}: {e}"))
-            }),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("bad RFC 3339 time {text:?}: {e}"))),
         }
     }
 }

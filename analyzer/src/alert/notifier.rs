@@ -186,7 +186,10 @@ impl Notifier {
         for (i, am) in config.alertmanagers.iter().enumerate() {
             let key = format!("alertmanagers[{i}]");
             let client = AlertmanagerClient::new(am, &key)?;
-            if let Some(j) = slots.iter().position(|s| s.client.endpoint() == client.endpoint()) {
+            if let Some(j) = slots
+                .iter()
+                .position(|s| s.client.endpoint() == client.endpoint())
+            {
                 return Err(AlertError::config(
                     format!("{key}.url"),
                     format!("{} is already alertmanagers[{j}]", client.endpoint()),
@@ -198,13 +201,18 @@ impl Notifier {
                 wake: Notify::new(),
             });
         }
-        let endpoints: Vec<String> = slots.iter().map(|s| s.client.endpoint().to_string()).collect();
+        let endpoints: Vec<String> = slots
+            .iter()
+            .map(|s| s.client.endpoint().to_string())
+            .collect();
         let shared = Arc::new(Shared {
             slots,
             metrics: NotifierMetrics::new(&endpoints, config.queue_capacity),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let retry = Retry {
             min: config.retry_min_backoff,
             max: config.retry_max_backoff,
@@ -216,7 +224,14 @@ impl Notifier {
             .spawn(move || {
                 runtime.block_on(async move {
                     let tasks: Vec<_> = (0..sender_shared.slots.len())
-                        .map(|i| tokio::spawn(send_loop(sender_shared.clone(), i, shutdown_rx.clone(), retry)))
+                        .map(|i| {
+                            tokio::spawn(send_loop(
+                                sender_shared.clone(),
+                                i,
+                                shutdown_rx.clone(),
+                                retry,
+                            ))
+                        })
                         .collect();
                     for t in tasks {
                         let _ = t.await;
@@ -280,12 +295,19 @@ impl Notifier {
     /// The alerts known now: firing ones without `endsAt`, recently
     /// resolved ones with `endsAt` = when they resolved.
     pub fn alerts(&self) -> Vec<Alert> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).alerts()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alerts()
     }
 
     /// The URLs alerts are posted to, in configuration order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.shared.slots.iter().map(|s| s.client.endpoint().to_string()).collect()
+        self.shared
+            .slots
+            .iter()
+            .map(|s| s.client.endpoint().to_string())
+            .collect()
     }
 
     /// The notifier's own metrics (turn them into families with
@@ -313,7 +335,12 @@ struct Retry {
 
 /// Sends the queue of Alertmanager `i` until shutdown, retrying failed
 /// requests with exponential backoff; at shutdown, makes one last attempt.
-async fn send_loop(shared: Arc<Shared>, i: usize, mut shutdown: watch::Receiver<bool>, retry: Retry) {
+async fn send_loop(
+    shared: Arc<Shared>,
+    i: usize,
+    mut shutdown: watch::Receiver<bool>,
+    retry: Retry,
+) {
     let slot = &shared.slots[i];
     let metrics = &shared.metrics;
     let endpoint = slot.client.endpoint();
@@ -392,7 +419,9 @@ async fn send_loop(shared: Arc<Shared>, i: usize, mut shutdown: watch::Receiver<
 /// randomly keyed hasher is enough, without a dependency for it.
 fn jitter(d: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
     d.mul_f64(0.5 + 0.5 * frac)
 }

@@ -141,7 +141,12 @@ mod tests {
     fn names(items: &[Queued]) -> Vec<String> {
         items
             .iter()
-            .map(|q| format!("{}{}", q.alert.labels["alertname"], q.alert.annotations["v"]))
+            .map(|q| {
+                format!(
+                    "{}{}",
+                    q.alert.labels["alertname"], q.alert.annotations["v"]
+                )
+            })
             .collect()
     }
 

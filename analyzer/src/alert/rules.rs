@@ -51,7 +51,9 @@ impl Rules {
                     continue;
                 }
                 let by_score = rule.score_above.is_some_and(|s| t.score() >= s);
-                let breach = q.threshold.and_then(|th| t.breach_seconds(th.value, th.direction));
+                let breach = q
+                    .threshold
+                    .and_then(|th| t.breach_seconds(th.value, th.direction));
                 let by_breach = match (rule.breach_within, breach) {
                     (Some(within), Some(b)) => b <= within.as_secs_f64(),
                     _ => false,
@@ -63,7 +65,10 @@ impl Rules {
                 let key = (ri, labels);
                 let since = self.active.get(&key).copied().unwrap_or(now_ms);
                 holding.insert(key.clone(), since);
-                let held = rule.for_.map(|f| now_ms - since >= f.as_millis() as i64).unwrap_or(true);
+                let held = rule
+                    .for_
+                    .map(|f| now_ms - since >= f.as_millis() as i64)
+                    .unwrap_or(true);
                 if held {
                     out.push(Firing {
                         annotations: annotations(rule, t, &key.1, breach),
@@ -78,7 +83,12 @@ impl Rules {
         out
     }
 
-    fn alert_labels(&self, rule: &AlertRuleConfig, t: &Tracked, query: &str) -> BTreeMap<String, String> {
+    fn alert_labels(
+        &self,
+        rule: &AlertRuleConfig,
+        t: &Tracked,
+        query: &str,
+    ) -> BTreeMap<String, String> {
         let mut l: BTreeMap<String, String> = self.external_labels.clone();
         for (k, v) in &t.labels {
             if k == "__name__" {
@@ -104,7 +114,10 @@ fn annotations(
     labels: &BTreeMap<String, String>,
     breach: Option<f64>,
 ) -> BTreeMap<String, String> {
-    let num = |v: Option<f64>| v.map(imd_exporter::exposition::format_value).unwrap_or_else(|| "unknown".into());
+    let num = |v: Option<f64>| {
+        v.map(imd_exporter::exposition::format_value)
+            .unwrap_or_else(|| "unknown".into())
+    };
     let (exp, lo, hi) = match t.expected {
         Some((m, l, h)) => (Some(m), Some(l), Some(h)),
         None => (None, None, None),
@@ -126,10 +139,17 @@ fn annotations(
         }
         s
     };
-    let mut out: BTreeMap<String, String> = rule.annotations.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+    let mut out: BTreeMap<String, String> = rule
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), fill(v)))
+        .collect();
     let series = labels.get("metric").cloned().unwrap_or_default();
     out.entry("summary".into()).or_insert_with(|| {
-        fill(&format!("{} on {series} (query {{{{ $labels.query }}}})", rule.alert))
+        fill(&format!(
+            "{} on {series} (query {{{{ $labels.query }}}})",
+            rule.alert
+        ))
     });
     out.entry("description".into()).or_insert_with(|| {
         fill("value {{ $value }}, expected {{ $expected }} [{{ $lower }} … {{ $upper }}], anomaly score {{ $score }}, threshold crossing in {{ $breach }}")
@@ -183,7 +203,11 @@ mod tests {
             breach_within: None,
             for_,
             labels: [("severity".to_string(), "warning".to_string())].into(),
-            annotations: [("summary".to_string(), "load on {{ $labels.instance }} is {{ $value }}".to_string())].into(),
+            annotations: [(
+                "summary".to_string(),
+                "load on {{ $labels.instance }} is {{ $value }}".to_string(),
+            )]
+            .into(),
         }
     }
 
@@ -191,9 +215,17 @@ mod tests {
     fn fires_after_for_and_stops_when_the_condition_clears() {
         let store = Store::new(3_600_000, 100_000);
         let mut e = engine();
-        let mut rules = Rules::new(vec![rule(Some(Duration::from_secs(20)))], [("cluster".to_string(), "c1".to_string())].into());
+        let mut rules = Rules::new(
+            vec![rule(Some(Duration::from_secs(20)))],
+            [("cluster".to_string(), "c1".to_string())].into(),
+        );
         for i in 0..60 {
-            feed(&mut e, &store, i * 10_000, 1.0 + 0.05 * ((i * 7) % 5) as f64);
+            feed(
+                &mut e,
+                &store,
+                i * 10_000,
+                1.0 + 0.05 * ((i * 7) % 5) as f64,
+            );
             assert!(rules.evaluate(&e, i * 10_000).is_empty());
         }
         // Anomalous from t=600 s: pending at 600 and 610, firing from 620.
@@ -215,7 +247,12 @@ mod tests {
         // Back to normal values long enough for the score to fall.
         let mut cleared = false;
         for i in 63..200 {
-            feed(&mut e, &store, i * 10_000, 1.0 + 0.05 * ((i * 7) % 5) as f64);
+            feed(
+                &mut e,
+                &store,
+                i * 10_000,
+                1.0 + 0.05 * ((i * 7) % 5) as f64,
+            );
             if rules.evaluate(&e, i * 10_000).is_empty() {
                 cleared = true;
                 break;

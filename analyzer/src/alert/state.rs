@@ -149,7 +149,10 @@ impl AlertState {
 
     /// Number of alerts firing.
     pub fn firing(&self) -> usize {
-        self.entries.values().filter(|e| e.resolved_at.is_none()).count()
+        self.entries
+            .values()
+            .filter(|e| e.resolved_at.is_none())
+            .count()
     }
 
     /// The alerts known: firing ones without `endsAt`, resolved ones (still
@@ -216,7 +219,10 @@ mod tests {
     }
 
     fn names(o: &SyncOutcome) -> Vec<String> {
-        o.send.iter().map(|a| a.labels["alertname"].clone()).collect()
+        o.send
+            .iter()
+            .map(|a| a.labels["alertname"].clone())
+            .collect()
     }
 
     #[test]

@@ -146,6 +146,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vmanomaly_names_keep_input_labels_and_scale_to_the_bounds() {
+        use crate::engine::EngineOptions;
+        use crate::query::{Query, QueryConfig};
+        use crate::read::store::Store;
+        use imd_exporter::exposition::Family;
+        let q = Query::new(QueryConfig {
+            name: "load".into(),
+            selector: "node_load1".into(),
+            rate: false,
+            anomaly_model: "zscore".into(),
+            forecast_model: "zscore".into(),
+            params: Default::default(),
+            horizons: vec![std::time::Duration::from_secs(60)],
+            level: 0.95,
+            threshold: None,
+            history: std::time::Duration::from_secs(3600),
+        })
+        .unwrap();
+        let mut e = Engine::new(vec![q], EngineOptions::default());
+        let store = Store::new(3_600_000, 10_000);
+        for i in 0..50 {
+            let mut f = Family::gauge("node_load1", "l");
+            f.push([("instance", "h1")], if i == 49 { 50.0 } else { 1.0 + 0.1 * ((i * 7) % 5) as f64 });
+            store.ingest(i * 1000, &[f]);
+        }
+        e.cycle(&store, 49_000);
+        let plain = families(&e, Naming::default());
+        assert!(plain.iter().all(|f| f.name != "anomaly_score"));
+        let fams = families(&e, Naming { vmanomaly: true });
+        let get = |n: &str| fams.iter().find(|f| f.name == n).unwrap();
+        let s = &get("anomaly_score").samples[0];
+        assert_eq!(
+            s.labels,
+            vec![
+                ("instance".to_string(), "h1".to_string()),
+                ("for".to_string(), "load".to_string()),
+                ("model_alias".to_string(), "zscore".to_string())
+            ]
+        );
+        assert!(s.value > 1.0, "a spike is outside the bounds: {}", s.value);
+        let (y, lo, hi) = (
+            get("yhat").samples[0].value,
+            get("yhat_lower").samples[0].value,
+            get("yhat_upper").samples[0].value,
+        );
+        assert!(lo < y && y < hi && hi < 50.0, "{lo} {y} {hi}");
+    }
+
+    #[test]
     fn clashing_labels_are_kept_as_exported() {
         let l = vec![
             ("__name__".to_string(), "x".to_string()),

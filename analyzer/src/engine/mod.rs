@@ -1,144 +1,53 @@
 //! The engine: per-series model state for every query, fitted when a series
 //! is first seen and updated with each new point; series that disappear
-//! from the source are dropped.
+//! from their source are dropped. Queries are analysed in parallel, a
+//! bounded number at a time.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use crate::model::{self, Forecast, Model, Point};
-
 pub mod persist;
+mod tracked;
 
 use persist::SavedSeries;
-use crate::query::{Direction, Query};
-use crate::read::rate::per_second;
+pub use tracked::Tracked;
+use tracked::{new_tracked, refresh_forecast, resume, transform};
+
+use crate::query::Query;
 use crate::read::{Labels, Selector, Source};
-
-/// How many recent points of each series the engine keeps for display.
-const RECENT: usize = 240;
-
-/// What the engine knows about one series of one query.
-pub struct Tracked {
-    /// Index of the query in the engine.
-    pub query: usize,
-    /// The source series' labels (sorted, with `__name__`).
-    pub labels: Labels,
-    anomaly: Box<dyn Model>,
-    forecaster: Box<dyn Model>,
-    last_t: i64,
-    /// Recent (time, value, score) triples, oldest first.
-    pub recent: VecDeque<(i64, f64, f64)>,
-    /// The latest forecast, covering the longest horizon.
-    pub forecast: Option<Forecast>,
-    /// What the forecaster expected for the latest point before seeing it:
-    /// (mean, lower, upper) at the query's level.
-    pub expected: Option<(f64, f64, f64)>,
-}
-
-impl Tracked {
-    /// Scores and takes in the points newer than the last one taken;
-    /// returns how many were new.
-    fn take(&mut self, points: &[Point], level: f64) -> usize {
-        let since = self.last_t;
-        let mut n = 0;
-        for p in points.iter().filter(|p| p.t > since) {
-            let score = self.anomaly.score(*p);
-            self.expected = self
-                .forecaster
-                .forecast(1, level)
-                .map(|f| (f.mean[0], f.lower[0], f.upper[0]));
-            self.anomaly.update(*p);
-            self.forecaster.update(*p);
-            self.last_t = p.t;
-            push_recent(&mut self.recent, (p.t, p.v, score));
-            n += 1;
-        }
-        n
-    }
-
-    /// Refits both models on `history` (the scores already given stay).
-    fn refit(&mut self, q: &Query, history: &[Point]) {
-        for m in [&mut self.anomaly, &mut self.forecaster] {
-            if let Err(e) = m.fit(history) {
-                tracing::warn!(query = %q.config.name, model = m.name(), error = %e, "refit failed; keeping the model as it was");
-            }
-        }
-    }
-
-    /// The latest anomaly score (0 before the first scored point).
-    pub fn score(&self) -> f64 {
-        self.recent.back().map(|r| r.2).unwrap_or(0.0)
-    }
-
-    /// The latest value.
-    pub fn value(&self) -> Option<f64> {
-        self.recent.back().map(|r| r.1)
-    }
-
-    /// Name of the anomaly model.
-    pub fn anomaly_model(&self) -> &'static str {
-        self.anomaly.name()
-    }
-
-    /// Name of the forecasting model.
-    pub fn forecast_model(&self) -> &'static str {
-        self.forecaster.name()
-    }
-
-    /// Forecast mean and bounds at the point closest to `at_ms`.
-    pub fn forecast_at(&self, at_ms: i64) -> Option<(f64, f64, f64)> {
-        let f = self.forecast.as_ref()?;
-        let i = f.t.iter().position(|t| *t >= at_ms).unwrap_or(f.t.len().checked_sub(1)?);
-        Some((f.mean[i], f.lower[i], f.upper[i]))
-    }
-
-    /// Seconds from the last point until the forecast mean crosses the
-    /// threshold: 0 when already across, +Inf when no crossing is forecast
-    /// within the forecast's range.
-    pub fn breach_seconds(&self, value: f64, direction: Direction) -> Option<f64> {
-        let f = self.forecast.as_ref()?;
-        let (last_t, last_v, _) = *self.recent.back()?;
-        let crossed = |v: f64| match direction {
-            Direction::Above => v >= value,
-            Direction::Below => v <= value,
-        };
-        if crossed(last_v) {
-            return Some(0.0);
-        }
-        // Interpolate between the last point before and the first point
-        // across, so that the answer does not jump by whole steps.
-        let mut prev = (last_t, last_v);
-        for (t, v) in f.t.iter().zip(&f.mean) {
-            if crossed(*v) {
-                let frac = if *v == prev.1 { 1.0 } else { (value - prev.1) / (v - prev.1) };
-                let at = prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64;
-                return Some(((at - last_t as f64) / 1000.0).max(0.0));
-            }
-            prev = (*t, *v);
-        }
-        Some(f64::INFINITY)
-    }
-}
 
 /// Counts of one cycle's work.
 #[derive(Debug, Default, Clone)]
 pub struct CycleReport {
-    /// Series read from the source.
+    /// Series read from the sources.
     pub series: usize,
     /// New points taken in.
     pub points: usize,
-    /// Series seen for the first time (and fitted).
+    /// Series fitted on their history (first seen, or `fit_every`).
     pub fitted: usize,
     /// Series resumed from saved state.
     pub resumed: usize,
-    /// Series dropped because the source no longer has them.
+    /// Series dropped because their source no longer has them.
     pub dropped: usize,
     /// Queries whose read failed.
     pub read_errors: usize,
-    /// Seconds spent reading.
+    /// Seconds spent reading (summed over queries).
     pub read_seconds: f64,
-    /// Seconds spent in models.
+    /// Seconds spent in models (summed over queries).
     pub model_seconds: f64,
+}
+
+impl CycleReport {
+    fn add(&mut self, o: &CycleReport) {
+        self.series += o.series;
+        self.points += o.points;
+        self.fitted += o.fitted;
+        self.resumed += o.resumed;
+        self.dropped += o.dropped;
+        self.read_errors += o.read_errors;
+        self.read_seconds += o.read_seconds;
+        self.model_seconds += o.model_seconds;
+    }
 }
 
 /// How the engine reads and refits.
@@ -150,6 +59,8 @@ pub struct EngineOptions {
     /// Refit every series on its whole history this often (`None`: only
     /// when first seen; models still learn online).
     pub fit_every_ms: Option<i64>,
+    /// Queries analysed at once.
+    pub concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -157,53 +68,72 @@ impl Default for EngineOptions {
         EngineOptions {
             lookback_ms: 5 * 60 * 1000,
             fit_every_ms: None,
+            concurrency: 2,
         }
     }
 }
 
-/// When a query was last read and refitted.
-#[derive(Debug, Clone, Copy, Default)]
-struct Schedule {
+/// One query, the source it reads, and its series.
+struct QueryState {
+    index: usize,
+    query: Query,
+    source: usize,
     last_read_ms: Option<i64>,
     last_fit_ms: i64,
+    tracked: HashMap<Labels, Tracked>,
+    /// Saved state not yet claimed by a series seen since the start.
+    restored: HashMap<Labels, SavedSeries>,
 }
 
 /// All queries and their tracked series.
 pub struct Engine {
     queries: Vec<Query>,
+    states: Vec<QueryState>,
     options: EngineOptions,
-    schedule: Vec<Schedule>,
-    tracked: HashMap<(usize, Labels), Tracked>,
-    /// Saved state not yet claimed by a series seen since the start.
-    restored: HashMap<(usize, Labels), SavedSeries>,
 }
 
 impl Engine {
-    /// An engine over checked queries.
+    /// An engine over checked queries that all read the first source.
     pub fn new(queries: Vec<Query>, options: EngineOptions) -> Engine {
+        Engine::with_sources(queries.into_iter().map(|q| (0, q)).collect(), options)
+    }
+
+    /// An engine over checked queries, each with the index of the source
+    /// (in the slice given to [`Engine::cycle_sources`]) it reads.
+    pub fn with_sources(queries: Vec<(usize, Query)>, options: EngineOptions) -> Engine {
         Engine {
-            schedule: vec![Schedule::default(); queries.len()],
-            queries,
+            queries: queries.iter().map(|(_, q)| q.clone()).collect(),
+            states: queries
+                .into_iter()
+                .enumerate()
+                .map(|(index, (source, query))| QueryState {
+                    index,
+                    query,
+                    source,
+                    last_read_ms: None,
+                    last_fit_ms: 0,
+                    tracked: HashMap::new(),
+                    restored: HashMap::new(),
+                })
+                .collect(),
             options,
-            tracked: HashMap::new(),
-            restored: HashMap::new(),
         }
     }
 
     /// Offers saved state: a series seen later whose query and model names
     /// still match resumes from it instead of being refitted. State of
-    /// queries that no longer exist is ignored.
+    /// queries that no longer exist is ignored. Returns how many were taken.
     pub fn restore(&mut self, saved: Vec<SavedSeries>) -> usize {
         let mut n = 0;
         for s in saved {
-            let Some(qi) = self.queries.iter().position(|q| q.config.name == s.query) else {
+            let Some(st) = self.states.iter_mut().find(|st| st.query.config.name == s.query) else {
                 continue;
             };
-            let c = &self.queries[qi].config;
+            let c = &st.query.config;
             if c.anomaly_model != s.anomaly.0 || c.forecast_model != s.forecaster.0 {
                 continue;
             }
-            self.restored.insert((qi, s.labels.clone()), s);
+            st.restored.insert(s.labels.clone(), s);
             n += 1;
         }
         n
@@ -212,19 +142,13 @@ impl Engine {
     /// The state of every tracked series (and of restored series not seen
     /// again yet), to be saved.
     pub fn snapshot(&self) -> Vec<SavedSeries> {
-        let mut out: Vec<SavedSeries> = self
-            .tracked
-            .values()
-            .map(|t| SavedSeries {
-                query: self.queries[t.query].config.name.clone(),
-                labels: t.labels.clone(),
-                anomaly: (t.anomaly.name().to_string(), t.anomaly.save()),
-                forecaster: (t.forecaster.name().to_string(), t.forecaster.save()),
-                last_t: t.last_t,
-                recent: t.recent.iter().copied().collect(),
-            })
-            .collect();
-        out.extend(self.restored.values().cloned());
+        let mut out = Vec::new();
+        for st in &self.states {
+            for t in st.tracked.values() {
+                out.push(t.save(&st.query.config.name));
+            }
+            out.extend(st.restored.values().cloned());
+        }
         out
     }
 
@@ -235,196 +159,148 @@ impl Engine {
 
     /// Tracked series, sorted by query and labels.
     pub fn tracked(&self) -> Vec<&Tracked> {
-        let mut v: Vec<&Tracked> = self.tracked.values().collect();
+        let mut v: Vec<&Tracked> = self.states.iter().flat_map(|st| st.tracked.values()).collect();
         v.sort_by(|a, b| (a.query, &a.labels).cmp(&(b.query, &b.labels)));
         v
     }
 
-    /// Reads every query up to `now_ms`, fits new series, scores and takes
-    /// in new points, refreshes forecasts and drops vanished series. A query
-    /// whose read fails keeps its series as they were.
+    /// One cycle over a single source (the in-process store, tests).
     pub fn cycle(&mut self, source: &dyn Source, now_ms: i64) -> CycleReport {
+        self.cycle_sources(&[source], now_ms)
+    }
+
+    /// Reads every query up to `now_ms` from its source, fits new series,
+    /// scores and takes in new points, refreshes forecasts and drops
+    /// vanished series. A query whose read fails keeps its series as they
+    /// were. At most `concurrency` queries run at once.
+    pub fn cycle_sources(&mut self, sources: &[&dyn Source], now_ms: i64) -> CycleReport {
+        let options = self.options;
+        let workers = options.concurrency.max(1).min(self.states.len().max(1));
+        let chunk = self.states.len().div_ceil(workers).max(1);
+        let reports: Vec<CycleReport> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .states
+                .chunks_mut(chunk)
+                .map(|states| {
+                    scope.spawn(move || {
+                        let mut r = CycleReport::default();
+                        for st in states.iter_mut() {
+                            match sources.get(st.source) {
+                                Some(src) => r.add(&st.cycle(*src, now_ms, &options)),
+                                None => r.read_errors += 1,
+                            }
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        let mut total = CycleReport::default();
+        for r in &reports {
+            total.add(r);
+        }
+        total
+    }
+}
+
+impl QueryState {
+    fn cycle(&mut self, source: &dyn Source, now_ms: i64, options: &EngineOptions) -> CycleReport {
         let mut report = CycleReport::default();
-        // Saved state of series that have not come back within their
-        // query's history window is forgotten.
-        let queries = &self.queries;
-        self.restored
-            .retain(|(qi, _), s| s.last_t >= now_ms - queries[*qi].config.history.as_millis() as i64);
-        let lookback = self.options.lookback_ms;
-        for qi in 0..self.queries.len() {
-            let q = &self.queries[qi];
-            let history_from = now_ms - q.config.history.as_millis() as i64;
-            let schedule = &self.schedule[qi];
-            // The first read and every `fit_every` read the whole history and
-            // refit; the others read only what is new (plus the lookback, so
-            // that late samples and rates across the boundary are not lost).
-            let refit = match schedule.last_read_ms {
-                None => true,
-                Some(_) => self.options.fit_every_ms.is_some_and(|f| now_ms - schedule.last_fit_ms >= f),
-            };
-            let from = match schedule.last_read_ms {
-                Some(last) if !refit => (last - lookback).max(history_from),
-                _ => history_from,
-            };
-            let started = Instant::now();
-            let rows = match source.read(&q.selector, from, now_ms) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(query = %q.config.name, error = %e, "read failed");
-                    report.read_errors += 1;
-                    continue;
-                }
-            };
-            report.read_seconds += started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            let mut seen = HashSet::new();
-            for row in rows {
-                let points = transform(q, row.points);
-                // A series with no point within the lookback is stale, as
-                // PromQL would have it: it is no longer analysed.
-                if points.last().is_none_or(|p| p.t < now_ms - lookback) {
-                    continue;
-                }
-                report.series += 1;
-                let key = (qi, row.labels);
-                seen.insert(key.1.clone());
-                if let Some(t) = self.tracked.get_mut(&key) {
-                    report.points += t.take(&points, q.config.level);
-                    if refit {
-                        t.refit(q, &points);
-                        report.fitted += 1;
-                    }
-                    refresh_forecast(t, q);
-                    continue;
-                }
-                // A series first seen in an incremental read gets its own
-                // history read, so that it is fitted on as much as the others.
-                let history = if from > history_from {
-                    let exact = Selector::exact(&key.1);
-                    match source.read(&exact, history_from, now_ms) {
-                        Ok(mut r) if !r.is_empty() => transform(q, r.swap_remove(0).points),
-                        _ => points,
-                    }
-                } else {
-                    points
-                };
-                let resumed = self.restored.remove(&key).and_then(|saved| resume(qi, q, saved, &history));
-                let t = match resumed {
-                    Some((t, taken)) => {
-                        report.resumed += 1;
-                        report.points += taken;
-                        t
-                    }
-                    None => {
-                        let Ok(t) = new_tracked(qi, q, key.1.clone(), &history) else {
-                            continue;
-                        };
-                        report.fitted += 1;
-                        report.points += history.len();
-                        t
-                    }
-                };
-                self.tracked.insert(key, t);
+        let q = &self.query;
+        let qi = self.index;
+        let history_from = now_ms - q.config.history.as_millis() as i64;
+        let lookback = options.lookback_ms;
+        // Saved state of series that have not come back within the history
+        // window is forgotten.
+        self.restored.retain(|_, s| s.last_t >= history_from);
+        // The first read and every `fit_every` read the whole history and
+        // refit; the others read only what is new (plus the lookback, so
+        // that late samples and rates across the boundary are not lost).
+        let refit = match self.last_read_ms {
+            None => true,
+            Some(_) => options.fit_every_ms.is_some_and(|f| now_ms - self.last_fit_ms >= f),
+        };
+        let from = match self.last_read_ms {
+            Some(last) if !refit => (last - lookback).max(history_from),
+            _ => history_from,
+        };
+        let started = Instant::now();
+        let rows = match source.read(&q.selector, from, now_ms) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(query = %q.config.name, error = %e, "read failed");
+                report.read_errors += 1;
+                return report;
             }
-            let before = self.tracked.len();
-            self.tracked.retain(|(q, labels), _| *q != qi || seen.contains(labels));
-            report.dropped += before - self.tracked.len();
-            report.model_seconds += started.elapsed().as_secs_f64();
-            let schedule = &mut self.schedule[qi];
-            schedule.last_read_ms = Some(now_ms);
-            if refit {
-                schedule.last_fit_ms = now_ms;
+        };
+        report.read_seconds += started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut seen = HashSet::new();
+        for row in rows {
+            let points = transform(q, row.points);
+            // A series with no point within the lookback is stale, as
+            // PromQL would have it: it is no longer analysed.
+            if points.last().is_none_or(|p| p.t < now_ms - lookback) {
+                continue;
             }
+            report.series += 1;
+            let labels = row.labels;
+            seen.insert(labels.clone());
+            if let Some(t) = self.tracked.get_mut(&labels) {
+                report.points += t.take(&points, q.config.level);
+                if refit {
+                    t.refit(q, &points);
+                    report.fitted += 1;
+                }
+                refresh_forecast(t, q);
+                continue;
+            }
+            // A series first seen in an incremental read gets its own
+            // history read, so that it is fitted on as much as the others.
+            let history = if from > history_from {
+                match source.read(&Selector::exact(&labels), history_from, now_ms) {
+                    Ok(mut r) if !r.is_empty() => transform(q, r.swap_remove(0).points),
+                    _ => points,
+                }
+            } else {
+                points
+            };
+            let resumed = self.restored.remove(&labels).and_then(|saved| resume(qi, q, saved, &history));
+            let t = match resumed {
+                Some((t, taken)) => {
+                    report.resumed += 1;
+                    report.points += taken;
+                    t
+                }
+                None => {
+                    let Ok(t) = new_tracked(qi, q, labels.clone(), &history) else {
+                        continue;
+                    };
+                    report.fitted += 1;
+                    report.points += history.len();
+                    t
+                }
+            };
+            self.tracked.insert(labels, t);
+        }
+        let before = self.tracked.len();
+        self.tracked.retain(|labels, _| seen.contains(labels));
+        report.dropped += before - self.tracked.len();
+        report.model_seconds += started.elapsed().as_secs_f64();
+        self.last_read_ms = Some(now_ms);
+        if refit {
+            self.last_fit_ms = now_ms;
         }
         report
     }
 }
 
-fn new_tracked(qi: usize, q: &Query, labels: Labels, history: &[Point]) -> Result<Tracked, model::ModelError> {
-    let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params)?;
-    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params)?;
-    anomaly.fit(history)?;
-    forecaster.fit(history)?;
-    let mut t = Tracked {
-        query: qi,
-        labels,
-        anomaly,
-        forecaster,
-        last_t: history.last().map(|p| p.t).unwrap_or(i64::MIN),
-        recent: history.iter().map(|p| (p.t, p.v, 0.0)).collect(),
-        forecast: None,
-        expected: None,
-    };
-    while t.recent.len() > RECENT {
-        t.recent.pop_front();
-    }
-    refresh_forecast(&mut t, q);
-    Ok(t)
-}
-
-/// Rebuilds a series from saved state and takes in the points newer than
-/// it; `None` when the state does not load (the series is then refitted).
-fn resume(qi: usize, q: &Query, saved: SavedSeries, points: &[Point]) -> Option<(Tracked, usize)> {
-    let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params).ok()?;
-    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params).ok()?;
-    if let Err(e) = anomaly.load(saved.anomaly.1).and_then(|_| forecaster.load(saved.forecaster.1)) {
-        tracing::warn!(query = %q.config.name, error = %e, "saved state unusable; refitting");
-        return None;
-    }
-    let mut t = Tracked {
-        query: qi,
-        labels: saved.labels,
-        anomaly,
-        forecaster,
-        last_t: saved.last_t,
-        recent: saved.recent.into_iter().collect(),
-        forecast: None,
-        expected: None,
-    };
-    let taken = t.take(points, q.config.level);
-    refresh_forecast(&mut t, q);
-    Some((t, taken))
-}
-
-fn push_recent(recent: &mut VecDeque<(i64, f64, f64)>, r: (i64, f64, f64)) {
-    if recent.len() == RECENT {
-        recent.pop_front();
-    }
-    recent.push_back(r);
-}
-
-/// Forecasts far enough to cover the longest horizon (and, with a
-/// threshold, a longer range for the breach time), in the model's steps.
-fn refresh_forecast(t: &mut Tracked, q: &Query) {
-    let Some(step) = step_ms(&t.recent) else {
-        t.forecast = None;
-        return;
-    };
-    let longest = q.config.horizons.iter().max().map(|h| h.as_millis() as i64).unwrap_or(0);
-    // Breach times are looked for up to four times the history's length.
-    let breach_range = if q.config.threshold.is_some() { 4 * q.config.history.as_millis() as i64 } else { 0 };
-    let steps = (longest.max(breach_range) / step.max(1)).clamp(1, 10_000) as usize;
-    t.forecast = t.forecaster.forecast(steps, q.config.level);
-}
-
-/// The points a query analyses: the values, or their per-second rate.
-fn transform(q: &Query, points: Vec<Point>) -> Vec<Point> {
-    if q.config.rate { per_second(&points) } else { points }
-}
-
-fn step_ms(recent: &VecDeque<(i64, f64, f64)>) -> Option<i64> {
-    let mut d: Vec<i64> = recent.iter().zip(recent.iter().skip(1)).map(|(a, b)| b.0 - a.0).filter(|d| *d > 0).collect();
-    if d.is_empty() {
-        return None;
-    }
-    let mid = d.len() / 2;
-    Some(*d.select_nth_unstable(mid).1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{QueryConfig, Threshold};
+    use crate::query::{Direction, QueryConfig, Threshold};
+    use crate::read::{Selector, Source};
     use crate::read::store::Store;
     use imd_exporter::exposition::Family;
     use std::time::Duration;
@@ -523,6 +399,7 @@ mod tests {
         let opts = EngineOptions {
             lookback_ms: 60_000,
             fit_every_ms: Some(2_400_000),
+            concurrency: 1,
         };
         let mut e = Engine::new(vec![query(None)], opts);
         let hour = 3_600_000;
@@ -553,6 +430,23 @@ mod tests {
         let r = e.cycle(&src, later + 20_000);
         assert_eq!(src.1.lock().unwrap().last().unwrap().1, later + 20_000 - hour);
         assert_eq!(r.fitted, 2);
+    }
+
+    #[test]
+    fn a_new_series_gets_online_scores_for_its_recent_history() {
+        let store = Store::new(3_600_000, 10_000);
+        for i in 0..100 {
+            let v = if i == 80 { 9.0 } else { 1.0 + 0.1 * ((i * 7) % 5) as f64 };
+            store.ingest(i * 1000, &[load("a", v)]);
+        }
+        let mut e = Engine::new(vec![query(None)], EngineOptions::default());
+        e.cycle(&store, 99_000);
+        let t = &e.tracked()[0];
+        let scores: Vec<(i64, f64)> = t.recent.iter().map(|r| (r.0, r.2)).collect();
+        let spike = scores.iter().find(|s| s.0 == 80_000).unwrap().1;
+        assert!(spike > 0.99, "{spike}");
+        let others = scores.iter().filter(|s| s.0 >= 50_000 && s.0 != 80_000).map(|s| s.1).fold(0.0, f64::max);
+        assert!(others < 0.99, "{others}");
     }
 
     #[test]

@@ -76,14 +76,11 @@ impl Model for Mad {
     }
 
     fn save(&self) -> serde_json::Value {
-        serde_json::to_value(&self.window).unwrap_or(serde_json::Value::Null)
+        self.window.save()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), ModelError> {
-        self.window = serde_json::from_value(state).map_err(|e| ModelError::BadState {
-            model: "mad",
-            reason: e.to_string(),
-        })?;
+        self.window = Window::load("mad", state)?;
         Ok(())
     }
 }

@@ -78,6 +78,19 @@ impl Window {
         Some(*d.select_nth_unstable(mid).1)
     }
 
+    /// The window as saved state.
+    pub fn save(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A window from saved state; `model` names the owner in the error.
+    pub fn load(model: &'static str, state: serde_json::Value) -> Result<Window, super::ModelError> {
+        serde_json::from_value(state).map_err(|e| super::ModelError::BadState {
+            model,
+            reason: e.to_string(),
+        })
+    }
+
     /// Mean and population standard deviation of the values.
     pub fn mean_std(&self) -> (f64, f64) {
         let n = self.points.len() as f64;

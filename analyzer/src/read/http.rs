@@ -129,7 +129,10 @@ impl SecretSource {
 #[derive(Debug, Clone)]
 enum Auth {
     None,
-    Basic { username: String, password: Option<SecretSource> },
+    Basic {
+        username: String,
+        password: Option<SecretSource>,
+    },
     Bearer(SecretSource),
 }
 
@@ -151,14 +154,22 @@ impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClient")
             .field("timeout", &self.timeout)
-            .field("auth", &if matches!(self.auth, Auth::None) { "none" } else { "set" })
+            .field(
+                "auth",
+                &if matches!(self.auth, Auth::None) {
+                    "none"
+                } else {
+                    "set"
+                },
+            )
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::read(path).map_err(|e| ReadError::Config(format!("reading {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| ReadError::Config(format!("reading {what} {}: {e}", path.display())))
 }
 
 /// Makes rustls' `ring` provider the process default (once), so reqwest,
@@ -175,17 +186,20 @@ impl HttpClient {
     /// Checks `opts` and loads their TLS files and header values; errors
     /// name the option and file at fault.
     pub fn new(opts: &HttpOptions) -> Result<HttpClient, ReadError> {
-        let inline_or_file = |inline: &Option<Secret>, file: &Option<PathBuf>, what: &str| match (inline, file) {
-            (Some(_), Some(_)) => Err(ReadError::Config(format!("{what} and {what}_file are mutually exclusive"))),
-            (Some(s), None) => Ok(Some(SecretSource::Inline(s.0.clone()))),
-            (None, Some(p)) => {
-                // Read once now so a wrong path is reported at start-up.
-                let src = SecretSource::File(p.clone());
-                src.get()?;
-                Ok(Some(src))
-            }
-            (None, None) => Ok(None),
-        };
+        let inline_or_file =
+            |inline: &Option<Secret>, file: &Option<PathBuf>, what: &str| match (inline, file) {
+                (Some(_), Some(_)) => Err(ReadError::Config(format!(
+                    "{what} and {what}_file are mutually exclusive"
+                ))),
+                (Some(s), None) => Ok(Some(SecretSource::Inline(s.0.clone()))),
+                (None, Some(p)) => {
+                    // Read once now so a wrong path is reported at start-up.
+                    let src = SecretSource::File(p.clone());
+                    src.get()?;
+                    Ok(Some(src))
+                }
+                (None, None) => Ok(None),
+            };
         let bearer = inline_or_file(&opts.bearer_token, &opts.bearer_token_file, "bearer_token")?;
         let auth = match (&opts.basic_auth, bearer) {
             (Some(_), Some(_)) => {
@@ -207,22 +221,27 @@ impl HttpClient {
         };
         let mut headers = HeaderMap::new();
         for (k, v) in &opts.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| ReadError::Config(format!("headers: invalid header name {k:?}: {e}")))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                ReadError::Config(format!("headers: invalid header name {k:?}: {e}"))
+            })?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(ReadError::Config(format!(
                     "headers: {k:?} is set by imd itself and cannot be configured"
                 )));
             }
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| ReadError::Config(format!("headers.{k}: invalid header value: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| {
+                ReadError::Config(format!("headers.{k}: invalid header value: {e}"))
+            })?;
             headers.insert(name, value);
         }
         let tls = &opts.tls;
         let roots = match &tls.ca_file {
             Some(p) => {
-                let certs = reqwest::Certificate::from_pem_bundle(&read_file("tls_config.ca_file", p)?)
-                    .map_err(|e| ReadError::Config(format!("tls_config.ca_file {}: {e}", p.display())))?;
+                let certs =
+                    reqwest::Certificate::from_pem_bundle(&read_file("tls_config.ca_file", p)?)
+                        .map_err(|e| {
+                            ReadError::Config(format!("tls_config.ca_file {}: {e}", p.display()))
+                        })?;
                 if certs.is_empty() {
                     return Err(ReadError::Config(format!(
                         "tls_config.ca_file {} holds no certificate",
@@ -287,9 +306,9 @@ impl HttpClient {
         if self.insecure {
             b = b.tls_danger_accept_invalid_certs(true);
         }
-        let c = b
-            .build()
-            .map_err(|e| ReadError::Config(format!("building the HTTP client: {}", error_chain(&e))))?;
+        let c = b.build().map_err(|e| {
+            ReadError::Config(format!("building the HTTP client: {}", error_chain(&e)))
+        })?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -361,22 +380,33 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// Maps a failed send to `Timeout` or `Unavailable`.
 pub(crate) fn transport_error(url: &reqwest::Url, e: &reqwest::Error) -> ReadError {
     let msg = format!("{}: {}", redact(url), error_chain(e));
-    if e.is_timeout() { ReadError::Timeout(msg) } else { ReadError::Unavailable(msg) }
+    if e.is_timeout() {
+        ReadError::Timeout(msg)
+    } else {
+        ReadError::Unavailable(msg)
+    }
 }
 
 /// Maps an error while reading an answer body to `Timeout` or `Unavailable`.
 pub(crate) fn body_error(url: &reqwest::Url, e: &std::io::Error) -> ReadError {
     let msg = format!("reading the answer of {}: {}", redact(url), error_chain(e));
     let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-        || e
-            .get_ref()
+        || e.get_ref()
             .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
             .is_some_and(reqwest::Error::is_timeout);
-    if timed_out { ReadError::Timeout(msg) } else { ReadError::Unavailable(msg) }
+    if timed_out {
+        ReadError::Timeout(msg)
+    } else {
+        ReadError::Unavailable(msg)
+    }
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
-pub(crate) fn read_body(resp: Response, url: &reqwest::Url, limit: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_body(
+    resp: Response,
+    url: &reqwest::Url,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(resp, limit as u64 + 1), &mut body)
         .map_err(|e| body_error(url, &e))?;
@@ -425,6 +455,7 @@ pub struct ReadStats {
     samples: AtomicU64,
     series: AtomicU64,
     nanos: AtomicU64,
+    streamed: AtomicU64,
     errors: [AtomicU64; ERROR_KINDS.len()],
 }
 
@@ -442,6 +473,9 @@ pub struct ReadStatsSnapshot {
     pub series_returned: u64,
     /// Total time spent in reads, in seconds.
     pub read_seconds: f64,
+    /// Remote reads answered as STREAMED_XOR_CHUNKS (the rest of the
+    /// successful remote reads fell back to SAMPLES).
+    pub streamed_answers: u64,
     /// Failed reads by kind (see [`ERROR_KINDS`]).
     pub errors: Vec<(&'static str, u64)>,
 }
@@ -449,17 +483,31 @@ pub struct ReadStatsSnapshot {
 impl ReadStats {
     /// Records one read that took `elapsed`, received `bytes`, decoded
     /// `samples` and returned `series`, or failed with `error`.
-    pub fn record(&self, elapsed: Duration, bytes: u64, samples: u64, series: u64, error: Option<&ReadError>) {
+    pub fn record(
+        &self,
+        elapsed: Duration,
+        bytes: u64,
+        samples: u64,
+        series: u64,
+        error: Option<&ReadError>,
+    ) {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.samples.fetch_add(samples, Ordering::Relaxed);
         self.series.fetch_add(series, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         if let Some(e) = error {
             let i = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(0);
             self.errors[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records that a remote read was answered with streamed chunks.
+    pub fn record_streamed(&self) {
+        self.streamed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The totals now.
@@ -470,6 +518,7 @@ impl ReadStats {
             samples_decoded: self.samples.load(Ordering::Relaxed),
             series_returned: self.series.load(Ordering::Relaxed),
             read_seconds: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            streamed_answers: self.streamed.load(Ordering::Relaxed),
             errors: ERROR_KINDS
                 .iter()
                 .zip(&self.errors)
@@ -499,7 +548,9 @@ pub(crate) mod testserver {
         let seen2 = seen.clone();
         std::thread::spawn(move || {
             for (status, ctype, body) in answers {
-                let Ok((mut s, _)) = listener.accept() else { return };
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
                 let mut req = Vec::new();
                 let mut buf = [0u8; 4096];
                 // Read the head, then as many body bytes as announced.
@@ -544,10 +595,16 @@ mod tests {
                     tls_config: {insecure_skip_verify: true}\n";
         let o: HttpOptions = serde_yaml_ng::from_str(yaml).unwrap();
         assert_eq!(o.timeout, Duration::from_secs(5));
-        assert_eq!(o.basic_auth.as_ref().unwrap().password, Some(Secret("p".into())));
+        assert_eq!(
+            o.basic_auth.as_ref().unwrap().password,
+            Some(Secret("p".into()))
+        );
         assert_eq!(o.headers["X-Scope-OrgID"], "team-a");
         assert!(o.tls.insecure_skip_verify);
-        assert!(!format!("{o:?}").contains("\"p\""), "secrets are not printed");
+        assert!(
+            !format!("{o:?}").contains("\"p\""),
+            "secrets are not printed"
+        );
         assert!(serde_yaml_ng::from_str::<HttpOptions>("tls_config: {ca: x}").is_err());
     }
 
@@ -591,7 +648,8 @@ mod tests {
             bearer_token_file: Some(token.clone()),
             ..HttpOptions::default()
         };
-        opts.headers.insert("X-Scope-OrgID".into(), "tenant-7".into());
+        opts.headers
+            .insert("X-Scope-OrgID".into(), "tenant-7".into());
         let c = HttpClient::new(&opts).unwrap();
         let u: reqwest::Url = url.parse().unwrap();
         c.send(c.get(u.clone()).unwrap(), &u).unwrap();
@@ -600,7 +658,10 @@ mod tests {
         c.send(c.get(u.clone()).unwrap(), &u).unwrap();
         let err = c.send(c.get(u.clone()).unwrap(), &u).unwrap_err();
         assert_eq!(err.kind(), "http_status");
-        assert!(err.to_string().contains("503") && err.to_string().contains("overloaded"), "{err}");
+        assert!(
+            err.to_string().contains("503") && err.to_string().contains("overloaded"),
+            "{err}"
+        );
         let seen = seen.lock().unwrap();
         let first = String::from_utf8_lossy(&seen[0]).to_ascii_lowercase();
         let second = String::from_utf8_lossy(&seen[1]).to_ascii_lowercase();
@@ -627,7 +688,11 @@ mod tests {
     #[test]
     fn unreachable_and_slow_servers_are_typed() {
         // A port that was just free: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let c = HttpClient::new(&HttpOptions::default()).unwrap();
         let u: reqwest::Url = format!("http://127.0.0.1:{port}/").parse().unwrap();
         let err = c.send(c.get(u.clone()).unwrap(), &u).unwrap_err();
@@ -635,7 +700,9 @@ mod tests {
 
         // A server that accepts and never answers.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let u: reqwest::Url = format!("http://{}/", l.local_addr().unwrap()).parse().unwrap();
+        let u: reqwest::Url = format!("http://{}/", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
         let c = HttpClient::new(&HttpOptions {
             timeout: Duration::from_millis(300),
             ..HttpOptions::default()
@@ -650,9 +717,23 @@ mod tests {
     fn stats_count_by_kind() {
         let s = ReadStats::default();
         s.record(Duration::from_millis(500), 10, 20, 2, None);
-        s.record(Duration::from_millis(250), 1, 0, 0, Some(&ReadError::Timeout("x".into())));
+        s.record(
+            Duration::from_millis(250),
+            1,
+            0,
+            0,
+            Some(&ReadError::Timeout("x".into())),
+        );
         let snap = s.snapshot();
-        assert_eq!((snap.reads, snap.bytes_read, snap.samples_decoded, snap.series_returned), (2, 11, 20, 2));
+        assert_eq!(
+            (
+                snap.reads,
+                snap.bytes_read,
+                snap.samples_decoded,
+                snap.series_returned
+            ),
+            (2, 11, 20, 2)
+        );
         assert!((snap.read_seconds - 0.75).abs() < 1e-9);
         assert!(snap.errors.contains(&("timeout", 1)));
         assert!(snap.errors.contains(&("unavailable", 0)));

@@ -70,14 +70,19 @@ impl QueryRange {
                 opts.url
             )));
         }
-        let path = format!("{}/api/v1/query_range", endpoint.path().trim_end_matches('/'));
+        let path = format!(
+            "{}/api/v1/query_range",
+            endpoint.path().trim_end_matches('/')
+        );
         endpoint.set_path(&path);
         let step_ms = i64::try_from(opts.step.as_millis()).unwrap_or(i64::MAX);
         if step_ms < 1 {
             return Err(ReadError::Config("step must be at least 1ms".into()));
         }
         if opts.max_points_per_request < 2 {
-            return Err(ReadError::Config("max_points_per_request must be at least 2".into()));
+            return Err(ReadError::Config(
+                "max_points_per_request must be at least 2".into(),
+            ));
         }
         Ok(QueryRange {
             endpoint,
@@ -115,7 +120,10 @@ impl QueryRange {
                 // The API's errors are JSON: keep just the message.
                 let body = serde_json::from_str::<ApiAnswer>(&body)
                     .ok()
-                    .and_then(|a| a.error.map(|e| format!("{} ({})", e, a.error_type.unwrap_or_default())))
+                    .and_then(|a| {
+                        a.error
+                            .map(|e| format!("{} ({})", e, a.error_type.unwrap_or_default()))
+                    })
                     .unwrap_or(body);
                 return Err(ReadError::Status { url, status, body });
             }
@@ -153,9 +161,13 @@ impl QueryRange {
             labels.sort();
             let points = out.entry(labels).or_default();
             for (t, v) in series.values {
-                let v = parse_value(&v).ok_or_else(|| ReadError::Decode(format!("query_range value {v:?} is not a number")))?;
+                let v = parse_value(&v).ok_or_else(|| {
+                    ReadError::Decode(format!("query_range value {v:?} is not a number"))
+                })?;
                 if !t.is_finite() {
-                    return Err(ReadError::Decode(format!("query_range timestamp {t} is not finite")));
+                    return Err(ReadError::Decode(format!(
+                        "query_range timestamp {t} is not finite"
+                    )));
                 }
                 tally.1 += 1;
                 points.push(Point {
@@ -167,7 +179,13 @@ impl QueryRange {
         Ok(())
     }
 
-    fn read_inner(&self, selector: &Selector, from_ms: i64, to_ms: i64, tally: &mut (u64, u64)) -> Result<Vec<SeriesData>, ReadError> {
+    fn read_inner(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+        tally: &mut (u64, u64),
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let query = promql_selector(selector);
         let mut out = BTreeMap::new();
         let span = self.step_ms.saturating_mul(self.max_points - 1);
@@ -189,13 +207,23 @@ impl QueryRange {
 }
 
 impl Source for QueryRange {
-    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError> {
+    fn read(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let started = Instant::now();
         let mut tally = (0u64, 0u64);
         let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
-        self.stats
-            .record(started.elapsed(), tally.0, tally.1, series, result.as_ref().err());
+        self.stats.record(
+            started.elapsed(),
+            tally.0,
+            tally.1,
+            series,
+            result.as_ref().err(),
+        );
         if let Err(e) = &result {
             tracing::debug!(url = %http::redact(&self.endpoint), selector = %selector, error = %e, "query_range read failed");
         }
@@ -206,7 +234,11 @@ impl Source for QueryRange {
 /// The smallest multiple of `step` at or after `t`.
 fn align_up(t: i64, step: i64) -> i64 {
     let r = t.rem_euclid(step);
-    if r == 0 { t } else { t.saturating_add(step - r) }
+    if r == 0 {
+        t
+    } else {
+        t.saturating_add(step - r)
+    }
 }
 
 /// Milliseconds as the decimal seconds the API takes.
@@ -301,13 +333,18 @@ mod tests {
         let target = head.split_whitespace().nth(1).unwrap().to_string();
         let u = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
         assert_eq!(u.path(), "/base/api/v1/query_range");
-        u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        u.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     #[test]
     fn selectors_render_as_promql() {
         let s = Selector::parse(r#"up{job=~"a|b", path!="C:\\x", q="say \"hi\""}"#).unwrap();
-        assert_eq!(promql_selector(&s), r#"{__name__="up",job=~"a|b",path!="C:\\x",q="say \"hi\""}"#);
+        assert_eq!(
+            promql_selector(&s),
+            r#"{__name__="up",job=~"a|b",path!="C:\\x",q="say \"hi\""}"#
+        );
         assert_eq!(seconds(1_700_000_000_123), "1700000000.123");
         assert_eq!(seconds(-1500), "-1.500");
         assert_eq!(align_up(31_000, 15_000), 45_000);
@@ -326,9 +363,14 @@ mod tests {
         let mut o = PromqlOptions::new(format!("{url}/base/"), Duration::from_secs(15));
         o.max_points_per_request = 3;
         let s = QueryRange::new(&o).unwrap();
-        let got = s.read(&Selector::parse("up").unwrap(), 20_000, 80_000).unwrap();
+        let got = s
+            .read(&Selector::parse("up").unwrap(), 20_000, 80_000)
+            .unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].labels, vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+        assert_eq!(
+            got[0].labels,
+            vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]
+        );
         let a: Vec<(i64, u64)> = got[0].points.iter().map(|p| (p.t, p.v.to_bits())).collect();
         assert_eq!(
             a,
@@ -339,13 +381,29 @@ mod tests {
                 (75_000, 2f64.to_bits())
             ]
         );
-        assert_eq!(got[1].points, vec![Point { t: 30_500, v: -2500.0 }]);
+        assert_eq!(
+            got[1].points,
+            vec![Point {
+                t: 30_500,
+                v: -2500.0
+            }]
+        );
         let seen = seen.lock().unwrap();
         let q1 = query_of(&seen[0]);
         let q2 = query_of(&seen[1]);
         assert_eq!(q1["query"], r#"{__name__="up"}"#);
-        assert_eq!((q1["start"].as_str(), q1["end"].as_str(), q1["step"].as_str()), ("30.000", "60.000", "15.000"));
-        assert_eq!((q2["start"].as_str(), q2["end"].as_str()), ("75.000", "80.000"));
+        assert_eq!(
+            (
+                q1["start"].as_str(),
+                q1["end"].as_str(),
+                q1["step"].as_str()
+            ),
+            ("30.000", "60.000", "15.000")
+        );
+        assert_eq!(
+            (q2["start"].as_str(), q2["end"].as_str()),
+            ("75.000", "80.000")
+        );
         assert_eq!(s.stats().snapshot().samples_decoded, 5);
     }
 
@@ -355,17 +413,23 @@ mod tests {
             (
                 400,
                 "application/json",
-                br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#.to_vec(),
+                br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#
+                    .to_vec(),
             ),
             matrix(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#),
             matrix("<html>"),
-            matrix(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#),
+            matrix(
+                r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#,
+            ),
         ]);
         let s = QueryRange::new(&PromqlOptions::new(url, Duration::from_secs(15))).unwrap();
         let sel = Selector::parse("up").unwrap();
         let e = s.read(&sel, 0, 60_000).unwrap_err();
         assert_eq!(e.kind(), "http_status");
-        assert!(e.to_string().contains("parse error at char 3 (bad_data)"), "{e}");
+        assert!(
+            e.to_string().contains("parse error at char 3 (bad_data)"),
+            "{e}"
+        );
         for text in ["not a matrix", "query_range JSON", "not a number"] {
             let e = s.read(&sel, 0, 60_000).unwrap_err();
             assert_eq!(e.kind(), "decode");
@@ -374,6 +438,8 @@ mod tests {
         // Nothing to ask for: no request.
         assert!(s.read(&sel, 16_000, 29_000).unwrap().is_empty());
         assert!(QueryRange::new(&PromqlOptions::new("http://x", Duration::ZERO)).is_err());
-        assert!(QueryRange::new(&PromqlOptions::new("http://x?a=b", Duration::from_secs(1))).is_err());
+        assert!(
+            QueryRange::new(&PromqlOptions::new("http://x?a=b", Duration::from_secs(1))).is_err()
+        );
     }
 }

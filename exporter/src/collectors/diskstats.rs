@@ -331,7 +331,6 @@ impl Collector for DiskStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     /// /proc/diskstats of the development machine (kernel with flush fields),
     /// with an older 14-field line and an 18-field (4.18) line added.
@@ -387,15 +386,7 @@ G:systemd
     }
 
     fn build_with(paths: &Paths, args: &[&str]) -> anyhow::Result<Box<dyn Collector>> {
-        let matches = clap::Command::new("t")
-            .args(flags())
-            .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))?;
-        build(&BuildContext {
-            paths,
-            matches: &matches,
-            config: &Config::default(),
-            state_dir: None,
-        })
+        crate::collectors::testutil::build_with(&SPEC, paths, args)
     }
 
     fn value(fams: &[Family], name: &str, device: &str) -> Option<f64> {

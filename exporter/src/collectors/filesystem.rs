@@ -349,7 +349,6 @@ impl Collector for Filesystem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     /// /proc/1/mounts of the development machine, plus a mount point with a
     /// space and a read-only one.
@@ -390,27 +389,11 @@ server:/export /mnt/gone nfs4 rw 0 0
     }
 
     fn build_with(paths: &Paths, args: &[&str]) -> anyhow::Result<Box<dyn Collector>> {
-        let matches = clap::Command::new("t")
-            .args(flags())
-            .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))?;
-        build(&BuildContext {
-            paths,
-            matches: &matches,
-            config: &Config::default(),
-            state_dir: None,
-        })
+        crate::collectors::testutil::build_with(&SPEC, paths, args)
     }
 
     fn samples<'a>(fams: &'a [Family], name: &str) -> Vec<(&'a str, f64)> {
-        fams.iter()
-            .find(|f| f.name == name)
-            .map(|f| {
-                f.samples
-                    .iter()
-                    .map(|s| (s.labels[2].1.as_str(), s.value))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::collectors::testutil::by_label(fams, name, "mountpoint")
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::exposition::Family;
 use crate::paths::Paths;
 
 pub mod process_self;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod util;
 
 pub mod cpu;

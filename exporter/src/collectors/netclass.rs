@@ -239,7 +239,6 @@ impl Collector for NetClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     /// Attribute files of the development machine's eth0, lo and ifb0
     /// (files the kernel refuses to read for a device are left out).
@@ -328,30 +327,11 @@ mod tests {
     }
 
     fn build_with(paths: &Paths, args: &[&str]) -> anyhow::Result<Box<dyn Collector>> {
-        let matches = clap::Command::new("t")
-            .args(flags())
-            .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))?;
-        build(&BuildContext {
-            paths,
-            matches: &matches,
-            config: &Config::default(),
-            state_dir: None,
-        })
+        crate::collectors::testutil::build_with(&SPEC, paths, args)
     }
 
     fn family<'a>(f: &'a [Family], name: &str) -> Vec<(&'a str, f64)> {
-        f.iter()
-            .find(|f| f.name == name)
-            .map(|f| {
-                f.samples
-                    .iter()
-                    .map(|s| {
-                        let dev = s.labels.iter().find(|(k, _)| k == "device").unwrap();
-                        (dev.1.as_str(), s.value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::collectors::testutil::by_label(f, name, "device")
     }
 
     #[test]

@@ -7,9 +7,11 @@ pub mod config;
 mod listen;
 mod metrics;
 mod server;
+mod signal;
 mod tls;
 
 pub use config::WebConfig;
 pub use listen::parse_listen_address;
 pub use metrics::{exposition_response, health_routes};
 pub use server::serve;
+pub use signal::shutdown_signal;

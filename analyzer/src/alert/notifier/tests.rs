@@ -45,7 +45,11 @@ async fn receive(
 ) -> StatusCode {
     let alerts: Vec<Alert> = serde_json::from_slice(&body).expect("sink got invalid JSON");
     let mut s = state.lock().unwrap();
-    let status = if s.down { 503 } else { s.script.pop_front().unwrap_or(200) };
+    let status = if s.down {
+        503
+    } else {
+        s.script.pop_front().unwrap_or(200)
+    };
     s.got.push(Received {
         path: uri.path().to_string(),
         headers,
@@ -66,7 +70,9 @@ impl Sink {
         let app = axum::Router::new()
             .fallback(axum::routing::post(receive))
             .with_state(state.clone());
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         runtime.spawn(async move { axum::serve(listener, app).await });
         Sink {
@@ -102,7 +108,10 @@ impl Sink {
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -133,7 +142,10 @@ fn alert(name: &str) -> Alert {
 }
 
 fn names(alerts: &[Alert]) -> Vec<String> {
-    alerts.iter().map(|a| a.labels["alertname"].clone()).collect()
+    alerts
+        .iter()
+        .map(|a| a.labels["alertname"].clone())
+        .collect()
 }
 
 #[test]
@@ -149,7 +161,12 @@ fn first_send_posts_the_alert_with_ends_at_ahead() {
     let r = &sink.got()[0];
     assert_eq!(r.path, "/am/api/v2/alerts");
     assert_eq!(r.headers["content-type"], "application/json");
-    assert!(r.headers["user-agent"].to_str().unwrap().starts_with("imd-analyzer/"));
+    assert!(
+        r.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("imd-analyzer/")
+    );
     let a = &r.alerts[0];
     assert_eq!(a.labels["cluster"], "c1");
     assert_eq!(a.annotations["summary"], "A is odd");
@@ -157,9 +174,14 @@ fn first_send_posts_the_alert_with_ends_at_ahead() {
     assert_eq!(a.starts_at, t0());
     // 4 × max(resend_delay 60 s, eval_interval 15 s).
     assert_eq!(a.ends_at, Some(secs(240)));
-    assert_eq!(n.metrics().sent_total(0), 1);
+    wait_for("the success to be counted", || {
+        n.metrics().sent_total(0) == 1
+    });
     assert_eq!(n.alerts().len(), 1);
-    let text = imd_exporter::exposition::encode(&n.metrics().families(), imd_exporter::exposition::Format::Text);
+    let text = imd_exporter::exposition::encode(
+        &n.metrics().families(),
+        imd_exporter::exposition::Format::Text,
+    );
     assert!(text.contains("imd_alerts_active 1"), "{text}");
 }
 
@@ -192,7 +214,16 @@ fn resolved_alerts_are_sent_with_ends_at_when_they_resolved() {
     assert_eq!(names(std::slice::from_ref(resolved)), ["A"]);
     assert_eq!(resolved.starts_at, t0());
     assert_eq!(resolved.ends_at, Some(secs(30)));
-    assert_eq!(n.metrics().families().iter().find(|f| f.name == "imd_alerts_active").unwrap().samples[0].value, 1.0);
+    assert_eq!(
+        n.metrics()
+            .families()
+            .iter()
+            .find(|f| f.name == "imd_alerts_active")
+            .unwrap()
+            .samples[0]
+            .value,
+        1.0
+    );
 }
 
 #[test]
@@ -244,11 +275,18 @@ fn a_full_queue_drops_the_oldest_and_a_returning_alertmanager_gets_the_rest() {
     let seen = sink.got().len();
     wait_for("attempts after the sync", || sink.got().len() >= seen + 2);
     sink.set_down(false);
-    wait_for("delivery", || n.metrics().queued(0) == 0 && n.metrics().sent_total(0) == 3);
+    wait_for("delivery", || {
+        n.metrics().queued(0) == 0 && n.metrics().sent_total(0) == 3
+    });
     let got = sink.delivered();
     assert_eq!(names(&got), ["C", "E", "D"]);
     assert_eq!(got[2].ends_at, Some(secs(30)));
-    assert!(sink.got().iter().filter(|r| r.status == 200).all(|r| r.alerts.len() <= 2));
+    assert!(
+        sink.got()
+            .iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.alerts.len() <= 2)
+    );
 }
 
 #[test]
@@ -262,7 +300,9 @@ fn every_alertmanager_gets_every_alert_and_a_dead_one_blocks_no_one() {
     n.sync(secs(10), vec![]);
     wait_for("the resolve on the live one", || up.delivered().len() == 2);
     let seen = down.got().len();
-    wait_for("attempts after the resolve", || down.got().len() >= seen + 2);
+    wait_for("attempts after the resolve", || {
+        down.got().len() >= seen + 2
+    });
     assert!(down.delivered().is_empty());
     down.set_down(false);
     wait_for("the returning Alertmanager", || down.delivered().len() == 1);
@@ -272,22 +312,36 @@ fn every_alertmanager_gets_every_alert_and_a_dead_one_blocks_no_one() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(down.delivered().len(), 1);
     assert_eq!(up.delivered().len(), 2);
-    assert_eq!(n.metrics().sent_total(0), 2);
-    assert_eq!(n.metrics().sent_total(1), 1);
+    wait_for("the counts", || {
+        n.metrics().sent_total(0) == 2 && n.metrics().sent_total(1) == 1
+    });
     assert!(n.metrics().errors_total(1) >= 1);
-    assert_eq!(n.endpoints(), [format!("{}/api/v2/alerts", up.url), format!("{}/api/v2/alerts", down.url)]);
+    assert_eq!(
+        n.endpoints(),
+        [
+            format!("{}/api/v2/alerts", up.url),
+            format!("{}/api/v2/alerts", down.url)
+        ]
+    );
 }
 
 #[test]
 fn an_unreachable_alertmanager_counts_errors_and_sync_does_not_block() {
     // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let n = Notifier::new(config(&[&format!("http://127.0.0.1:{port}")])).unwrap();
     let start = Instant::now();
     for i in 0..20 {
         n.sync(secs(i * 60), vec![alert("A")]);
     }
-    assert!(start.elapsed() < Duration::from_millis(500), "sync waited on the network");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "sync waited on the network"
+    );
     wait_for("errors", || n.metrics().errors_total(0) >= 2);
     assert!(n.metrics().queued(0) <= 1, "one label set is queued once");
     assert_eq!(n.metrics().sent_total(0), 0);
@@ -319,7 +373,11 @@ fn credentials_are_sent() {
     n.sync(secs(0), vec![alert("A")]);
     wait_for("both POSTs", || sink.got().len() == 2);
     let auth = |prefix: &str| {
-        let r = sink.got().into_iter().find(|r| r.path.starts_with(prefix)).unwrap();
+        let r = sink
+            .got()
+            .into_iter()
+            .find(|r| r.path.starts_with(prefix))
+            .unwrap();
         r.headers["authorization"].to_str().unwrap().to_string()
     };
     assert_eq!(auth("/api"), "Bearer s3cret");
@@ -329,7 +387,15 @@ fn credentials_are_sent() {
     std::fs::write(&token, "rotated").unwrap();
     n.sync(secs(60), vec![alert("A")]);
     wait_for("the resends", || sink.got().len() == 4);
-    assert_eq!(sink.got().iter().filter(|r| r.path.starts_with("/api")).nth(1).unwrap().headers["authorization"], "Bearer rotated");
+    assert_eq!(
+        sink.got()
+            .iter()
+            .filter(|r| r.path.starts_with("/api"))
+            .nth(1)
+            .unwrap()
+            .headers["authorization"],
+        "Bearer rotated"
+    );
 }
 
 #[test]
@@ -373,4 +439,21 @@ fn jitter_stays_within_half_to_full() {
     let waits: Vec<Duration> = (0..50).map(|_| jitter(d)).collect();
     assert!(waits.iter().all(|w| *w >= d / 2 && *w <= d));
     assert!(waits.iter().any(|w| *w != waits[0]), "jitter varies");
+}
+
+#[test]
+fn the_notifier_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Notifier>();
+    let n = std::sync::Arc::new(Notifier::new(NotifierConfig::default()).unwrap());
+    let engine = {
+        let n = n.clone();
+        std::thread::spawn(move || n.sync(secs(0), vec![alert("A")]))
+    };
+    assert_eq!(engine.join().unwrap().queued, 1);
+    assert!(
+        n.endpoints().is_empty(),
+        "no Alertmanager: state is kept, nothing sent"
+    );
+    assert_eq!(n.alerts().len(), 1);
 }

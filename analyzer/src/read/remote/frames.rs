@@ -241,7 +241,8 @@ impl<R: Read> SeriesStream<R> {
                 self.ended = true;
                 continue;
             };
-            let msg = ChunkedReadResponse::decode(payload).map_err(|source| FrameError::Message { frame, source })?;
+            let msg = ChunkedReadResponse::decode(payload)
+                .map_err(|source| FrameError::Message { frame, source })?;
             if msg.query_index != 0 {
                 return Err(FrameError::QueryIndex {
                     frame,
@@ -330,7 +331,12 @@ mod tests {
         let got = all(&bytes, 1 << 20).unwrap();
         let ids: Vec<(String, Vec<i64>)> = got
             .iter()
-            .map(|s| (s.labels[0].value.clone(), s.chunks.iter().map(|c| c.min_time_ms).collect()))
+            .map(|s| {
+                (
+                    s.labels[0].value.clone(),
+                    s.chunks.iter().map(|c| c.min_time_ms).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             ids,
@@ -352,7 +358,10 @@ mod tests {
         let bytes = response(vec![series("a", &[1, 2, 3])]);
         for cut in 1..bytes.len() {
             let err = all(&bytes[..cut], 1 << 20).unwrap_err();
-            assert!(matches!(err, FrameError::Truncated { frame: 1, .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, FrameError::Truncated { frame: 1, .. }),
+                "cut {cut}: {err}"
+            );
         }
         // A multi-byte length cut in the middle.
         let err = all(&[0x80], 1 << 20).unwrap_err();
@@ -366,7 +375,14 @@ mod tests {
         two.extend_from_slice(&second[..second.len() - 1]);
         let err = all(&two, 1 << 20).unwrap_err();
         assert!(
-            matches!(err, FrameError::Truncated { frame: 2, part: "payload", .. }),
+            matches!(
+                err,
+                FrameError::Truncated {
+                    frame: 2,
+                    part: "payload",
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -378,7 +394,10 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
             let err = all(&bad, 1 << 20).unwrap_err();
-            assert!(matches!(err, FrameError::Checksum { frame: 1, .. }), "byte {i}: {err}");
+            assert!(
+                matches!(err, FrameError::Checksum { frame: 1, .. }),
+                "byte {i}: {err}"
+            );
         }
     }
 
@@ -386,10 +405,22 @@ mod tests {
     fn oversized_frames_are_refused_before_reading_them() {
         let bytes = response(vec![series("a", &[1, 2, 3])]);
         let err = all(&bytes, 10).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { limit: 10, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { limit: 10, .. }),
+            "{err}"
+        );
         // A huge announced length with no data behind it.
         let err = all(&[0xff, 0xff, 0xff, 0xff, 0x0f], 1000).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { size: 0xffff_ffff, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FrameError::TooLarge {
+                    size: 0xffff_ffff,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = all(&[0xff; 10], usize::MAX).unwrap_err();
         assert!(matches!(err, FrameError::BadLength { frame: 1 }), "{err}");
     }
@@ -403,6 +434,9 @@ mod tests {
             query_index: 3,
         };
         let err = all(&frame(&msg.encode_to_vec()), 100).unwrap_err();
-        assert!(matches!(err, FrameError::QueryIndex { index: 3, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::QueryIndex { index: 3, .. }),
+            "{err}"
+        );
     }
 }

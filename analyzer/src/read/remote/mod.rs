@@ -90,7 +90,9 @@ pub struct RemoteRead {
 pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, ReadError> {
     let u = reqwest::Url::parse(url).map_err(|e| ReadError::Config(format!("url {url:?}: {e}")))?;
     if u.scheme() != "http" && u.scheme() != "https" {
-        return Err(ReadError::Config(format!("url {url:?}: the scheme must be http or https")));
+        return Err(ReadError::Config(format!(
+            "url {url:?}: the scheme must be http or https"
+        )));
     }
     Ok(u)
 }
@@ -106,7 +108,9 @@ impl RemoteRead {
     /// A source for `opts`; checks the URL and loads TLS/auth files.
     pub fn new(opts: &RemoteReadOptions) -> Result<RemoteRead, ReadError> {
         if opts.max_frame_bytes == 0 || opts.max_response_bytes == 0 {
-            return Err(ReadError::Config("max_frame_bytes and max_response_bytes must be above zero".into()));
+            return Err(ReadError::Config(
+                "max_frame_bytes and max_response_bytes must be above zero".into(),
+            ));
         }
         Ok(RemoteRead {
             url: parse_url(&opts.url)?,
@@ -139,7 +143,10 @@ impl RemoteRead {
             })
             .collect();
         let accepted = match self.mode {
-            ResponseMode::PreferStreamed => vec![ResponseType::StreamedXorChunks as i32, ResponseType::Samples as i32],
+            ResponseMode::PreferStreamed => vec![
+                ResponseType::StreamedXorChunks as i32,
+                ResponseType::Samples as i32,
+            ],
             ResponseMode::Samples => vec![ResponseType::Samples as i32],
         };
         ReadRequest {
@@ -157,7 +164,13 @@ impl RemoteRead {
         }
     }
 
-    fn read_inner(&self, selector: &Selector, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
+    fn read_inner(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+        tally: &mut Tally,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let body = snap::raw::Encoder::new()
             .compress_vec(&self.request(selector, from_ms, to_ms).encode_to_vec())
             .map_err(|e| ReadError::Decode(format!("compressing the request: {e}")))?;
@@ -176,7 +189,12 @@ impl RemoteRead {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let mut out = match media.as_str() {
             "application/x-streamed-protobuf" => {
                 let proto_param = content_type
@@ -184,12 +202,15 @@ impl RemoteRead {
                     .skip(1)
                     .filter_map(|p| p.trim().strip_prefix("proto="))
                     .next();
-                if proto_param.is_some_and(|p| p.trim_matches('"') != "prometheus.ChunkedReadResponse") {
+                if proto_param
+                    .is_some_and(|p| p.trim_matches('"') != "prometheus.ChunkedReadResponse")
+                {
                     return Err(ReadError::Decode(format!(
                         "{} answered a stream of {content_type:?}, not prometheus.ChunkedReadResponse",
                         http::redact(&self.url)
                     )));
                 }
+                self.stats.record_streamed();
                 self.decode_streamed(resp, from_ms, to_ms, tally)?
             }
             "application/x-protobuf" => self.decode_samples(resp, from_ms, to_ms, tally)?,
@@ -204,11 +225,18 @@ impl RemoteRead {
         Ok(out)
     }
 
-    fn decode_samples(&self, resp: reqwest::blocking::Response, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
+    fn decode_samples(
+        &self,
+        resp: reqwest::blocking::Response,
+        from_ms: i64,
+        to_ms: i64,
+        tally: &mut Tally,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let compressed = http::read_body(resp, &self.url, self.max_response_bytes)?;
         tally.bytes += compressed.len() as u64;
-        let size = snap::raw::decompress_len(&compressed)
-            .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}")))?;
+        let size = snap::raw::decompress_len(&compressed).map_err(|e| {
+            ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}"))
+        })?;
         if size > self.max_response_bytes {
             return Err(ReadError::TooLarge(format!(
                 "SAMPLES answer decompresses to {size} bytes, over the limit of {}",
@@ -217,7 +245,9 @@ impl RemoteRead {
         }
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&compressed)
-            .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}")))?;
+            .map_err(|e| {
+                ReadError::Decode(format!("SAMPLES answer is not snappy block data: {e}"))
+            })?;
         let msg = ReadResponse::decode(&raw[..])
             .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not a ReadResponse: {e}")))?;
         if msg.results.len() > 1 {
@@ -229,7 +259,14 @@ impl RemoteRead {
         let mut out = Vec::new();
         for ts in msg.results.into_iter().flat_map(|r| r.timeseries) {
             tally.samples += ts.samples.len() as u64;
-            let points = ts.samples.iter().map(|s| Point { t: s.timestamp, v: s.value }).collect();
+            let points = ts
+                .samples
+                .iter()
+                .map(|s| Point {
+                    t: s.timestamp,
+                    v: s.value,
+                })
+                .collect();
             if let Some(s) = finish(ts.labels, points, from_ms, to_ms) {
                 out.push(s);
             }
@@ -237,8 +274,17 @@ impl RemoteRead {
         Ok(out)
     }
 
-    fn decode_streamed(&self, resp: reqwest::blocking::Response, from_ms: i64, to_ms: i64, tally: &mut Tally) -> Result<Vec<SeriesData>, ReadError> {
-        let mut body = Counting { inner: resp, count: 0 };
+    fn decode_streamed(
+        &self,
+        resp: reqwest::blocking::Response,
+        from_ms: i64,
+        to_ms: i64,
+        tally: &mut Tally,
+    ) -> Result<Vec<SeriesData>, ReadError> {
+        let mut body = Counting {
+            inner: resp,
+            count: 0,
+        };
         let result = (|| {
             let mut stream = SeriesStream::new(&mut body, self.max_frame_bytes);
             let mut out = Vec::new();
@@ -292,14 +338,22 @@ impl RemoteRead {
 
 /// Labels as `{a="b", ...}` for messages.
 fn label_text(labels: &[proto::Label]) -> String {
-    let inner: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
 /// Sorts labels and points, trims points to `[from_ms, to_ms]`, drops
 /// staleness markers and duplicate timestamps (overlapping chunks); `None`
 /// when no point is left.
-fn finish(labels: Vec<proto::Label>, mut points: Vec<Point>, from_ms: i64, to_ms: i64) -> Option<SeriesData> {
+fn finish(
+    labels: Vec<proto::Label>,
+    mut points: Vec<Point>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Option<SeriesData> {
     points.retain(|p| p.t >= from_ms && p.t <= to_ms && !is_stale_marker(p.v));
     if points.is_empty() {
         return None;
@@ -314,7 +368,12 @@ fn finish(labels: Vec<proto::Label>, mut points: Vec<Point>, from_ms: i64, to_ms
 }
 
 impl Source for RemoteRead {
-    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError> {
+    fn read(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         if from_ms > to_ms {
             return Ok(Vec::new());
         }
@@ -322,8 +381,13 @@ impl Source for RemoteRead {
         let mut tally = Tally::default();
         let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
-        self.stats
-            .record(start.elapsed(), tally.bytes, tally.samples, series, result.as_ref().err());
+        self.stats.record(
+            start.elapsed(),
+            tally.bytes,
+            tally.samples,
+            series,
+            result.as_ref().err(),
+        );
         if let Err(e) = &result {
             tracing::debug!(url = %http::redact(&self.url), selector = %selector, error = %e, "remote read failed");
         }
@@ -383,7 +447,14 @@ mod tests {
 
     #[test]
     fn request_is_snappy_protobuf_with_the_protocol_headers() {
-        let (url, seen) = serve(vec![(200, STREAMED, vec![]), (200, "application/x-protobuf", snap::raw::Encoder::new().compress_vec(&[]).unwrap())]);
+        let (url, seen) = serve(vec![
+            (200, STREAMED, vec![]),
+            (
+                200,
+                "application/x-protobuf",
+                snap::raw::Encoder::new().compress_vec(&[]).unwrap(),
+            ),
+        ]);
         let s = source(&url, ResponseMode::PreferStreamed);
         assert!(s.read(&sel(), 1000, 2000).unwrap().is_empty());
         let s2 = source(&url, ResponseMode::Samples);
@@ -401,7 +472,9 @@ mod tests {
             ] {
                 assert!(head.contains(h), "missing {h} in {head}");
             }
-            let body = snap::raw::Decoder::new().decompress_vec(&raw[split + 4..]).unwrap();
+            let body = snap::raw::Decoder::new()
+                .decompress_vec(&raw[split + 4..])
+                .unwrap();
             let req = ReadRequest::decode(&body[..]).unwrap();
             let q = &req.queries[0];
             assert_eq!((q.start_timestamp_ms, q.end_timestamp_ms), (1000, 2000));
@@ -441,16 +514,29 @@ mod tests {
         let s = source(&url, ResponseMode::PreferStreamed);
         let got = s.read(&sel(), 1000, 2000).unwrap();
         assert_eq!(got.len(), 2);
-        let pts = |i: usize| got[i].points.iter().map(|p| (p.t, p.v.to_bits())).collect::<Vec<_>>();
+        let pts = |i: usize| {
+            got[i]
+                .points
+                .iter()
+                .map(|p| (p.t, p.v.to_bits()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             pts(0),
-            vec![(1000, 2f64.to_bits()), (1100, f64::NAN.to_bits()), (1300, 4f64.to_bits())]
+            vec![
+                (1000, 2f64.to_bits()),
+                (1100, f64::NAN.to_bits()),
+                (1300, 4f64.to_bits())
+            ]
         );
         assert_eq!(pts(1), vec![(1000, 5f64.to_bits()), (2000, 6f64.to_bits())]);
         assert_eq!(got[1].labels[1], ("job".to_string(), "b".to_string()));
         let st = s.stats().snapshot();
         assert_eq!(st.bytes_read, body.len() as u64);
-        assert_eq!(st.samples_decoded, 10, "chunks wholly outside the range are not decoded");
+        assert_eq!(
+            st.samples_decoded, 10,
+            "chunks wholly outside the range are not decoded"
+        );
         assert_eq!(st.series_returned, 2);
     }
 
@@ -461,21 +547,37 @@ mod tests {
                 timeseries: vec![TimeSeries {
                     labels: vec![label("job", "a"), label("__name__", "up")],
                     samples: vec![
-                        Sample { value: 1.5, timestamp: 1000 },
+                        Sample {
+                            value: 1.5,
+                            timestamp: 1000,
+                        },
                         Sample {
                             value: f64::from_bits(STALE_NAN_BITS),
                             timestamp: 1500,
                         },
-                        Sample { value: -2.0, timestamp: 2000 },
+                        Sample {
+                            value: -2.0,
+                            timestamp: 2000,
+                        },
                     ],
                 }],
             }],
         };
-        let body = snap::raw::Encoder::new().compress_vec(&resp.encode_to_vec()).unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&resp.encode_to_vec())
+            .unwrap();
         let (url, _) = serve(vec![(200, "application/x-protobuf", body)]);
-        let got = source(&url, ResponseMode::Samples).read(&sel(), 1000, 2000).unwrap();
-        assert_eq!(got[0].labels, vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
-        assert_eq!(got[0].points, vec![Point { t: 1000, v: 1.5 }, Point { t: 2000, v: -2.0 }]);
+        let got = source(&url, ResponseMode::Samples)
+            .read(&sel(), 1000, 2000)
+            .unwrap();
+        assert_eq!(
+            got[0].labels,
+            vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]
+        );
+        assert_eq!(
+            got[0].points,
+            vec![Point { t: 1000, v: 1.5 }, Point { t: 2000, v: -2.0 }]
+        );
     }
 
     #[test]
@@ -502,14 +604,38 @@ mod tests {
         cut_chunk.chunks[0].data.truncate(12);
         let cut_chunk = streamed(vec![cut_chunk]);
         let cases: Vec<(super::http::testserver::Answer, &str, &str)> = vec![
-            ((200, STREAMED, good[..good.len() - 3].to_vec()), "frame", "truncated"),
+            (
+                (200, STREAMED, good[..good.len() - 3].to_vec()),
+                "frame",
+                "truncated",
+            ),
             ((200, STREAMED, bad_crc), "frame", "checksum"),
             ((200, STREAMED, histogram), "chunk", "native histogram"),
             ((200, STREAMED, cut_chunk), "chunk", "corrupt XOR chunk"),
-            ((200, "application/x-protobuf", b"not snappy".to_vec()), "decode", "snappy"),
-            ((200, "text/html", b"<html>".to_vec()), "decode", "not a remote-read answer"),
-            ((200, "application/x-streamed-protobuf; proto=other.Msg", vec![]), "decode", "other.Msg"),
-            ((400, "text/plain", b"bad matcher".to_vec()), "http_status", "bad matcher"),
+            (
+                (200, "application/x-protobuf", b"not snappy".to_vec()),
+                "decode",
+                "snappy",
+            ),
+            (
+                (200, "text/html", b"<html>".to_vec()),
+                "decode",
+                "not a remote-read answer",
+            ),
+            (
+                (
+                    200,
+                    "application/x-streamed-protobuf; proto=other.Msg",
+                    vec![],
+                ),
+                "decode",
+                "other.Msg",
+            ),
+            (
+                (400, "text/plain", b"bad matcher".to_vec()),
+                "http_status",
+                "bad matcher",
+            ),
         ];
         let (url, _) = serve(cases.iter().map(|c| c.0.clone()).collect());
         let s = source(&url, ResponseMode::PreferStreamed);
@@ -520,7 +646,10 @@ mod tests {
         }
         let st = s.stats().snapshot();
         assert_eq!(st.reads, cases.len() as u64);
-        assert!(st.errors.contains(&("frame", 2)) && st.errors.contains(&("chunk", 2)), "{st:?}");
+        assert!(
+            st.errors.contains(&("frame", 2)) && st.errors.contains(&("chunk", 2)),
+            "{st:?}"
+        );
     }
 
     #[test]

@@ -218,7 +218,10 @@ mod tests {
                 }],
                 hints: None,
             }],
-            accepted_response_types: vec![ResponseType::StreamedXorChunks as i32, ResponseType::Samples as i32],
+            accepted_response_types: vec![
+                ResponseType::StreamedXorChunks as i32,
+                ResponseType::Samples as i32,
+            ],
         };
         let expected: Vec<u8> = vec![
             0x0a, 14, // queries (1, LEN) 14 bytes
@@ -238,7 +241,10 @@ mod tests {
             r#type: ChunkEncoding::Xor as i32,
             data: vec![9],
         };
-        assert_eq!(chunk.encode_to_vec(), vec![0x08, 5, 0x10, 6, 0x18, 1, 0x22, 1, 9]);
+        assert_eq!(
+            chunk.encode_to_vec(),
+            vec![0x08, 5, 0x10, 6, 0x18, 1, 0x22, 1, 9]
+        );
 
         let sample = Sample {
             value: 1.0,
@@ -263,6 +269,12 @@ mod tests {
         let mut bytes = vec![0x22, 0];
         bytes.extend_from_slice(&[0x12, 2, 0x10, 4]);
         let ts = TimeSeries::decode(&bytes[..]).unwrap();
-        assert_eq!(ts.samples, vec![Sample { value: 0.0, timestamp: 4 }]);
+        assert_eq!(
+            ts.samples,
+            vec![Sample {
+                value: 0.0,
+                timestamp: 4
+            }]
+        );
     }
 }

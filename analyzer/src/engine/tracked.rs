@@ -1,0 +1,213 @@
+//! One series of one query: its models, its recent points and scores, and
+//! its latest forecast.
+
+use std::collections::VecDeque;
+
+use super::persist::SavedSeries;
+use crate::model::{self, Forecast, Model, Point};
+use crate::query::{Direction, Query};
+use crate::read::Labels;
+use crate::read::rate::per_second;
+
+/// How many recent points of each series the engine keeps for display.
+const RECENT: usize = 240;
+
+/// What the engine knows about one series of one query.
+pub struct Tracked {
+    /// Index of the query in the engine.
+    pub query: usize,
+    /// The source series' labels (sorted, with `__name__`).
+    pub labels: Labels,
+    pub(super) anomaly: Box<dyn Model>,
+    pub(super) forecaster: Box<dyn Model>,
+    pub(super) last_t: i64,
+    /// Recent (time, value, score) triples, oldest first.
+    pub recent: VecDeque<(i64, f64, f64)>,
+    /// The latest forecast, covering the longest horizon.
+    pub forecast: Option<Forecast>,
+    /// What the forecaster expected for the latest point before seeing it:
+    /// (mean, lower, upper) at the query's level.
+    pub expected: Option<(f64, f64, f64)>,
+}
+
+impl Tracked {
+    /// Scores and takes in the points newer than the last one taken;
+    /// returns how many were new.
+    pub(super) fn take(&mut self, points: &[Point], level: f64) -> usize {
+        let since = self.last_t;
+        let mut n = 0;
+        for p in points.iter().filter(|p| p.t > since) {
+            let score = self.anomaly.score(*p);
+            self.expected = self
+                .forecaster
+                .forecast(1, level)
+                .map(|f| (f.mean[0], f.lower[0], f.upper[0]));
+            self.anomaly.update(*p);
+            self.forecaster.update(*p);
+            self.last_t = p.t;
+            push_recent(&mut self.recent, (p.t, p.v, score));
+            n += 1;
+        }
+        n
+    }
+
+    /// Refits both models on `history` (the scores already given stay).
+    pub(super) fn refit(&mut self, q: &Query, history: &[Point]) {
+        for m in [&mut self.anomaly, &mut self.forecaster] {
+            if let Err(e) = m.fit(history) {
+                tracing::warn!(query = %q.config.name, model = m.name(), error = %e, "refit failed; keeping the model as it was");
+            }
+        }
+    }
+
+    /// The series' state for saving, under its query's name.
+    pub fn save(&self, query: &str) -> SavedSeries {
+        SavedSeries {
+            query: query.to_string(),
+            labels: self.labels.clone(),
+            anomaly: (self.anomaly.name().to_string(), self.anomaly.save()),
+            forecaster: (self.forecaster.name().to_string(), self.forecaster.save()),
+            last_t: self.last_t,
+            recent: self.recent.iter().copied().collect(),
+        }
+    }
+
+    /// The latest anomaly score (0 before the first scored point).
+    pub fn score(&self) -> f64 {
+        self.recent.back().map(|r| r.2).unwrap_or(0.0)
+    }
+
+    /// The latest value.
+    pub fn value(&self) -> Option<f64> {
+        self.recent.back().map(|r| r.1)
+    }
+
+    /// Name of the anomaly model.
+    pub fn anomaly_model(&self) -> &'static str {
+        self.anomaly.name()
+    }
+
+    /// Name of the forecasting model.
+    pub fn forecast_model(&self) -> &'static str {
+        self.forecaster.name()
+    }
+
+    /// Forecast mean and bounds at the point closest to `at_ms`.
+    pub fn forecast_at(&self, at_ms: i64) -> Option<(f64, f64, f64)> {
+        let f = self.forecast.as_ref()?;
+        let i = f.t.iter().position(|t| *t >= at_ms).unwrap_or(f.t.len().checked_sub(1)?);
+        Some((f.mean[i], f.lower[i], f.upper[i]))
+    }
+
+    /// Seconds from the last point until the forecast mean crosses the
+    /// threshold: 0 when already across, +Inf when no crossing is forecast
+    /// within the forecast's range.
+    pub fn breach_seconds(&self, value: f64, direction: Direction) -> Option<f64> {
+        let f = self.forecast.as_ref()?;
+        let (last_t, last_v, _) = *self.recent.back()?;
+        let crossed = |v: f64| match direction {
+            Direction::Above => v >= value,
+            Direction::Below => v <= value,
+        };
+        if crossed(last_v) {
+            return Some(0.0);
+        }
+        // Interpolate between the last point before and the first point
+        // across, so that the answer does not jump by whole steps.
+        let mut prev = (last_t, last_v);
+        for (t, v) in f.t.iter().zip(&f.mean) {
+            if crossed(*v) {
+                let frac = if *v == prev.1 { 1.0 } else { (value - prev.1) / (v - prev.1) };
+                let at = prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64;
+                return Some(((at - last_t as f64) / 1000.0).max(0.0));
+            }
+            prev = (*t, *v);
+        }
+        Some(f64::INFINITY)
+    }
+}
+
+/// A new series: models fitted on the older part of its history, and the
+/// newer part (at most the points kept for display) taken in online, so that
+/// recent points get real scores, each judged only on what came before it.
+pub(super) fn new_tracked(qi: usize, q: &Query, labels: Labels, history: &[Point]) -> Result<Tracked, model::ModelError> {
+    let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params)?;
+    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params)?;
+    let split = history.len() - (history.len() / 2).min(RECENT);
+    let (older, newer) = history.split_at(split);
+    anomaly.fit(older)?;
+    forecaster.fit(older)?;
+    let mut t = Tracked {
+        query: qi,
+        labels,
+        anomaly,
+        forecaster,
+        last_t: older.last().map(|p| p.t).unwrap_or(i64::MIN),
+        recent: older.iter().rev().take(RECENT).rev().map(|p| (p.t, p.v, 0.0)).collect(),
+        forecast: None,
+        expected: None,
+    };
+    t.take(newer, q.config.level);
+    refresh_forecast(&mut t, q);
+    Ok(t)
+}
+
+/// Rebuilds a series from saved state and takes in the points newer than
+/// it; `None` when the state does not load (the series is then refitted).
+pub(super) fn resume(qi: usize, q: &Query, saved: SavedSeries, points: &[Point]) -> Option<(Tracked, usize)> {
+    let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params).ok()?;
+    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params).ok()?;
+    if let Err(e) = anomaly.load(saved.anomaly.1).and_then(|_| forecaster.load(saved.forecaster.1)) {
+        tracing::warn!(query = %q.config.name, error = %e, "saved state unusable; refitting");
+        return None;
+    }
+    let mut t = Tracked {
+        query: qi,
+        labels: saved.labels,
+        anomaly,
+        forecaster,
+        last_t: saved.last_t,
+        recent: saved.recent.into_iter().collect(),
+        forecast: None,
+        expected: None,
+    };
+    let taken = t.take(points, q.config.level);
+    refresh_forecast(&mut t, q);
+    Some((t, taken))
+}
+
+fn push_recent(recent: &mut VecDeque<(i64, f64, f64)>, r: (i64, f64, f64)) {
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back(r);
+}
+
+/// Forecasts far enough to cover the longest horizon (and, with a
+/// threshold, a longer range for the breach time), in the model's steps.
+pub(super) fn refresh_forecast(t: &mut Tracked, q: &Query) {
+    let Some(step) = step_ms(&t.recent) else {
+        t.forecast = None;
+        return;
+    };
+    let longest = q.config.horizons.iter().max().map(|h| h.as_millis() as i64).unwrap_or(0);
+    // Breach times are looked for up to four times the history's length.
+    let breach_range = if q.config.threshold.is_some() { 4 * q.config.history.as_millis() as i64 } else { 0 };
+    let steps = (longest.max(breach_range) / step.max(1)).clamp(1, 10_000) as usize;
+    t.forecast = t.forecaster.forecast(steps, q.config.level);
+}
+
+/// The points a query analyses: the values, or their per-second rate.
+pub(super) fn transform(q: &Query, points: Vec<Point>) -> Vec<Point> {
+    if q.config.rate { per_second(&points) } else { points }
+}
+
+fn step_ms(recent: &VecDeque<(i64, f64, f64)>) -> Option<i64> {
+    let mut d: Vec<i64> = recent.iter().zip(recent.iter().skip(1)).map(|(a, b)| b.0 - a.0).filter(|d| *d > 0).collect();
+    if d.is_empty() {
+        return None;
+    }
+    let mid = d.len() / 2;
+    Some(*d.select_nth_unstable(mid).1)
+}
+

@@ -1,0 +1,238 @@
+//! Harness for the analyzer's integration tests that start real processes
+//! (Debian's `prometheus`, `promtool`): loopback ports picked at run time,
+//! temp dirs, and children killed by PID when their guard is dropped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to tell the developer when a required tool is missing.
+pub const INSTALL_HINT: &str =
+    "run `bash .ci/test`, which installs the Prometheus tools the integration tests need";
+
+/// Finds `name` on `PATH`, or fails the test saying how to install it.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|c| c.is_file())
+        .unwrap_or_else(|| {
+            panic!("required program `{name}` was not found on PATH; {INSTALL_HINT}")
+        })
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
+/// A test's scratch dir (removed on drop).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("imd-an-")
+        .tempdir()
+        .expect("creating temp dir")
+}
+
+/// Runs a command to completion, failing the test (with its output) if it
+/// cannot start or exits non-zero.
+pub fn run_ok(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed with {}:\n{}\n{}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A child process stopped by PID (SIGTERM, SIGKILL after 5 s) and reaped
+/// when dropped; its output goes to files in its log dir.
+pub struct Proc {
+    name: String,
+    child: Option<std::process::Child>,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, logging into `log_dir/<name>.stdout|stderr`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], log_dir: &Path) -> Proc {
+        let stdout = log_dir.join(format!("{name}.stdout"));
+        let stderr = log_dir.join(format!("{name}.stderr"));
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(log_dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("creating stdout log"))
+            .stderr(std::fs::File::create(&stderr).expect("creating stderr log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            stderr,
+        }
+    }
+
+    /// The last 4 KiB of what the child wrote to stderr.
+    pub fn stderr(&self) -> String {
+        let s = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let start = s.len().saturating_sub(4096);
+        let start = (start..s.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(s.len());
+        s[start..].to_string()
+    }
+
+    /// The child's exit status if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Polls `http://127.0.0.1:port{path}` until it answers 200; fails the
+    /// test with the child's stderr if it exits or `timeout` passes.
+    pub fn wait_http_ok(&mut self, port: u16, path: &str, timeout: Duration) {
+        let start = Instant::now();
+        let mut last = String::from("no attempt");
+        while start.elapsed() < timeout {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited with {status} before it was ready\nstderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            match http_get_status(port, path) {
+                Ok(200) => return,
+                Ok(s) => last = format!("HTTP {s}"),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} was not ready on 127.0.0.1:{port}{path} within {timeout:?} (last: {last})\nstderr:\n{}",
+            self.name,
+            self.stderr()
+        );
+    }
+
+    /// Stops the child now (SIGTERM by PID, SIGKILL after 5 s).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        // The child is not reaped yet, so its PID cannot have been reused.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Status code of a plain `GET path` on `127.0.0.1:port`.
+pub fn http_get_status(port: u16, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let head = String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line in {head:?}"),
+            )
+        })
+}
+
+/// Starts Prometheus on an existing TSDB dir with no scrape jobs (so that
+/// nothing is written and old blocks are kept), on `127.0.0.1:port`, and
+/// waits until `/-/ready` answers. `extra` are more flags (e.g.
+/// `--web.config.file=...`); with a TLS web config the readiness probe is
+/// skipped and the caller waits itself.
+pub fn start_prometheus_on(tsdb: &Path, log_dir: &Path, port: u16, extra: &[String]) -> Proc {
+    let bin = require_tool("prometheus");
+    let cfg = log_dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )
+    .expect("writing prometheus.yml");
+    let mut args = vec![
+        format!("--config.file={}", cfg.display()),
+        format!("--storage.tsdb.path={}", tsdb.display()),
+        "--storage.tsdb.retention.time=100y".to_string(),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    args.extend(extra.iter().cloned());
+    let mut p = Proc::spawn("prometheus", &bin, &args, log_dir);
+    if extra.iter().all(|a| !a.starts_with("--web.config.file")) {
+        p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
+    }
+    p
+}
+
+/// Status and body of a plain `GET path` on `127.0.0.1:port` (HTTP/1.0, so
+/// the body is not chunked).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line in {head:?}")))?;
+    Ok((status, body.to_string()))
+}
+
+/// Polls `cond` every 100 ms until it holds, failing after `secs` with `what`.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
