@@ -210,12 +210,18 @@ impl Config {
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         let err = |key: String, msg: String| ConfigError::at_key(file, &key, msg);
         if self.sources.is_empty() {
-            return Err(err("sources".into(), "at least one source is needed".into()));
+            return Err(err(
+                "sources".into(),
+                "at least one source is needed".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !names.insert(s.name.as_str()) {
-                return Err(err(format!("sources[{i}].name"), format!("duplicate source name {:?}", s.name)));
+                return Err(err(
+                    format!("sources[{i}].name"),
+                    format!("duplicate source name {:?}", s.name),
+                ));
             }
             check_url(&s.url).map_err(|m| err(format!("sources[{i}].url"), m))?;
             if s.step.is_zero() {
@@ -226,26 +232,39 @@ impl Config {
             return Err(err("global.infer_every".into(), "must be positive".into()));
         }
         if self.global.concurrency == 0 {
-            return Err(err("global.concurrency".into(), "must be at least 1".into()));
+            return Err(err(
+                "global.concurrency".into(),
+                "must be at least 1".into(),
+            ));
         }
         let mut qnames = std::collections::HashSet::new();
         for (i, q) in self.queries.iter().enumerate() {
             if let Some(src) = &q.source
                 && !names.contains(src.as_str())
             {
-                return Err(err(format!("queries[{i}].source"), format!("no source named {src:?}")));
+                return Err(err(
+                    format!("queries[{i}].source"),
+                    format!("no source named {src:?}"),
+                ));
             }
             if !qnames.insert(q.query.name.as_str()) {
-                return Err(err(format!("queries[{i}].name"), format!("duplicate query name {:?}", q.query.name)));
+                return Err(err(
+                    format!("queries[{i}].name"),
+                    format!("duplicate query name {:?}", q.query.name),
+                ));
             }
             Query::new(q.query.clone()).map_err(|(k, m)| err(format!("queries[{i}]{k}"), m))?;
         }
         if let Some(a) = &self.alerting {
             if a.alertmanagers.is_empty() {
-                return Err(err("alerting.alertmanagers".into(), "at least one Alertmanager is needed".into()));
+                return Err(err(
+                    "alerting.alertmanagers".into(),
+                    "at least one Alertmanager is needed".into(),
+                ));
             }
             for (i, am) in a.alertmanagers.iter().enumerate() {
-                check_url(&am.url).map_err(|m| err(format!("alerting.alertmanagers[{i}].url"), m))?;
+                check_url(&am.url)
+                    .map_err(|m| err(format!("alerting.alertmanagers[{i}].url"), m))?;
             }
             for (i, r) in a.rules.iter().enumerate() {
                 let key = |k: &str| format!("alerting.rules[{i}]{k}");
@@ -258,16 +277,25 @@ impl Config {
                 if let Some(s) = r.score_above
                     && !(0.0..=1.0).contains(&s)
                 {
-                    return Err(err(key(".score_above"), format!("must be between 0 and 1, is {s}")));
+                    return Err(err(
+                        key(".score_above"),
+                        format!("must be between 0 and 1, is {s}"),
+                    ));
                 }
                 for (j, q) in r.queries.iter().enumerate() {
                     if !qnames.contains(q.as_str()) {
-                        return Err(err(key(&format!(".queries[{j}]")), format!("no query named {q:?}")));
+                        return Err(err(
+                            key(&format!(".queries[{j}]")),
+                            format!("no query named {q:?}"),
+                        ));
                     }
                 }
                 for l in r.labels.keys() {
                     if !valid_label_name(l) {
-                        return Err(err(key(&format!(".labels.{l}")), "invalid label name".into()));
+                        return Err(err(
+                            key(&format!(".labels.{l}")),
+                            "invalid label name".into(),
+                        ));
                     }
                 }
             }
@@ -299,7 +327,9 @@ fn check_url(url: &str) -> Result<(), String> {
 
 fn valid_label_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 #[cfg(test)]
@@ -352,13 +382,17 @@ mod flatten_tests {
     #[test]
     fn unknown_keys_in_flattened_sections_are_rejected() {
         let y = "sources:\n  - name: prom\n    url: http://localhost:9090\n    timout: 5s\nqueries: []\n";
-        let e = parse_yaml::<Config>(Path::new("a.yml"), y).unwrap_err().to_string();
+        let e = parse_yaml::<Config>(Path::new("a.yml"), y)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timout"), "{e}");
         let y = "sources:\n  - name: prom\n    url: http://localhost:9090\n    timeout: 5s\n    headers: {X-Scope-OrgID: t1}\nqueries: []\n";
         let c = parse_yaml::<Config>(Path::new("a.yml"), y).unwrap();
         assert_eq!(c.sources[0].http.timeout, Duration::from_secs(5));
         let y = "sources:\n  - name: prom\n    url: http://localhost:9090\n    timeout: soon\nqueries: []\n";
-        let e = parse_yaml::<Config>(Path::new("a.yml"), y).unwrap_err().to_string();
+        let e = parse_yaml::<Config>(Path::new("a.yml"), y)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sources[0]"), "{e}");
     }
 }

@@ -62,18 +62,43 @@ pub fn default_queries() -> Vec<QueryConfig> {
         direction: Direction::Below,
     });
     vec![
-        q("cpu_idle", r#"node_cpu_seconds_total{mode="idle"}"#, true, None),
+        q(
+            "cpu_idle",
+            r#"node_cpu_seconds_total{mode="idle"}"#,
+            true,
+            None,
+        ),
         q("load1", "node_load1", false, None),
-        q("memory_available", "node_memory_MemAvailable_bytes", false, below_zero),
+        q(
+            "memory_available",
+            "node_memory_MemAvailable_bytes",
+            false,
+            below_zero,
+        ),
         q(
             "filesystem_avail",
             r#"node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|overlay|squashfs"}"#,
             false,
             below_zero,
         ),
-        q("network_receive", r#"node_network_receive_bytes_total{device!="lo"}"#, true, None),
-        q("disk_io_time", "node_disk_io_time_seconds_total", true, None),
-        q("context_switches", "node_context_switches_total", true, None),
+        q(
+            "network_receive",
+            r#"node_network_receive_bytes_total{device!="lo"}"#,
+            true,
+            None,
+        ),
+        q(
+            "disk_io_time",
+            "node_disk_io_time_seconds_total",
+            true,
+            None,
+        ),
+        q(
+            "context_switches",
+            "node_context_switches_total",
+            true,
+            None,
+        ),
     ]
 }
 
@@ -87,7 +112,6 @@ struct Shared {
     load_until: Mutex<Option<Instant>>,
 }
 
-
 /// Runs the embedded default until `shutdown` completes.
 pub async fn run(
     settings: DemoSettings,
@@ -99,7 +123,9 @@ pub async fn run(
         .map(|c| Query::new(c).map_err(|(k, m)| anyhow::anyhow!("built-in query{k}: {m}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let retention = settings.retention.as_millis() as i64;
-    let max_points = (settings.retention.as_secs_f64() / settings.interval.as_secs_f64().max(0.001)).ceil() as usize + 1;
+    let max_points = (settings.retention.as_secs_f64() / settings.interval.as_secs_f64().max(0.001))
+        .ceil() as usize
+        + 1;
     let shared = Arc::new(Shared {
         store: Store::new(retention, max_points),
         engine: Mutex::new(Engine::new(queries, EngineOptions::default())),
@@ -111,7 +137,11 @@ pub async fn run(
     });
 
     let scraper = Arc::new(scraper);
-    let cycles = spawn_every(settings.interval, Arc::new((shared.clone(), scraper)), |(st, sc)| cycle(st, sc));
+    let cycles = spawn_every(
+        settings.interval,
+        Arc::new((shared.clone(), scraper)),
+        |(st, sc)| cycle(st, sc),
+    );
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -125,7 +155,13 @@ pub async fn run(
         interval = ?settings.interval,
         "embedded default: scraping the local host, analysing, serving the page"
     );
-    let served = imd_exporter::web::serve(app, &settings.listen, settings.web_config.as_deref(), shutdown).await;
+    let served = imd_exporter::web::serve(
+        app,
+        &settings.listen,
+        settings.web_config.as_deref(),
+        shutdown,
+    )
+    .await;
     cycles.abort();
     served
 }
@@ -133,7 +169,8 @@ pub async fn run(
 /// The exporter's default collectors plus process states, as the embedded
 /// default scrapes them.
 fn local_scraper() -> anyhow::Result<Scraper> {
-    let matches = add_collector_flags(clap::Command::new("imd-analyzer-demo")).try_get_matches_from(["imd-analyzer-demo"])?;
+    let matches = add_collector_flags(clap::Command::new("imd-analyzer-demo"))
+        .try_get_matches_from(["imd-analyzer-demo"])?;
     let mut collectors = BTreeMap::new();
     collectors.insert(
         "processes".to_string(),
@@ -159,9 +196,15 @@ fn cycle(st: &Shared, scraper: &Scraper) {
     let report = engine.cycle(&st.store, now);
     let series = engine.tracked().len();
     drop(engine);
-    st.stats.record(&report, started.elapsed().as_secs_f64(), now, series);
+    st.stats
+        .record(&report, started.elapsed().as_secs_f64(), now, series);
     st.ready.store(true, Ordering::Relaxed);
-    tracing::debug!(series = report.series, points = report.points, fitted = report.fitted, "cycle done");
+    tracing::debug!(
+        series = report.series,
+        points = report.points,
+        fitted = report.fitted,
+        "cycle done"
+    );
 }
 
 async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -25,7 +25,12 @@ use imd_exporter::logging;
 ///   imd-analyzer --config.file=analyzer.yml      # see examples/single-host/imd-analyzer.yml
 ///   imd-analyzer --config.file=analyzer.yml --check-config
 #[derive(Debug, Parser)]
-#[command(name = "imd-analyzer", version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "imd-analyzer",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(flatten)]
     log: LogArgs,
@@ -47,14 +52,23 @@ struct RunArgs {
     #[arg(id = "check-config", long = "check-config")]
     check_config: bool,
     /// Directory for model state kept across restarts.
-    #[arg(id = "storage.path", long = "storage.path", value_name = "DIR", default_value = "data/analyzer")]
+    #[arg(
+        id = "storage.path",
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "data/analyzer"
+    )]
     storage_path: PathBuf,
     /// URL under which users reach this analyzer, for links in alerts
     /// (default: http://<host name>:<port>).
     #[arg(id = "web.external-url", long = "web.external-url", value_name = "URL")]
     external_url: Option<String>,
     /// Anomaly score from which the page highlights a series.
-    #[arg(id = "anomaly.threshold", long = "anomaly.threshold", default_value_t = 0.99)]
+    #[arg(
+        id = "anomaly.threshold",
+        long = "anomaly.threshold",
+        default_value_t = 0.99
+    )]
     threshold: f64,
 }
 
@@ -77,7 +91,11 @@ struct DemoArgs {
     #[arg(id = "storage.retention", long = "storage.retention", default_value = "1h", value_parser = humantime::parse_duration)]
     retention: Duration,
     /// Anomaly score from which a series is shown as anomalous.
-    #[arg(id = "anomaly.threshold", long = "anomaly.threshold", default_value_t = 0.99)]
+    #[arg(
+        id = "anomaly.threshold",
+        long = "anomaly.threshold",
+        default_value_t = 0.99
+    )]
     threshold: f64,
 }
 
@@ -87,7 +105,9 @@ const DEFAULT_LISTEN: &str = ":9110";
 fn command() -> clap::Command {
     Cli::command()
         .mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN))
-        .mut_subcommand("demo", |c| c.mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN)))
+        .mut_subcommand("demo", |c| {
+            c.mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN))
+        })
 }
 
 fn main() -> std::process::ExitCode {
@@ -121,7 +141,10 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
                 );
             };
             if !(0.0..=1.0).contains(&args.threshold) {
-                anyhow::bail!("--anomaly.threshold must be between 0 and 1, is {}", args.threshold);
+                anyhow::bail!(
+                    "--anomaly.threshold must be between 0 and 1, is {}",
+                    args.threshold
+                );
             }
             let port = args
                 .web
@@ -138,7 +161,9 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
                 listen: args.web.listen_address,
                 web_config: args.web.config_file,
                 storage_path: args.storage_path,
-                external_url: args.external_url.unwrap_or_else(|| format!("http://{host}:{port}")),
+                external_url: args
+                    .external_url
+                    .unwrap_or_else(|| format!("http://{host}:{port}")),
                 page_threshold: args.threshold,
             };
             if args.check_config {
@@ -149,7 +174,10 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
         }
         Some(Command::Demo(a)) => {
             if !(0.0..=1.0).contains(&a.threshold) {
-                anyhow::bail!("--anomaly.threshold must be between 0 and 1, is {}", a.threshold);
+                anyhow::bail!(
+                    "--anomaly.threshold must be between 0 and 1, is {}",
+                    a.threshold
+                );
             }
             if a.interval.is_zero() {
                 anyhow::bail!("--scrape.interval must be positive");
@@ -169,7 +197,6 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +204,9 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         command().debug_assert();
-        let m = command().try_get_matches_from(["imd-analyzer", "demo"]).unwrap();
+        let m = command()
+            .try_get_matches_from(["imd-analyzer", "demo"])
+            .unwrap();
         let cli = Cli::from_arg_matches(&m).unwrap();
         let Some(Command::Demo(d)) = cli.command else {
             panic!("demo not parsed")

@@ -87,7 +87,10 @@ mod humantime_list {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
         let raw: Vec<String> = Vec::deserialize(d)?;
         raw.iter()
-            .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+            .map(|s| {
+                humantime::parse_duration(s)
+                    .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+            })
             .collect()
     }
 }
@@ -108,12 +111,19 @@ impl Query {
         if config.name.is_empty() {
             return Err((".name".into(), "must not be empty".into()));
         }
-        let selector = Selector::parse(&config.selector).map_err(|e| (".selector".to_string(), e))?;
-        for (key, name) in [(".anomaly_model", &config.anomaly_model), (".forecast_model", &config.forecast_model)] {
+        let selector =
+            Selector::parse(&config.selector).map_err(|e| (".selector".to_string(), e))?;
+        for (key, name) in [
+            (".anomaly_model", &config.anomaly_model),
+            (".forecast_model", &config.forecast_model),
+        ] {
             model::build(name, &config.params).map_err(|e| (key.to_string(), e.to_string()))?;
         }
         if !(0.5..1.0).contains(&config.level) {
-            return Err((".level".into(), format!("must be in [0.5, 1), is {}", config.level)));
+            return Err((
+                ".level".into(),
+                format!("must be in [0.5, 1), is {}", config.level),
+            ));
         }
         if config.horizons.iter().any(|h| h.is_zero()) {
             return Err((".horizons".into(), "horizons must be positive".into()));

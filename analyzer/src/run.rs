@@ -107,7 +107,11 @@ fn build_source(s: &SourceConfig) -> anyhow::Result<(Box<dyn Source>, Arc<ReadSt
         SourceKind::RemoteRead => {
             let mut o = RemoteReadOptions::new(format!("{base}/api/v1/read"));
             o.http = s.http.clone();
-            o.mode = if s.prefer_streamed { ResponseMode::PreferStreamed } else { ResponseMode::Samples };
+            o.mode = if s.prefer_streamed {
+                ResponseMode::PreferStreamed
+            } else {
+                ResponseMode::Samples
+            };
             let r = RemoteRead::new(&o)?;
             let stats = r.stats();
             (Box::new(r), stats)
@@ -132,12 +136,15 @@ pub fn check(settings: &RunSettings) -> anyhow::Result<String> {
     Ok(format!(
         "configuration OK: {} source(s) ({}), {} quer(ies), {} alerting rule(s)",
         sources.len(),
-        sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         config.queries.len(),
         config.alerting.as_ref().map(|a| a.rules.len()).unwrap_or(0)
     ))
 }
-
 
 /// Runs the analyzer until `shutdown` completes, then saves model state.
 pub async fn run(
@@ -190,7 +197,13 @@ pub async fn run(
             let s = shared.clone();
             move || s.ready.load(Ordering::Relaxed)
         }));
-    let served = imd_exporter::web::serve(app, &settings.listen, settings.web_config.as_deref(), shutdown).await;
+    let served = imd_exporter::web::serve(
+        app,
+        &settings.listen,
+        settings.web_config.as_deref(),
+        shutdown,
+    )
+    .await;
     cycles.abort();
     let st = shared.clone();
     let _ = tokio::task::spawn_blocking(move || save_state(&st)).await;
@@ -198,11 +211,19 @@ pub async fn run(
 }
 
 fn save_state(st: &Shared) {
-    let snapshot = st.engine.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    let snapshot = st
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .snapshot();
     let n = snapshot.len();
     match st.state.save(snapshot) {
-        Ok(()) => tracing::debug!(series = n, path = %st.state.path().display(), "model state saved"),
-        Err(e) => tracing::error!(error = %e, path = %st.state.path().display(), "cannot save model state"),
+        Ok(()) => {
+            tracing::debug!(series = n, path = %st.state.path().display(), "model state saved")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, path = %st.state.path().display(), "cannot save model state")
+        }
     }
     *st.last_save.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
 }
@@ -224,25 +245,39 @@ fn cycle(st: &Shared) {
     let series = engine.tracked().len();
     drop(engine);
     if let (Some(firing), Some(notifier)) = (firing, &st.notifier) {
-        let alerts: Vec<Alert> = firing.into_iter().map(|f| to_alert(f, &st.settings.external_url)).collect();
+        let alerts: Vec<Alert> = firing
+            .into_iter()
+            .map(|f| to_alert(f, &st.settings.external_url))
+            .collect();
         let r = notifier.sync(jiff::Timestamp::now(), alerts);
         for (key, why) in r.rejected {
             tracing::warn!(alert = ?key, reason = %why, "alert rejected");
         }
     }
-    st.stats.record(&report, started.elapsed().as_secs_f64(), now, series);
+    st.stats
+        .record(&report, started.elapsed().as_secs_f64(), now, series);
     st.ready.store(true, Ordering::Relaxed);
-    let due = st.last_save.lock().map(|t| t.elapsed() >= Duration::from_secs(300)).unwrap_or(true);
+    let due = st
+        .last_save
+        .lock()
+        .map(|t| t.elapsed() >= Duration::from_secs(300))
+        .unwrap_or(true);
     if due {
         save_state(st);
     }
-    tracing::debug!(series = report.series, points = report.points, fitted = report.fitted, "cycle done");
+    tracing::debug!(
+        series = report.series,
+        points = report.points,
+        fitted = report.fitted,
+        "cycle done"
+    );
 }
 
 fn to_alert(f: Firing, external_url: &str) -> Alert {
     let query = f.labels.get("query").cloned().unwrap_or_default();
     Alert {
-        starts_at: jiff::Timestamp::from_millisecond(f.active_since_ms).unwrap_or_else(|_| jiff::Timestamp::now()),
+        starts_at: jiff::Timestamp::from_millisecond(f.active_since_ms)
+            .unwrap_or_else(|_| jiff::Timestamp::now()),
         ends_at: None,
         generator_url: format!("{}/#q-{query}", external_url.trim_end_matches('/')),
         labels: f.labels,
@@ -251,7 +286,10 @@ fn to_alert(f: Firing, external_url: &str) -> Alert {
 }
 
 async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let mut fams = emit::families(&st.engine.lock().unwrap_or_else(|e| e.into_inner()), st.naming);
+    let mut fams = emit::families(
+        &st.engine.lock().unwrap_or_else(|e| e.into_inner()),
+        st.naming,
+    );
     fams.extend(st.stats.families());
     fams.extend(read_families(&st.sources));
     if let Some(n) = &st.notifier {
@@ -264,10 +302,19 @@ async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response 
 /// Per-source read counters as families.
 fn read_families(sources: &[NamedSource]) -> Vec<Family> {
     let mut reads = Family::counter("imd_read_requests_total", "Reads sent to the source.");
-    let mut bytes = Family::counter("imd_read_bytes_total", "Bytes received from the source (as sent).");
-    let mut samples = Family::counter("imd_read_samples_total", "Samples decoded from the source's answers.");
+    let mut bytes = Family::counter(
+        "imd_read_bytes_total",
+        "Bytes received from the source (as sent).",
+    );
+    let mut samples = Family::counter(
+        "imd_read_samples_total",
+        "Samples decoded from the source's answers.",
+    );
     let mut series = Family::counter("imd_read_series_total", "Series returned by the source.");
-    let mut seconds = Family::counter("imd_read_duration_seconds_total", "Time spent reading from the source.");
+    let mut seconds = Family::counter(
+        "imd_read_duration_seconds_total",
+        "Time spent reading from the source.",
+    );
     let mut errors = Family::counter("imd_read_errors_total", "Failed reads by kind.");
     for s in sources {
         let snap = s.stats.snapshot();

@@ -198,7 +198,6 @@ fn am_alerts_at(http: &Http, base: &str) -> Vec<Value> {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /api/v2/alerts: {e}: {body}"))
 }
 
-
 /// Now, to the second (Alertmanager answers with millisecond precision).
 fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).unwrap()

@@ -27,7 +27,9 @@ fn the_embedded_default_serves_scores_forecasts_and_a_page() {
     // 12 points at 300 ms: scores and forecasts within a few seconds.
     wait_for("imd_anomaly_score and imd_forecast on /metrics", 30, || {
         let m = metrics();
-        m.contains("imd_anomaly_score{") && m.contains("imd_forecast{") && m.contains("horizon=\"1m\"")
+        m.contains("imd_anomaly_score{")
+            && m.contains("imd_forecast{")
+            && m.contains("horizon=\"1m\"")
     });
     let m = metrics();
     for needle in [
@@ -46,7 +48,10 @@ fn the_embedded_default_serves_scores_forecasts_and_a_page() {
     }
     let (status, page) = http_get(port, "/").unwrap();
     assert_eq!(status, 200);
-    assert!(page.contains("<h2 id=\"q-cpu_idle\">cpu_idle</h2>"), "page lacks the cpu_idle section");
+    assert!(
+        page.contains("<h2 id=\"q-cpu_idle\">cpu_idle</h2>"),
+        "page lacks the cpu_idle section"
+    );
     assert!(page.contains("<svg"), "page has no chart");
     assert!(page.contains("series under analysis"));
     assert_eq!(http_get(port, "/-/healthy").unwrap().0, 200);

@@ -122,7 +122,10 @@ fn pipeline(prefer_streamed: bool) {
         "prometheus",
         &prometheus,
         &[
-            format!("--config.file={}", dir.path().join("prometheus.yml").display()),
+            format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ),
             format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
             format!("--web.listen-address=127.0.0.1:{prom_port}"),
         ],
@@ -140,7 +143,10 @@ fn pipeline(prefer_streamed: bool) {
         "alertmanager",
         &alertmanager,
         &[
-            format!("--config.file={}", dir.path().join("alertmanager.yml").display()),
+            format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ),
             format!("--storage.path={}", dir.path().join("am").display()),
             format!("--web.listen-address=127.0.0.1:{am_port}"),
             "--cluster.listen-address=".to_string(),
@@ -188,25 +194,49 @@ fn pipeline(prefer_streamed: bool) {
         if let Some(s) = score(an_port) {
             quiet_scores.push(s);
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no score published; analyzer said:\n{}", analyzer.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no score published; analyzer said:\n{}",
+            analyzer.stderr()
+        );
     }
     // Skip the warm-up: the last points are judged on a full enough window.
     let settled = &quiet_scores[quiet_scores.len() - 5..];
-    assert!(settled.iter().all(|s| *s < 0.99), "normal values scored {settled:?}");
-    assert!(am_active(am_port).is_empty(), "an alert fired before the spike");
+    assert!(
+        settled.iter().all(|s| *s < 0.99),
+        "normal values scored {settled:?}"
+    );
+    assert!(
+        am_active(am_port).is_empty(),
+        "an alert fired before the spike"
+    );
 
     // The spike.
     target.set(60.0);
-    wait_for("the spike to score above 0.99", 20, || score(an_port).is_some_and(|s| s >= 0.99));
-    wait_for("Alertmanager to hold ImdTestAnomaly", 20, || am_active(am_port).contains(&"ImdTestAnomaly".to_string()));
+    wait_for("the spike to score above 0.99", 20, || {
+        score(an_port).is_some_and(|s| s >= 0.99)
+    });
+    wait_for("Alertmanager to hold ImdTestAnomaly", 20, || {
+        am_active(am_port).contains(&"ImdTestAnomaly".to_string())
+    });
     let (_, metrics) = http_get(an_port, "/metrics").unwrap();
-    assert!(metrics.contains("imd_notifications_sent_total"), "notifier metrics missing");
-    assert!(metrics.contains("imd_read_samples_total{source=\"prom\"}"), "read metrics missing");
+    assert!(
+        metrics.contains("imd_notifications_sent_total"),
+        "notifier metrics missing"
+    );
+    assert!(
+        metrics.contains("imd_read_samples_total{source=\"prom\"}"),
+        "read metrics missing"
+    );
 
     // Back to normal: the score falls and the alert resolves.
     target.set(10.0);
-    wait_for("the score to fall below 0.99", 30, || score(an_port).is_some_and(|s| s < 0.99));
-    wait_for("the alert to resolve in Alertmanager", 30, || !am_active(am_port).contains(&"ImdTestAnomaly".to_string()));
+    wait_for("the score to fall below 0.99", 30, || {
+        score(an_port).is_some_and(|s| s < 0.99)
+    });
+    wait_for("the alert to resolve in Alertmanager", 30, || {
+        !am_active(am_port).contains(&"ImdTestAnomaly".to_string())
+    });
 
     analyzer.stop();
     assert!(

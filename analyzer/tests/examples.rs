@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/single-host").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/single-host")
+        .join(name)
 }
 
 #[test]
@@ -18,9 +20,16 @@ fn analyzer_example_config_checks() {
         .arg(example("imd-analyzer.yml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 source(s) (prometheus), 4 quer(ies), 2 alerting rule(s)"), "{stdout}");
+    assert!(
+        stdout.contains("1 source(s) (prometheus), 4 quer(ies), 2 alerting rule(s)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -39,5 +48,8 @@ fn a_bad_config_names_the_file_and_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yml") && err.contains("queries[0].selector"), "{err}");
+    assert!(
+        err.contains("bad.yml") && err.contains("queries[0].selector"),
+        "{err}"
+    );
 }

@@ -16,7 +16,12 @@ use crate::scrape::{Entry, Scraper};
 pub struct WebArgs {
     /// Addresses to listen on, `host:port` or `:port` for every interface.
     /// Repeat the flag to listen on several.
-    #[arg(id = "web.listen-address", long = "web.listen-address", value_name = "ADDR", default_value = ":9100")]
+    #[arg(
+        id = "web.listen-address",
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9100"
+    )]
     pub listen_address: Vec<String>,
     /// A YAML file that turns on TLS and/or basic authentication, in the
     /// format of Prometheus' exporter-toolkit (`tls_server_config`,
@@ -24,10 +29,20 @@ pub struct WebArgs {
     #[arg(id = "web.config.file", long = "web.config.file", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// Path under which metrics are served.
-    #[arg(id = "web.telemetry-path", long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    #[arg(
+        id = "web.telemetry-path",
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
     pub telemetry_path: String,
     /// Most scrapes served at once; more get 503 (0 = no limit).
-    #[arg(id = "web.max-requests", long = "web.max-requests", value_name = "N", default_value_t = 40)]
+    #[arg(
+        id = "web.max-requests",
+        long = "web.max-requests",
+        value_name = "N",
+        default_value_t = 40
+    )]
     pub max_requests: usize,
 }
 
@@ -35,7 +50,12 @@ pub struct WebArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Only log messages at or above this level: debug, info, warn, error.
-    #[arg(id = "log.level", long = "log.level", value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        id = "log.level",
+        long = "log.level",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
     pub level: String,
     /// Log line format: logfmt (key=value, as Prometheus) or json.
     #[arg(id = "log.format", long = "log.format", value_name = "FORMAT", default_value = "logfmt",
@@ -47,17 +67,37 @@ pub struct LogArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PathArgs {
     /// procfs mount point.
-    #[arg(id = "path.procfs", long = "path.procfs", value_name = "DIR", default_value = "/proc")]
+    #[arg(
+        id = "path.procfs",
+        long = "path.procfs",
+        value_name = "DIR",
+        default_value = "/proc"
+    )]
     pub procfs: PathBuf,
     /// sysfs mount point.
-    #[arg(id = "path.sysfs", long = "path.sysfs", value_name = "DIR", default_value = "/sys")]
+    #[arg(
+        id = "path.sysfs",
+        long = "path.sysfs",
+        value_name = "DIR",
+        default_value = "/sys"
+    )]
     pub sysfs: PathBuf,
     /// Root file system of the host (set it when running in a container
     /// with the host's / mounted, e.g. at /host).
-    #[arg(id = "path.rootfs", long = "path.rootfs", value_name = "DIR", default_value = "/")]
+    #[arg(
+        id = "path.rootfs",
+        long = "path.rootfs",
+        value_name = "DIR",
+        default_value = "/"
+    )]
     pub rootfs: PathBuf,
     /// udev data path.
-    #[arg(id = "path.udev.data", long = "path.udev.data", value_name = "DIR", default_value = "/run/udev/data")]
+    #[arg(
+        id = "path.udev.data",
+        long = "path.udev.data",
+        value_name = "DIR",
+        default_value = "/run/udev/data"
+    )]
     pub udev_data: PathBuf,
 }
 
@@ -108,8 +148,18 @@ pub fn add_collector_flags(mut cmd: clap::Command) -> clap::Command {
     }
     for name in FOREIGN {
         cmd = cmd
-            .arg(Arg::new(format!("collector.{name}")).long(format!("collector.{name}")).action(ArgAction::SetTrue).hide(true))
-            .arg(Arg::new(format!("no-collector.{name}")).long(format!("no-collector.{name}")).action(ArgAction::SetTrue).hide(true));
+            .arg(
+                Arg::new(format!("collector.{name}"))
+                    .long(format!("collector.{name}"))
+                    .action(ArgAction::SetTrue)
+                    .hide(true),
+            )
+            .arg(
+                Arg::new(format!("no-collector.{name}"))
+                    .long(format!("no-collector.{name}"))
+                    .action(ArgAction::SetTrue)
+                    .hide(true),
+            );
     }
     cmd
 }
@@ -148,7 +198,10 @@ pub fn build_scraper(
 ) -> anyhow::Result<Scraper> {
     for name in FOREIGN {
         if matches.get_flag(&format!("collector.{name}")) {
-            tracing::warn!(collector = name, "imd-exporter has no such collector; flag ignored");
+            tracing::warn!(
+                collector = name,
+                "imd-exporter has no such collector; flag ignored"
+            );
         }
     }
     let ctx = BuildContext {
@@ -162,7 +215,8 @@ pub fn build_scraper(
         if !collector_enabled(matches, config, spec) {
             continue;
         }
-        let collector = (spec.build)(&ctx).map_err(|e| anyhow::anyhow!("collector {}: {e:#}", spec.name))?;
+        let collector =
+            (spec.build)(&ctx).map_err(|e| anyhow::anyhow!("collector {}: {e:#}", spec.name))?;
         let interval: Option<Duration> = config.collectors.get(spec.name).and_then(|c| c.interval);
         entries.push(Entry::new(spec.name, collector, interval));
     }

@@ -198,25 +198,40 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let err = parse_yaml::<Config>(Path::new("x.yml"), "collectors:\n  cpu:\n    enabld: true\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("x.yml: line 3 column 5: key `collectors.cpu.enabld`: unknown field `enabld`"), "{err}");
+        let err = parse_yaml::<Config>(
+            Path::new("x.yml"),
+            "collectors:\n  cpu:\n    enabld: true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "x.yml: line 3 column 5: key `collectors.cpu.enabld`: unknown field `enabld`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_durations_name_their_key() {
-        let err = parse_yaml::<Config>(Path::new("x.yml"), "collectors:\n  processes:\n    interval: soon\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<Config>(
+            Path::new("x.yml"),
+            "collectors:\n  processes:\n    interval: soon\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("key `collectors.processes.interval`"), "{err}");
     }
 
     #[test]
     fn unknown_collectors_are_rejected() {
-        let c: Config = parse_yaml(Path::new("x.yml"), "collectors:\n  cpuu: {enabled: true}\n").unwrap();
+        let c: Config =
+            parse_yaml(Path::new("x.yml"), "collectors:\n  cpuu: {enabled: true}\n").unwrap();
         let err = c.validate(Path::new("x.yml")).unwrap_err().to_string();
-        assert!(err.contains("key `collectors.cpuu`: unknown collector"), "{err}");
+        assert!(
+            err.contains("key `collectors.cpuu`: unknown collector"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -225,4 +240,3 @@ mod tests {
         assert!(c.collectors.is_empty());
     }
 }
-

@@ -44,10 +44,18 @@ struct Cli {
     #[arg(id = "check-config", long = "check-config")]
     check_config: bool,
     /// Directory for state kept across restarts (log file offsets).
-    #[arg(id = "storage.path", long = "storage.path", value_name = "DIR", default_value = "data/exporter")]
+    #[arg(
+        id = "storage.path",
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "data/exporter"
+    )]
     storage_path: PathBuf,
     /// Leave out the exporter's own process metrics (process_*).
-    #[arg(id = "web.disable-exporter-metrics", long = "web.disable-exporter-metrics")]
+    #[arg(
+        id = "web.disable-exporter-metrics",
+        long = "web.disable-exporter-metrics"
+    )]
     disable_exporter_metrics: bool,
 }
 
@@ -90,7 +98,11 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    tracing::info!(collectors = scraper.names().collect::<Vec<_>>().join(","), version = env!("CARGO_PKG_VERSION"), "starting imd-exporter");
+    tracing::info!(
+        collectors = scraper.names().collect::<Vec<_>>().join(","),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting imd-exporter"
+    );
 
     let state = Arc::new(AppState {
         scraper,
@@ -100,7 +112,10 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
     let telemetry = cli.web.telemetry_path.clone();
     let app = Router::new()
         .route(&telemetry, get(metrics))
-        .route("/", get(move || async move { Html(landing_page(&telemetry)) }))
+        .route(
+            "/",
+            get(move || async move { Html(landing_page(&telemetry)) }),
+        )
         .with_state(state)
         .merge(web::health_routes(|| true));
 
@@ -109,14 +124,29 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(web::serve(app, &cli.web.listen_address, cli.web.config_file.as_deref(), web::shutdown_signal()))
+    rt.block_on(web::serve(
+        app,
+        &cli.web.listen_address,
+        cli.web.config_file.as_deref(),
+        web::shutdown_signal(),
+    ))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let _permit = match &state.limit {
         Some(sem) => match sem.try_acquire() {
             Ok(p) => Some(p),
-            Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "too many concurrent scrapes\n").into_response(),
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many concurrent scrapes\n",
+                )
+                    .into_response();
+            }
         },
         None => None,
     };
@@ -133,7 +163,11 @@ async fn metrics(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery, 
     .await;
     match families {
         Ok(f) => web::exposition_response(&headers, &f),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("scrape failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("scrape failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -156,7 +190,6 @@ fn landing_page(telemetry: &str) -> String {
         env!("CARGO_PKG_VERSION")
     )
 }
-
 
 #[cfg(test)]
 mod tests {

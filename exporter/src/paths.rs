@@ -70,7 +70,10 @@ mod tests {
             ..Paths::default()
         };
         assert_eq!(p.root("/var/lib"), PathBuf::from("/host/var/lib"));
-        assert_eq!(p.host_view(Path::new("/host/var/lib")), PathBuf::from("/var/lib"));
+        assert_eq!(
+            p.host_view(Path::new("/host/var/lib")),
+            PathBuf::from("/var/lib")
+        );
         assert_eq!(p.proc("stat"), PathBuf::from("/proc/stat"));
     }
 }

@@ -28,7 +28,11 @@ struct Outcome {
 impl Entry {
     /// Wraps a collector; with an interval its result is reused until it is
     /// that old.
-    pub fn new(name: impl Into<String>, collector: Box<dyn Collector>, interval: Option<Duration>) -> Entry {
+    pub fn new(
+        name: impl Into<String>,
+        collector: Box<dyn Collector>,
+        interval: Option<Duration>,
+    ) -> Entry {
         Entry {
             name: name.into(),
             collector,
@@ -51,7 +55,8 @@ impl Entry {
         }
         let start = Instant::now();
         // A panicking collector is a bug, but it must not take the scrape down.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.collector.collect()));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.collector.collect()));
         let duration = start.elapsed().as_secs_f64();
         let (families, ok) = match result {
             Ok(Ok(f)) => (f, true),
@@ -133,7 +138,10 @@ impl Scraper {
         let mut all = Vec::new();
         for (entry, outcome) in selected.iter().zip(outcomes) {
             duration.push([("collector", entry.name.as_str())], outcome.duration);
-            success.push([("collector", entry.name.as_str())], if outcome.ok { 1.0 } else { 0.0 });
+            success.push(
+                [("collector", entry.name.as_str())],
+                if outcome.ok { 1.0 } else { 0.0 },
+            );
             all.extend(outcome.families);
         }
         all.push(duration);
@@ -183,8 +191,8 @@ pub fn merge(families: Vec<Family>) -> Vec<Family> {
 mod tests {
     use super::*;
     use crate::collectors::CollectError;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Fixed(Result<f64, ()>, Arc<AtomicUsize>);
     impl Collector for Fixed {
@@ -209,8 +217,15 @@ mod tests {
             Entry::new("bad", Box::new(Fixed(Err(()), n.clone())), None),
         ]);
         let fams = s.scrape(None);
-        let succ = fams.iter().find(|f| f.name == "node_scrape_collector_success").unwrap();
-        let by: Vec<_> = succ.samples.iter().map(|s| (s.labels[0].1.clone(), s.value)).collect();
+        let succ = fams
+            .iter()
+            .find(|f| f.name == "node_scrape_collector_success")
+            .unwrap();
+        let by: Vec<_> = succ
+            .samples
+            .iter()
+            .map(|s| (s.labels[0].1.clone(), s.value))
+            .collect();
         assert!(by.contains(&("good".into(), 1.0)) && by.contains(&("bad".into(), 0.0)));
         assert!(fams.iter().any(|f| f.name == "test_value"));
     }
@@ -220,7 +235,11 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         let m = Arc::new(AtomicUsize::new(0));
         let s = Scraper::new(vec![
-            Entry::new("slow", Box::new(Fixed(Ok(1.0), n.clone())), Some(Duration::from_secs(60))),
+            Entry::new(
+                "slow",
+                Box::new(Fixed(Ok(1.0), n.clone())),
+                Some(Duration::from_secs(60)),
+            ),
             Entry::new("fast", Box::new(Fixed(Ok(1.0), m.clone())), None),
         ]);
         s.scrape(None);

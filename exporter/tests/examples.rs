@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/single-host").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/single-host")
+        .join(name)
 }
 
 #[test]
@@ -24,9 +26,16 @@ fn exporter_check_config_accepts_the_examples() {
         .arg(example("imd-exporter.yml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("processes") && stdout.contains("processgroups"), "{stdout}");
+    assert!(
+        stdout.contains("processes") && stdout.contains("processgroups"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -48,7 +57,12 @@ fn prometheus_example_config_passes_promtool() {
         .arg(example("prometheus.yml"))
         .output()
         .expect("promtool is missing: run `bash .ci/test`, which installs it");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -64,5 +78,8 @@ fn invalid_config_is_rejected_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yml") && err.contains("logs.files[0].rules[0].regex"), "{err}");
+    assert!(
+        err.contains("bad.yml") && err.contains("logs.files[0].rules[0].regex"),
+        "{err}"
+    );
 }

@@ -35,15 +35,31 @@ pub fn families(engine: &Engine, naming: Naming) -> Vec<Family> {
 /// bound), `yhat*` the value expected for the latest point, input labels
 /// kept, plus `for` (the query) and `model_alias`.
 fn vmanomaly_families(engine: &Engine) -> Vec<Family> {
-    let mut score = Family::gauge("anomaly_score", "vmanomaly-compatible anomaly score: above 1 is outside the expected bounds.");
-    let mut yhat = Family::gauge("yhat", "vmanomaly-compatible expected value of the latest point.");
-    let mut lower = Family::gauge("yhat_lower", "vmanomaly-compatible lower bound for the latest point.");
-    let mut upper = Family::gauge("yhat_upper", "vmanomaly-compatible upper bound for the latest point.");
+    let mut score = Family::gauge(
+        "anomaly_score",
+        "vmanomaly-compatible anomaly score: above 1 is outside the expected bounds.",
+    );
+    let mut yhat = Family::gauge(
+        "yhat",
+        "vmanomaly-compatible expected value of the latest point.",
+    );
+    let mut lower = Family::gauge(
+        "yhat_lower",
+        "vmanomaly-compatible lower bound for the latest point.",
+    );
+    let mut upper = Family::gauge(
+        "yhat_upper",
+        "vmanomaly-compatible upper bound for the latest point.",
+    );
     let queries = engine.queries();
     for t in engine.tracked() {
         let q = &queries[t.query].config;
-        let mut labels: Vec<(String, String)> =
-            t.labels.iter().filter(|(k, _)| k != "__name__" && k != "for" && k != "model_alias").cloned().collect();
+        let mut labels: Vec<(String, String)> = t
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "__name__" && k != "for" && k != "model_alias")
+            .cloned()
+            .collect();
         labels.push(("for".into(), q.name.clone()));
         if !t.recent.is_empty() {
             let mut l = labels.clone();
@@ -67,9 +83,18 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
         "imd_anomaly_score",
         "How unusual the latest point of the source series is, from 0 (expected) to 1; above 0.99 is a 1-in-100 event.",
     );
-    let mut mean = Family::gauge("imd_forecast", "Forecast of the source series at the horizon.");
-    let mut lower = Family::gauge("imd_forecast_lower", "Lower bound of the forecast at the horizon.");
-    let mut upper = Family::gauge("imd_forecast_upper", "Upper bound of the forecast at the horizon.");
+    let mut mean = Family::gauge(
+        "imd_forecast",
+        "Forecast of the source series at the horizon.",
+    );
+    let mut lower = Family::gauge(
+        "imd_forecast_lower",
+        "Lower bound of the forecast at the horizon.",
+    );
+    let mut upper = Family::gauge(
+        "imd_forecast_upper",
+        "Upper bound of the forecast at the horizon.",
+    );
     let mut breach = Family::gauge(
         "imd_forecast_breach_seconds",
         "Seconds until the forecast crosses the query's threshold (0 = already across, +Inf = not foreseen).",
@@ -108,9 +133,18 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
             breach.push(l, s);
         }
     }
-    let mut expected = Family::gauge("imd_expected", "Value the forecaster expected for the latest point.");
-    let mut expected_lower = Family::gauge("imd_expected_lower", "Lower bound expected for the latest point.");
-    let mut expected_upper = Family::gauge("imd_expected_upper", "Upper bound expected for the latest point.");
+    let mut expected = Family::gauge(
+        "imd_expected",
+        "Value the forecaster expected for the latest point.",
+    );
+    let mut expected_lower = Family::gauge(
+        "imd_expected_lower",
+        "Lower bound expected for the latest point.",
+    );
+    let mut expected_upper = Family::gauge(
+        "imd_expected_upper",
+        "Upper bound expected for the latest point.",
+    );
     for t in engine.tracked() {
         if let Some((m, lo, hi)) = t.expected {
             let mut l = source_labels(&t.labels, &queries[t.query].config.name);
@@ -120,7 +154,16 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
             expected_upper.push(l, hi);
         }
     }
-    vec![score, mean, lower, upper, breach, expected, expected_lower, expected_upper]
+    vec![
+        score,
+        mean,
+        lower,
+        upper,
+        breach,
+        expected,
+        expected_lower,
+        expected_upper,
+    ]
 }
 
 /// The source labels without `__name__` (dropped, as PromQL functions drop
@@ -168,7 +211,14 @@ mod tests {
         let store = Store::new(3_600_000, 10_000);
         for i in 0..50 {
             let mut f = Family::gauge("node_load1", "l");
-            f.push([("instance", "h1")], if i == 49 { 50.0 } else { 1.0 + 0.1 * ((i * 7) % 5) as f64 });
+            f.push(
+                [("instance", "h1")],
+                if i == 49 {
+                    50.0
+                } else {
+                    1.0 + 0.1 * ((i * 7) % 5) as f64
+                },
+            );
             store.ingest(i * 1000, &[f]);
         }
         e.cycle(&store, 49_000);

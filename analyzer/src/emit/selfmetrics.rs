@@ -59,20 +59,56 @@ impl SelfMetrics {
             f.push_value(v);
             f
         };
-        add(counter("imd_analyzer_cycles_total", "Analysis cycles run.", t.cycles as f64));
-        add(counter("imd_analyzer_points_total", "Points taken into models.", t.points as f64));
-        add(counter("imd_analyzer_fits_total", "Series fitted on their history when first seen.", t.fitted as f64));
-        add(counter("imd_analyzer_series_dropped_total", "Series dropped because their source vanished.", t.dropped as f64));
-        add(counter("imd_analyzer_read_errors_total", "Query reads that failed.", t.read_errors as f64));
-        add(counter("imd_analyzer_read_seconds_total", "Time spent reading series.", t.read_seconds));
-        add(counter("imd_analyzer_model_seconds_total", "Time spent fitting, scoring and forecasting.", t.model_seconds));
-        add(gauge("imd_analyzer_last_cycle_duration_seconds", "Duration of the last cycle.", t.last_cycle_seconds));
+        add(counter(
+            "imd_analyzer_cycles_total",
+            "Analysis cycles run.",
+            t.cycles as f64,
+        ));
+        add(counter(
+            "imd_analyzer_points_total",
+            "Points taken into models.",
+            t.points as f64,
+        ));
+        add(counter(
+            "imd_analyzer_fits_total",
+            "Series fitted on their history when first seen.",
+            t.fitted as f64,
+        ));
+        add(counter(
+            "imd_analyzer_series_dropped_total",
+            "Series dropped because their source vanished.",
+            t.dropped as f64,
+        ));
+        add(counter(
+            "imd_analyzer_read_errors_total",
+            "Query reads that failed.",
+            t.read_errors as f64,
+        ));
+        add(counter(
+            "imd_analyzer_read_seconds_total",
+            "Time spent reading series.",
+            t.read_seconds,
+        ));
+        add(counter(
+            "imd_analyzer_model_seconds_total",
+            "Time spent fitting, scoring and forecasting.",
+            t.model_seconds,
+        ));
+        add(gauge(
+            "imd_analyzer_last_cycle_duration_seconds",
+            "Duration of the last cycle.",
+            t.last_cycle_seconds,
+        ));
         add(gauge(
             "imd_analyzer_last_success_timestamp_seconds",
             "When the last cycle with no read error ended.",
             t.last_success_ms as f64 / 1000.0,
         ));
-        add(gauge("imd_analyzer_series", "Series under analysis.", t.series as f64));
+        add(gauge(
+            "imd_analyzer_series",
+            "Series under analysis.",
+            t.series as f64,
+        ));
         out
     }
 }

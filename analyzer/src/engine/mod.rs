@@ -126,7 +126,11 @@ impl Engine {
     pub fn restore(&mut self, saved: Vec<SavedSeries>) -> usize {
         let mut n = 0;
         for s in saved {
-            let Some(st) = self.states.iter_mut().find(|st| st.query.config.name == s.query) else {
+            let Some(st) = self
+                .states
+                .iter_mut()
+                .find(|st| st.query.config.name == s.query)
+            else {
                 continue;
             };
             let c = &st.query.config;
@@ -159,7 +163,11 @@ impl Engine {
 
     /// Tracked series, sorted by query and labels.
     pub fn tracked(&self) -> Vec<&Tracked> {
-        let mut v: Vec<&Tracked> = self.states.iter().flat_map(|st| st.tracked.values()).collect();
+        let mut v: Vec<&Tracked> = self
+            .states
+            .iter()
+            .flat_map(|st| st.tracked.values())
+            .collect();
         v.sort_by(|a, b| (a.query, &a.labels).cmp(&(b.query, &b.labels)));
         v
     }
@@ -194,7 +202,10 @@ impl Engine {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         let mut total = CycleReport::default();
         for r in &reports {
@@ -219,7 +230,9 @@ impl QueryState {
         // that late samples and rates across the boundary are not lost).
         let refit = match self.last_read_ms {
             None => true,
-            Some(_) => options.fit_every_ms.is_some_and(|f| now_ms - self.last_fit_ms >= f),
+            Some(_) => options
+                .fit_every_ms
+                .is_some_and(|f| now_ms - self.last_fit_ms >= f),
         };
         let from = match self.last_read_ms {
             Some(last) if !refit => (last - lookback).max(history_from),
@@ -266,7 +279,10 @@ impl QueryState {
             } else {
                 points
             };
-            let resumed = self.restored.remove(&labels).and_then(|saved| resume(qi, q, saved, &history));
+            let resumed = self
+                .restored
+                .remove(&labels)
+                .and_then(|saved| resume(qi, q, saved, &history));
             let t = match resumed {
                 Some((t, taken)) => {
                     report.resumed += 1;
@@ -300,8 +316,8 @@ impl QueryState {
 mod tests {
     use super::*;
     use crate::query::{Direction, QueryConfig, Threshold};
-    use crate::read::{Selector, Source};
     use crate::read::store::Store;
+    use crate::read::{Selector, Source};
     use imd_exporter::exposition::Family;
     use std::time::Duration;
 
@@ -338,7 +354,10 @@ mod tests {
         }
         let t = e.tracked();
         assert_eq!(t.len(), 2);
-        assert!(t.iter().all(|t| t.score() < 0.9), "quiet series are not anomalous");
+        assert!(
+            t.iter().all(|t| t.score() < 0.9),
+            "quiet series are not anomalous"
+        );
         store.ingest(60_000, &[load("a", 9.0), load("b", 1.1)]);
         let r = e.cycle(&store, 60_000);
         assert_eq!(r.points, 2);
@@ -388,7 +407,10 @@ mod tests {
             from_ms: i64,
             to_ms: i64,
         ) -> Result<Vec<crate::read::SeriesData>, crate::read::ReadError> {
-            self.1.lock().unwrap().push((selector.to_string(), from_ms, to_ms));
+            self.1
+                .lock()
+                .unwrap()
+                .push((selector.to_string(), from_ms, to_ms));
             self.0.read(selector, from_ms, to_ms)
         }
     }
@@ -424,11 +446,18 @@ mod tests {
         assert!(reads[2].0.contains("instance=\"b\""), "{reads:?}");
         assert_eq!(reads[2].1, later - hour);
         assert_eq!(r.fitted, 1, "b is fitted, a is not refitted yet");
-        let b = e.tracked().into_iter().find(|t| t.labels.iter().any(|(_, v)| v == "b")).unwrap();
+        let b = e
+            .tracked()
+            .into_iter()
+            .find(|t| t.labels.iter().any(|(_, v)| v == "b"))
+            .unwrap();
         assert_eq!(b.recent.len(), 100, "b was fitted on all of its history");
         // Once fit_every has passed, everything is refitted from a full read.
         let r = e.cycle(&src, later + 20_000);
-        assert_eq!(src.1.lock().unwrap().last().unwrap().1, later + 20_000 - hour);
+        assert_eq!(
+            src.1.lock().unwrap().last().unwrap().1,
+            later + 20_000 - hour
+        );
         assert_eq!(r.fitted, 2);
     }
 
@@ -436,7 +465,11 @@ mod tests {
     fn a_new_series_gets_online_scores_for_its_recent_history() {
         let store = Store::new(3_600_000, 10_000);
         for i in 0..100 {
-            let v = if i == 80 { 9.0 } else { 1.0 + 0.1 * ((i * 7) % 5) as f64 };
+            let v = if i == 80 {
+                9.0
+            } else {
+                1.0 + 0.1 * ((i * 7) % 5) as f64
+            };
             store.ingest(i * 1000, &[load("a", v)]);
         }
         let mut e = Engine::new(vec![query(None)], EngineOptions::default());
@@ -445,7 +478,11 @@ mod tests {
         let scores: Vec<(i64, f64)> = t.recent.iter().map(|r| (r.0, r.2)).collect();
         let spike = scores.iter().find(|s| s.0 == 80_000).unwrap().1;
         assert!(spike > 0.99, "{spike}");
-        let others = scores.iter().filter(|s| s.0 >= 50_000 && s.0 != 80_000).map(|s| s.1).fold(0.0, f64::max);
+        let others = scores
+            .iter()
+            .filter(|s| s.0 >= 50_000 && s.0 != 80_000)
+            .map(|s| s.1)
+            .fold(0.0, f64::max);
         assert!(others < 0.99, "{others}");
     }
 

@@ -84,7 +84,14 @@ impl StateFile {
         let tmp = self.path.with_extension("json.tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(&mut f, &File { version: VERSION, series }).map_err(std::io::Error::other)?;
+            serde_json::to_writer(
+                &mut f,
+                &File {
+                    version: VERSION,
+                    series,
+                },
+            )
+            .map_err(std::io::Error::other)?;
             f.flush()?;
             f.sync_all()?;
         }

@@ -95,7 +95,10 @@ impl Tracked {
     /// Forecast mean and bounds at the point closest to `at_ms`.
     pub fn forecast_at(&self, at_ms: i64) -> Option<(f64, f64, f64)> {
         let f = self.forecast.as_ref()?;
-        let i = f.t.iter().position(|t| *t >= at_ms).unwrap_or(f.t.len().checked_sub(1)?);
+        let i =
+            f.t.iter()
+                .position(|t| *t >= at_ms)
+                .unwrap_or(f.t.len().checked_sub(1)?);
         Some((f.mean[i], f.lower[i], f.upper[i]))
     }
 
@@ -117,7 +120,11 @@ impl Tracked {
         let mut prev = (last_t, last_v);
         for (t, v) in f.t.iter().zip(&f.mean) {
             if crossed(*v) {
-                let frac = if *v == prev.1 { 1.0 } else { (value - prev.1) / (v - prev.1) };
+                let frac = if *v == prev.1 {
+                    1.0
+                } else {
+                    (value - prev.1) / (v - prev.1)
+                };
                 let at = prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64;
                 return Some(((at - last_t as f64) / 1000.0).max(0.0));
             }
@@ -130,7 +137,12 @@ impl Tracked {
 /// A new series: models fitted on the older part of its history, and the
 /// newer part (at most the points kept for display) taken in online, so that
 /// recent points get real scores, each judged only on what came before it.
-pub(super) fn new_tracked(qi: usize, q: &Query, labels: Labels, history: &[Point]) -> Result<Tracked, model::ModelError> {
+pub(super) fn new_tracked(
+    qi: usize,
+    q: &Query,
+    labels: Labels,
+    history: &[Point],
+) -> Result<Tracked, model::ModelError> {
     let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params)?;
     let mut forecaster = model::build(&q.config.forecast_model, &q.config.params)?;
     let split = history.len() - (history.len() / 2).min(RECENT);
@@ -143,7 +155,13 @@ pub(super) fn new_tracked(qi: usize, q: &Query, labels: Labels, history: &[Point
         anomaly,
         forecaster,
         last_t: older.last().map(|p| p.t).unwrap_or(i64::MIN),
-        recent: older.iter().rev().take(RECENT).rev().map(|p| (p.t, p.v, 0.0)).collect(),
+        recent: older
+            .iter()
+            .rev()
+            .take(RECENT)
+            .rev()
+            .map(|p| (p.t, p.v, 0.0))
+            .collect(),
         forecast: None,
         expected: None,
     };
@@ -154,10 +172,18 @@ pub(super) fn new_tracked(qi: usize, q: &Query, labels: Labels, history: &[Point
 
 /// Rebuilds a series from saved state and takes in the points newer than
 /// it; `None` when the state does not load (the series is then refitted).
-pub(super) fn resume(qi: usize, q: &Query, saved: SavedSeries, points: &[Point]) -> Option<(Tracked, usize)> {
+pub(super) fn resume(
+    qi: usize,
+    q: &Query,
+    saved: SavedSeries,
+    points: &[Point],
+) -> Option<(Tracked, usize)> {
     let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params).ok()?;
     let mut forecaster = model::build(&q.config.forecast_model, &q.config.params).ok()?;
-    if let Err(e) = anomaly.load(saved.anomaly.1).and_then(|_| forecaster.load(saved.forecaster.1)) {
+    if let Err(e) = anomaly
+        .load(saved.anomaly.1)
+        .and_then(|_| forecaster.load(saved.forecaster.1))
+    {
         tracing::warn!(query = %q.config.name, error = %e, "saved state unusable; refitting");
         return None;
     }
@@ -190,24 +216,42 @@ pub(super) fn refresh_forecast(t: &mut Tracked, q: &Query) {
         t.forecast = None;
         return;
     };
-    let longest = q.config.horizons.iter().max().map(|h| h.as_millis() as i64).unwrap_or(0);
+    let longest = q
+        .config
+        .horizons
+        .iter()
+        .max()
+        .map(|h| h.as_millis() as i64)
+        .unwrap_or(0);
     // Breach times are looked for up to four times the history's length.
-    let breach_range = if q.config.threshold.is_some() { 4 * q.config.history.as_millis() as i64 } else { 0 };
+    let breach_range = if q.config.threshold.is_some() {
+        4 * q.config.history.as_millis() as i64
+    } else {
+        0
+    };
     let steps = (longest.max(breach_range) / step.max(1)).clamp(1, 10_000) as usize;
     t.forecast = t.forecaster.forecast(steps, q.config.level);
 }
 
 /// The points a query analyses: the values, or their per-second rate.
 pub(super) fn transform(q: &Query, points: Vec<Point>) -> Vec<Point> {
-    if q.config.rate { per_second(&points) } else { points }
+    if q.config.rate {
+        per_second(&points)
+    } else {
+        points
+    }
 }
 
 fn step_ms(recent: &VecDeque<(i64, f64, f64)>) -> Option<i64> {
-    let mut d: Vec<i64> = recent.iter().zip(recent.iter().skip(1)).map(|(a, b)| b.0 - a.0).filter(|d| *d > 0).collect();
+    let mut d: Vec<i64> = recent
+        .iter()
+        .zip(recent.iter().skip(1))
+        .map(|(a, b)| b.0 - a.0)
+        .filter(|d| *d > 0)
+        .collect();
     if d.is_empty() {
         return None;
     }
     let mid = d.len() / 2;
     Some(*d.select_nth_unstable(mid).1)
 }
-

@@ -78,7 +78,9 @@ impl Model for Drift {
         if !point.v.is_finite() {
             return 0.0;
         }
-        let h = ((point.t - fit.last.t) as f64 / fit.step as f64).round().max(1.0);
+        let h = ((point.t - fit.last.t) as f64 / fit.step as f64)
+            .round()
+            .max(1.0);
         let (mean, se) = fit.at(h);
         score_from_z((point.v - mean) / se)
     }

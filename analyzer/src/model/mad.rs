@@ -98,10 +98,16 @@ mod tests {
         }
         let mut m = Mad::new(ModelParams::default());
         m.fit(&h).unwrap();
-        let next = Point { t: 100 * 15_000, v: 12.0 };
+        let next = Point {
+            t: 100 * 15_000,
+            v: 12.0,
+        };
         assert!(m.score(next) > 0.99, "{}", m.score(next));
         let mut z = crate::model::zscore::ZScore::new(ModelParams::default());
         z.fit(&h).unwrap();
-        assert!(z.score(next) < m.score(next), "the mean/std model is blinded by the outliers");
+        assert!(
+            z.score(next) < m.score(next),
+            "the mean/std model is blinded by the outliers"
+        );
     }
 }

@@ -120,7 +120,10 @@ pub const NAMES: &[&str] = &["zscore", "mad", "drift"];
 /// Builds a model by name.
 pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelError> {
     if params.window < 3 {
-        return Err(ModelError::Config(format!("window must be at least 3, is {}", params.window)));
+        return Err(ModelError::Config(format!(
+            "window must be at least 3, is {}",
+            params.window
+        )));
     }
     if params.min_points < 2 || params.min_points > params.window {
         return Err(ModelError::Config(format!(
@@ -174,26 +177,47 @@ mod tests {
         let history = testdata::noisy(200, 10.0, 1.0);
         for name in NAMES {
             let mut m = build(name, &ModelParams::default()).unwrap();
-            assert_eq!(m.score(Point { t: 0, v: 1e9 }), 0.0, "{name} scored without history");
-            assert!(m.forecast(5, 0.95).is_none(), "{name} forecast without history");
+            assert_eq!(
+                m.score(Point { t: 0, v: 1e9 }),
+                0.0,
+                "{name} scored without history"
+            );
+            assert!(
+                m.forecast(5, 0.95).is_none(),
+                "{name} forecast without history"
+            );
             m.fit(&history).unwrap();
             let next_t = history.last().unwrap().t + 15_000;
             let spike = m.score(Point { t: next_t, v: 30.0 });
             let expected = m.forecast(1, 0.95).unwrap().mean[0];
-            let normal = m.score(Point { t: next_t, v: expected });
+            let normal = m.score(Point {
+                t: next_t,
+                v: expected,
+            });
             assert!(spike > 0.99, "{name}: spike scored {spike}");
             assert!(normal < 0.05, "{name}: the expected value scored {normal}");
             let f = m.forecast(4, 0.95).unwrap();
             assert_eq!(f.mean.len(), 4);
             assert_eq!(f.t[0], next_t);
             for i in 0..4 {
-                assert!(f.lower[i] < f.mean[i] && f.mean[i] < f.upper[i], "{name} bounds");
-                assert!((f.mean[i] - 10.0).abs() < 2.0, "{name} forecast {}", f.mean[i]);
+                assert!(
+                    f.lower[i] < f.mean[i] && f.mean[i] < f.upper[i],
+                    "{name} bounds"
+                );
+                assert!(
+                    (f.mean[i] - 10.0).abs() < 2.0,
+                    "{name} forecast {}",
+                    f.mean[i]
+                );
             }
             let saved = m.save();
             let mut restored = build(name, &ModelParams::default()).unwrap();
             restored.load(saved).unwrap();
-            assert_eq!(restored.score(Point { t: next_t, v: 30.0 }), spike, "{name} state round trip");
+            assert_eq!(
+                restored.score(Point { t: next_t, v: 30.0 }),
+                spike,
+                "{name} state round trip"
+            );
             assert!(restored.load(serde_json::json!({"nonsense": 1})).is_err());
         }
     }
@@ -201,7 +225,10 @@ mod tests {
     #[test]
     fn bad_names_and_params_are_errors() {
         assert!(build("nope", &ModelParams::default()).is_err());
-        let p = ModelParams { window: 10, min_points: 20 };
+        let p = ModelParams {
+            window: 10,
+            min_points: 20,
+        };
         assert!(build("zscore", &p).is_err());
     }
 }

@@ -84,7 +84,10 @@ impl Window {
     }
 
     /// A window from saved state; `model` names the owner in the error.
-    pub fn load(model: &'static str, state: serde_json::Value) -> Result<Window, super::ModelError> {
+    pub fn load(
+        model: &'static str,
+        state: serde_json::Value,
+    ) -> Result<Window, super::ModelError> {
         serde_json::from_value(state).map_err(|e| super::ModelError::BadState {
             model,
             reason: e.to_string(),
@@ -138,7 +141,10 @@ mod tests {
     fn window_drops_oldest_and_skips_nan() {
         let mut w = Window::new(3);
         for (i, v) in [1.0, 2.0, f64::NAN, 3.0, 4.0].iter().enumerate() {
-            w.push(Point { t: i as i64 * 10, v: *v });
+            w.push(Point {
+                t: i as i64 * 10,
+                v: *v,
+            });
         }
         assert_eq!(w.values().collect::<Vec<_>>(), vec![2.0, 3.0, 4.0]);
         // Deltas are 20 ms (across the skipped NaN) and 10 ms; the upper median is taken.

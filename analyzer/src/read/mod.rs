@@ -8,7 +8,7 @@ pub mod remote;
 pub mod selector;
 pub mod store;
 
-pub use selector::{Matcher, MatchOp, Selector};
+pub use selector::{MatchOp, Matcher, Selector};
 
 use crate::model::Point;
 
@@ -88,5 +88,10 @@ impl ReadError {
 pub trait Source: Send + Sync {
     /// Points of every series `selector` matches with timestamps in
     /// `[from_ms, to_ms]`.
-    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError>;
+    fn read(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError>;
 }

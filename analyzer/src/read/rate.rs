@@ -13,8 +13,15 @@ pub fn per_second(points: &[Point]) -> Vec<Point> {
             if dt <= 0.0 || !w[0].v.is_finite() || !w[1].v.is_finite() {
                 return None;
             }
-            let inc = if w[1].v >= w[0].v { w[1].v - w[0].v } else { w[1].v };
-            Some(Point { t: w[1].t, v: inc / dt })
+            let inc = if w[1].v >= w[0].v {
+                w[1].v - w[0].v
+            } else {
+                w[1].v
+            };
+            Some(Point {
+                t: w[1].t,
+                v: inc / dt,
+            })
         })
         .collect()
 }

@@ -93,7 +93,9 @@ impl Selector {
                 if chars.peek().is_none() {
                     break;
                 }
-                let label: String = std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_')).collect();
+                let label: String =
+                    std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_'))
+                        .collect();
                 if !valid_name(&label, false) {
                     return Err(format!("invalid label name {label:?} in {s:?}"));
                 }
@@ -126,7 +128,9 @@ impl Selector {
                         Some('\\') => match chars.next() {
                             Some('n') => value.push('\n'),
                             Some(c) => value.push(c),
-                            None => return Err(format!("unterminated value for {label:?} in {s:?}")),
+                            None => {
+                                return Err(format!("unterminated value for {label:?} in {s:?}"));
+                            }
                         },
                         Some(c) if c == quote => break,
                         Some(c) => value.push(c),
@@ -159,7 +163,11 @@ impl Selector {
     /// Whether a series with these labels is selected.
     pub fn matches(&self, labels: &[(String, String)]) -> bool {
         self.matchers.iter().all(|m| {
-            let v = labels.iter().find(|(k, _)| *k == m.name).map(|(_, v)| v.as_str()).unwrap_or("");
+            let v = labels
+                .iter()
+                .find(|(k, _)| *k == m.name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
             m.matches(v)
         })
     }
@@ -211,26 +219,60 @@ mod tests {
     use super::*;
 
     fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_and_matches_promql_selectors() {
         let s = Selector::parse(r#"node_cpu_seconds_total{mode="idle", cpu!~"1|2"}"#).unwrap();
-        assert!(s.matches(&l(&[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")])));
-        assert!(!s.matches(&l(&[("__name__", "node_cpu_seconds_total"), ("cpu", "1"), ("mode", "idle")])));
-        assert!(!s.matches(&l(&[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "user")])));
-        assert_eq!(s.to_string(), r#"node_cpu_seconds_total{mode="idle",cpu!~"1|2"}"#);
+        assert!(s.matches(&l(&[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "0"),
+            ("mode", "idle")
+        ])));
+        assert!(!s.matches(&l(&[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "1"),
+            ("mode", "idle")
+        ])));
+        assert!(!s.matches(&l(&[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "0"),
+            ("mode", "user")
+        ])));
+        assert_eq!(
+            s.to_string(),
+            r#"node_cpu_seconds_total{mode="idle",cpu!~"1|2"}"#
+        );
         let s = Selector::parse(r#"{__name__=~"node_load.*"}"#).unwrap();
         assert!(s.matches(&l(&[("__name__", "node_load1")])));
-        assert!(Selector::parse("up").unwrap().matches(&l(&[("__name__", "up")])));
+        assert!(
+            Selector::parse("up")
+                .unwrap()
+                .matches(&l(&[("__name__", "up")]))
+        );
     }
 
     #[test]
     fn errors_say_what_is_wrong() {
-        assert!(Selector::parse("x{a=}").unwrap_err().contains("quoted value"));
-        assert!(Selector::parse("x{a=\"b}").unwrap_err().contains("unterminated"));
-        assert!(Selector::parse("x{a=~\"(\"}").unwrap_err().contains("regular expression"));
+        assert!(
+            Selector::parse("x{a=}")
+                .unwrap_err()
+                .contains("quoted value")
+        );
+        assert!(
+            Selector::parse("x{a=\"b}")
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            Selector::parse("x{a=~\"(\"}")
+                .unwrap_err()
+                .contains("regular expression")
+        );
         assert!(Selector::parse("9x").unwrap_err().contains("metric name"));
         assert!(Selector::parse("").is_err());
     }

@@ -44,7 +44,10 @@ impl Store {
                 if points.len() == self.max_points {
                     points.pop_front();
                 }
-                points.push_back(Point { t: t_ms, v: s.value });
+                points.push_back(Point {
+                    t: t_ms,
+                    v: s.value,
+                });
             }
         }
         let cutoff = t_ms - self.retention_ms;
@@ -64,14 +67,23 @@ impl Store {
 }
 
 impl Source for Store {
-    fn read(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> Result<Vec<SeriesData>, ReadError> {
+    fn read(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let series = self.series.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<SeriesData> = series
             .iter()
             .filter(|(labels, _)| selector.matches(labels))
             .map(|(labels, points)| SeriesData {
                 labels: labels.clone(),
-                points: points.iter().filter(|p| p.t >= from_ms && p.t <= to_ms).copied().collect(),
+                points: points
+                    .iter()
+                    .filter(|p| p.t >= from_ms && p.t <= to_ms)
+                    .copied()
+                    .collect(),
             })
             .filter(|s| !s.points.is_empty())
             .collect();

@@ -51,7 +51,10 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
         info.extra_html
     );
     let tracked = engine.tracked();
-    let anomalous: Vec<&&Tracked> = tracked.iter().filter(|t| t.score() >= info.threshold).collect();
+    let anomalous: Vec<&&Tracked> = tracked
+        .iter()
+        .filter(|t| t.score() >= info.threshold)
+        .collect();
     let _ = write!(
         h,
         "<p class=\"summary\"><b>{}</b> series under analysis, <b>{}</b> anomalous now (score ≥ {}).</p>",
@@ -70,7 +73,13 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
             escape(&q.selector.to_string()),
             escape(&c.anomaly_model),
             escape(&c.forecast_model),
-            escape(&c.horizons.iter().map(|d| prom_duration(*d)).collect::<Vec<_>>().join(", ")),
+            escape(
+                &c.horizons
+                    .iter()
+                    .map(|d| prom_duration(*d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             c.threshold
                 .map(|t| format!(" · threshold {:?} {}", t.direction, t.value))
                 .map(|s| escape(&s))
@@ -98,13 +107,26 @@ fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
         .filter(|(k, _)| k != "__name__")
         .map(|(k, v)| format!("{k}=\"{v}\""))
         .collect();
-    let name = t.labels.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
+    let name = t
+        .labels
+        .iter()
+        .find(|(k, _)| k == "__name__")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     let score = t.score();
     let class = if score >= threshold { "hot" } else { "" };
     let forecast = match (q.config.horizons.first(), t.recent.back()) {
         (Some(hz), Some(last)) => t
             .forecast_at(last.0 + hz.as_millis() as i64)
-            .map(|(m, lo, hi)| format!("{} [{} … {}] in {}", num(m), num(lo), num(hi), prom_duration(*hz)))
+            .map(|(m, lo, hi)| {
+                format!(
+                    "{} [{} … {}] in {}",
+                    num(m),
+                    num(lo),
+                    num(hi),
+                    prom_duration(*hz)
+                )
+            })
             .unwrap_or_else(|| "warming up".into()),
         _ => "—".into(),
     };
@@ -112,7 +134,13 @@ fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
         .config
         .threshold
         .and_then(|th| t.breach_seconds(th.value, th.direction))
-        .map(|s| if s.is_infinite() { "not foreseen".to_string() } else { prom_duration(std::time::Duration::from_secs_f64(s)) })
+        .map(|s| {
+            if s.is_infinite() {
+                "not foreseen".to_string()
+            } else {
+                prom_duration(std::time::Duration::from_secs_f64(s))
+            }
+        })
         .unwrap_or_else(|| "—".into());
     let _ = write!(
         h,
@@ -132,7 +160,12 @@ fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
 fn sparkline(t: &Tracked, threshold: f64) -> String {
     const W: f64 = 240.0;
     const H: f64 = 40.0;
-    let pts: Vec<(i64, f64, f64)> = t.recent.iter().copied().filter(|p| p.1.is_finite()).collect();
+    let pts: Vec<(i64, f64, f64)> = t
+        .recent
+        .iter()
+        .copied()
+        .filter(|p| p.1.is_finite())
+        .collect();
     if pts.len() < 2 {
         return String::new();
     }
@@ -173,12 +206,26 @@ fn sparkline(t: &Tracked, threshold: f64) -> String {
         for b in band.iter().rev() {
             let _ = write!(d, "{:.1},{:.1} ", x(b.0 as f64), y(b.1));
         }
-        let _ = write!(s, "<polygon points=\"{d}\" fill=\"#9ecae1\" opacity=\"0.6\"/>");
+        let _ = write!(
+            s,
+            "<polygon points=\"{d}\" fill=\"#9ecae1\" opacity=\"0.6\"/>"
+        );
     }
-    let line: String = pts.iter().map(|p| format!("{:.1},{:.1} ", x(p.0 as f64), y(p.1))).collect();
-    let _ = write!(s, "<polyline points=\"{line}\" fill=\"none\" stroke=\"#08519c\" stroke-width=\"1.2\"/>");
+    let line: String = pts
+        .iter()
+        .map(|p| format!("{:.1},{:.1} ", x(p.0 as f64), y(p.1)))
+        .collect();
+    let _ = write!(
+        s,
+        "<polyline points=\"{line}\" fill=\"none\" stroke=\"#08519c\" stroke-width=\"1.2\"/>"
+    );
     for p in pts.iter().filter(|p| p.2 >= threshold) {
-        let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#d62728\"/>", x(p.0 as f64), y(p.1));
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#d62728\"/>",
+            x(p.0 as f64),
+            y(p.1)
+        );
     }
     s.push_str("</svg>");
     s
@@ -207,6 +254,9 @@ mod tests {
 
     #[test]
     fn labels_are_escaped() {
-        assert_eq!(escape("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+        assert_eq!(
+            escape("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
     }
 }

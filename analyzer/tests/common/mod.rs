@@ -97,7 +97,9 @@ impl Proc {
 
     /// The child's exit status if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Polls `http://127.0.0.1:port{path}` until it answers 200; fails the
@@ -224,7 +226,12 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line in {head:?}")))?;
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line in {head:?}"),
+            )
+        })?;
     Ok((status, body.to_string()))
 }
 
@@ -232,7 +239,10 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

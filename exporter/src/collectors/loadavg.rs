@@ -16,7 +16,9 @@ pub const SPEC: Spec = Spec {
 };
 
 fn build(ctx: &BuildContext) -> anyhow::Result<Box<dyn Collector>> {
-    Ok(Box::new(LoadAvg { paths: ctx.paths.clone() }))
+    Ok(Box::new(LoadAvg {
+        paths: ctx.paths.clone(),
+    }))
 }
 
 struct LoadAvg {

@@ -13,14 +13,23 @@ pub fn families() -> Vec<Family> {
     let mut out = Vec::new();
     let tps = super::util::ticks_per_second();
     if let Ok(stat) = me.stat() {
-        let mut cpu = Family::counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.");
+        let mut cpu = Family::counter(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        );
         cpu.push_value((stat.utime + stat.stime) as f64 / tps);
         out.push(cpu);
-        let mut vm = Family::gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.");
+        let mut vm = Family::gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+        );
         vm.push_value(stat.vsize as f64);
         out.push(vm);
         let page = procfs::page_size() as f64;
-        let mut rss = Family::gauge("process_resident_memory_bytes", "Resident memory size in bytes.");
+        let mut rss = Family::gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        );
         rss.push_value(stat.rss as f64 * page);
         out.push(rss);
         if let Ok(boot) = procfs::boot_time_secs() {
@@ -43,7 +52,10 @@ pub fn families() -> Vec<Family> {
             // Go's client reports "unlimited" as the largest uint64.
             procfs::process::LimitValue::Unlimited => u64::MAX as f64,
         };
-        let mut max = Family::gauge("process_max_fds", "Maximum number of open file descriptors.");
+        let mut max = Family::gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+        );
         max.push_value(value(limits.max_open_files.soft_limit));
         out.push(max);
         let mut vmax = Family::gauge(

@@ -29,10 +29,16 @@ struct Time {
 impl Collector for Time {
     fn collect(&self) -> Result<Vec<Family>, CollectError> {
         let now = jiff::Zoned::now();
-        let mut t = Family::gauge("node_time_seconds", "System time in seconds since epoch (1970).");
+        let mut t = Family::gauge(
+            "node_time_seconds",
+            "System time in seconds since epoch (1970).",
+        );
         t.push_value(now.timestamp().as_nanosecond() as f64 / 1e9);
         let info = now.time_zone().to_offset_info(now.timestamp());
-        let mut z = Family::gauge("node_time_zone_offset_seconds", "System time zone offset in seconds.");
+        let mut z = Family::gauge(
+            "node_time_zone_offset_seconds",
+            "System time zone offset in seconds.",
+        );
         z.push(
             [("time_zone", info.abbreviation().to_string())],
             info.offset().seconds() as f64,
@@ -106,7 +112,13 @@ mod tests {
         assert_eq!(f[1].name, "node_time_zone_offset_seconds");
         assert_eq!(f[2].samples.len(), 3);
         assert_eq!(f[2].samples[1].labels[0].1, "hpet");
-        assert_eq!(f[3].samples[0].labels, vec![("clocksource".into(), "tsc".into()), ("device".into(), "0".into())]);
+        assert_eq!(
+            f[3].samples[0].labels,
+            vec![
+                ("clocksource".into(), "tsc".into()),
+                ("device".into(), "0".into())
+            ]
+        );
         // No clocksource directory: the clock alone.
         let empty = tempfile::tempdir().unwrap();
         let c = Time {

@@ -21,7 +21,8 @@ struct Uname;
 
 impl Collector for Uname {
     fn collect(&self) -> Result<Vec<Family>, CollectError> {
-        let u = nix::sys::utsname::uname().map_err(|e| CollectError::Other(format!("uname: {e}")))?;
+        let u =
+            nix::sys::utsname::uname().map_err(|e| CollectError::Other(format!("uname: {e}")))?;
         let s = |o: &std::ffi::OsStr| o.to_string_lossy().into_owned();
         let mut f = Family::gauge(
             "node_uname_info",

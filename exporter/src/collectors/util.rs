@@ -47,14 +47,22 @@ pub struct DeviceFilter {
 impl DeviceFilter {
     /// Builds a filter whose patterns must match the whole name; `flag`
     /// names the offending flag in errors.
-    pub fn new(include: Option<&str>, exclude: Option<&str>, flag: &str) -> anyhow::Result<DeviceFilter> {
+    pub fn new(
+        include: Option<&str>,
+        exclude: Option<&str>,
+        flag: &str,
+    ) -> anyhow::Result<DeviceFilter> {
         Self::compile(include, exclude, flag, true)
     }
 
     /// Builds a filter whose patterns match anywhere in the name unless they
     /// anchor themselves (`^...$`), as Go's `regexp.MatchString` in
     /// node_exporter; `flag` names the offending flag in errors.
-    pub fn unanchored(include: Option<&str>, exclude: Option<&str>, flag: &str) -> anyhow::Result<DeviceFilter> {
+    pub fn unanchored(
+        include: Option<&str>,
+        exclude: Option<&str>,
+        flag: &str,
+    ) -> anyhow::Result<DeviceFilter> {
         Self::compile(include, exclude, flag, false)
     }
 
@@ -81,13 +89,23 @@ impl DeviceFilter {
         Self::unanchored(include.as_deref(), exclude.as_deref(), prefix)
     }
 
-    fn compile(include: Option<&str>, exclude: Option<&str>, flag: &str, anchor: bool) -> anyhow::Result<DeviceFilter> {
+    fn compile(
+        include: Option<&str>,
+        exclude: Option<&str>,
+        flag: &str,
+        anchor: bool,
+    ) -> anyhow::Result<DeviceFilter> {
         let compile = |p: Option<&str>, which: &str| -> anyhow::Result<Option<regex::Regex>> {
             p.filter(|p| !p.is_empty())
                 .map(|p| {
-                    let pattern = if anchor { format!("^(?:{p})$") } else { p.to_string() };
-                    regex::Regex::new(&pattern)
-                        .map_err(|e| anyhow::anyhow!("--{flag}-{which}: invalid regular expression: {e}"))
+                    let pattern = if anchor {
+                        format!("^(?:{p})$")
+                    } else {
+                        p.to_string()
+                    };
+                    regex::Regex::new(&pattern).map_err(|e| {
+                        anyhow::anyhow!("--{flag}-{which}: invalid regular expression: {e}")
+                    })
                 })
                 .transpose()
         };
@@ -135,14 +153,24 @@ mod tests {
         let f = DeviceFilter::unanchored(Some("^vd[a-z]$"), None, "x").unwrap();
         assert!(f.allows("vda"));
         assert!(!f.allows("vda1"));
-        let e = DeviceFilter::unanchored(None, Some("("), "collector.diskstats.device").err().unwrap();
-        assert!(e.to_string().contains("--collector.diskstats.device-exclude"), "{e}");
+        let e = DeviceFilter::unanchored(None, Some("("), "collector.diskstats.device")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("--collector.diskstats.device-exclude"),
+            "{e}"
+        );
     }
 
     fn matches(args: &[&str]) -> clap::ArgMatches {
         clap::Command::new("t")
             .arg(clap::Arg::new("p.device-include").long("p.device-include"))
-            .arg(clap::Arg::new("p.device-exclude").long("p.device-exclude").default_value("^lo$"))
+            .arg(
+                clap::Arg::new("p.device-exclude")
+                    .long("p.device-exclude")
+                    .default_value("^lo$"),
+            )
             .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))
             .unwrap()
     }
@@ -166,7 +194,9 @@ mod tests {
         assert!(!f.allows("lo") && f.allows("eth0"));
         let f = build(&matches(&["--p.device-include=^lo$"])).unwrap();
         assert!(f.allows("lo") && !f.allows("eth0"));
-        let e = build(&matches(&["--p.device-include=a", "--p.device-exclude=b"])).err().unwrap();
+        let e = build(&matches(&["--p.device-include=a", "--p.device-exclude=b"]))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("mutually exclusive"), "{e}");
         let f = build(&matches(&["--p.device-include=eth", "--p.device-exclude="])).unwrap();
         assert!(f.allows("eth0") && !f.allows("lo"));

@@ -12,4 +12,4 @@ mod text;
 
 pub use model::{Family, MetricType, Sample, format_value};
 pub use parse::{ParseError, ParseOptions, parse_text, parse_text_with};
-pub use text::{encode, Format};
+pub use text::{Format, encode};

@@ -159,10 +159,18 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip digits, e.g. `1.2345675e6`.
     let sci = format!("{v:e}");
@@ -201,8 +209,14 @@ mod tests {
         let mut f = Family::new("h", "x", MetricType::Histogram);
         f.push_histogram(&[], &[(0.1, 1), (1.0, 3)], 2.5, 4);
         let names: Vec<_> = f.samples.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["h_bucket", "h_bucket", "h_bucket", "h_sum", "h_count"]);
-        assert_eq!(f.samples[2].labels[0], ("le".to_string(), "+Inf".to_string()));
+        assert_eq!(
+            names,
+            ["h_bucket", "h_bucket", "h_bucket", "h_sum", "h_count"]
+        );
+        assert_eq!(
+            f.samples[2].labels[0],
+            ("le".to_string(), "+Inf".to_string())
+        );
         assert_eq!(f.samples[2].value, 4.0);
     }
 }

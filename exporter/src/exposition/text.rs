@@ -112,7 +112,10 @@ mod tests {
     use super::*;
 
     fn sample_families() -> Vec<Family> {
-        let mut c = Family::counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.");
+        let mut c = Family::counter(
+            "node_cpu_seconds_total",
+            "Seconds the CPUs spent in each mode.",
+        );
         c.push([("cpu", "0"), ("mode", "idle")], 12.5);
         let mut g = Family::gauge("node_load1", "1m load average.");
         g.push_value(0.5);
@@ -149,9 +152,14 @@ mod tests {
     #[test]
     fn negotiation_prefers_text_unless_openmetrics_is_named() {
         assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")), Format::Text);
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
             Format::OpenMetrics
         );
     }
