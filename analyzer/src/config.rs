@@ -11,6 +11,7 @@ use imd_exporter::config::{ConfigError, load_yaml};
 use serde::Deserialize;
 
 use crate::alert::AlertmanagerConfig;
+use crate::emit::remote_write::RemoteWriteConfig;
 use crate::query::{Query, QueryConfig};
 use crate::read::http::HttpOptions;
 
@@ -50,6 +51,12 @@ pub struct Global {
     /// Queries analysed at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The most series one query analyses (per shard); new series beyond
+    /// it are left out, logged and counted in
+    /// `imd_analyzer_series_limited_total{query}`, so that a selector
+    /// matching far more than meant cannot exhaust memory.
+    #[serde(default = "default_max_series_per_query")]
+    pub max_series_per_query: usize,
 }
 
 fn default_infer_every() -> Duration {
@@ -63,6 +70,9 @@ fn default_lookback() -> Duration {
 }
 fn default_concurrency() -> usize {
     2
+}
+fn default_max_series_per_query() -> usize {
+    10_000
 }
 fn default_resolved_retention() -> Duration {
     Duration::from_secs(15 * 60)
@@ -78,6 +88,7 @@ impl Default for Global {
             fit_every: default_fit_every(),
             lookback_delta: default_lookback(),
             concurrency: default_concurrency(),
+            max_series_per_query: default_max_series_per_query(),
         }
     }
 }
@@ -155,10 +166,13 @@ pub struct AlertingConfig {
     pub external_labels: BTreeMap<String, String>,
     /// When alerts fire.
     pub rules: Vec<AlertRuleConfig>,
+    /// Escalation policies, acknowledgement and resolution.
+    #[serde(default)]
+    pub escalation: crate::alert::escalation::EscalationConfig,
 }
 
 /// A condition on the analysis that fires an alert per series.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRuleConfig {
     /// The `alertname` label.
@@ -196,6 +210,10 @@ pub struct OutputConfig {
     /// Base URL the page links to for charts (e.g. Grafana's explore).
     #[serde(default)]
     pub grafana_url: Option<String>,
+    /// Receivers the series are also written to with remote-write 1.0
+    /// (e.g. a Prometheus started with `--web.enable-remote-write-receiver`).
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl Config {
@@ -230,6 +248,12 @@ impl Config {
         }
         if self.global.infer_every.is_zero() {
             return Err(err("global.infer_every".into(), "must be positive".into()));
+        }
+        if self.global.max_series_per_query == 0 {
+            return Err(err(
+                "global.max_series_per_query".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.global.concurrency == 0 {
             return Err(err(
@@ -266,6 +290,9 @@ impl Config {
                 check_url(&am.url)
                     .map_err(|m| err(format!("alerting.alertmanagers[{i}].url"), m))?;
             }
+            a.escalation
+                .check()
+                .map_err(|(k, m)| err(format!("alerting.escalation{k}"), m))?;
             for (i, r) in a.rules.iter().enumerate() {
                 let key = |k: &str| format!("alerting.rules[{i}]{k}");
                 if r.alert.is_empty() {

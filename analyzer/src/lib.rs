@@ -7,13 +7,16 @@
 //! `web` (the page). `demo` wires them into the embedded default.
 
 pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod emit;
 pub mod engine;
+pub mod http;
 pub mod model;
 pub mod query;
 pub mod read;
 pub mod run;
 pub mod schedule;
+pub mod shard;
 pub mod web;

@@ -70,6 +70,15 @@ struct RunArgs {
         default_value_t = 0.99
     )]
     threshold: f64,
+    /// This replica's shard, 0 to --shard.count - 1, or `auto`: the ordinal
+    /// ending the host name (`$HOSTNAME`), as a StatefulSet names its pods
+    /// (imd-analyzer-2 is shard 2).
+    #[arg(id = "shard.index", long = "shard.index", value_name = "N|auto")]
+    shard_index: Option<String>,
+    /// Replicas sharing the series: each analyses those whose label hash
+    /// modulo this count is its --shard.index.
+    #[arg(id = "shard.count", long = "shard.count", default_value_t = 1)]
+    shard_count: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +87,30 @@ enum Command {
     /// collectors into an in-process store, analyse it, serve a page and
     /// /metrics. No Prometheus needed.
     Demo(DemoArgs),
+    /// Score every row of a CSV series for anomalies (online: each score
+    /// uses only the rows before it).
+    Score(imd_analyzer::cli::ScoreArgs),
+    /// Forecast every series of a CSV file, with bounds.
+    Forecast(imd_analyzer::cli::ForecastArgs),
+    /// Rolling-origin evaluation of models on a CSV file: sMAPE, MASE,
+    /// coverage and MSIS, against seasonal naive.
+    Backtest(imd_analyzer::cli::BacktestArgs),
+    /// An Alertmanager webhook receiver that sends notifications as SMS
+    /// through a Twilio-style HTTP gateway (POST /webhook/<recipients>).
+    SmsBridge(SmsBridgeArgs),
 }
+
+#[derive(Debug, Args)]
+struct SmsBridgeArgs {
+    #[command(flatten)]
+    web: WebArgs,
+    /// YAML configuration: gateway, recipient lists, retries, rate limits.
+    #[arg(id = "config.file", long = "config.file", value_name = "FILE")]
+    config_file: PathBuf,
+}
+
+/// The SMS bridge's default listen address.
+const SMS_BRIDGE_LISTEN: &str = ":9111";
 
 #[derive(Debug, Args)]
 struct DemoArgs {
@@ -107,6 +139,9 @@ fn command() -> clap::Command {
         .mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN))
         .mut_subcommand("demo", |c| {
             c.mut_arg("web.listen-address", |a| a.default_value(DEFAULT_LISTEN))
+        })
+        .mut_subcommand("sms-bridge", |c| {
+            c.mut_arg("web.listen-address", |a| a.default_value(SMS_BRIDGE_LISTEN))
         })
 }
 
@@ -156,6 +191,13 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
             let host = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into());
+            // A pod's HOSTNAME is its name; elsewhere the kernel's host name.
+            let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| host.clone());
+            let shard = imd_analyzer::shard::Shard::from_flags(
+                args.shard_index.as_deref(),
+                args.shard_count,
+                &pod,
+            )?;
             let settings = RunSettings {
                 config_file,
                 listen: args.web.listen_address,
@@ -165,6 +207,7 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
                     .external_url
                     .unwrap_or_else(|| format!("http://{host}:{port}")),
                 page_threshold: args.threshold,
+                shard,
             };
             if args.check_config {
                 println!("{}", analyzer::check(&settings)?);
@@ -194,6 +237,19 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
             )
             .await
         }
+        Some(Command::Score(a)) => imd_analyzer::cli::score::run(&a),
+        Some(Command::Forecast(a)) => imd_analyzer::cli::forecast::run(&a),
+        Some(Command::Backtest(a)) => imd_analyzer::cli::backtest::run(&a),
+        Some(Command::SmsBridge(a)) => {
+            imd_analyzer::alert::sms::run(
+                &a.config_file,
+                &a.web.listen_address,
+                a.web.config_file.as_deref(),
+                &a.web.telemetry_path,
+                imd_exporter::web::shutdown_signal(),
+            )
+            .await
+        }
     }
 }
 
@@ -218,5 +274,22 @@ mod tests {
         let cli = Cli::from_arg_matches(&m).unwrap();
         assert!(cli.command.is_none() && cli.run.check_config);
         assert_eq!(cli.run.web.listen_address, vec![":9110".to_string()]);
+        let m = command()
+            .try_get_matches_from([
+                "imd-analyzer", "forecast", "--input", "in.csv", "--horizon", "48",
+                "--season", "24", "--level", "90", "--output", "out.csv",
+            ])
+            .unwrap();
+        let Some(Command::Forecast(f)) = Cli::from_arg_matches(&m).unwrap().command else {
+            panic!("forecast not parsed")
+        };
+        assert_eq!((f.horizon, f.season, f.level, f.model.as_str()), (48, Some(24), 90.0, "auto"));
+        let m = command()
+            .try_get_matches_from(["imd-analyzer", "score", "--input", "a", "--output", "b"])
+            .unwrap();
+        assert!(matches!(
+            Cli::from_arg_matches(&m).unwrap().command,
+            Some(Command::Score(_))
+        ));
     }
 }

@@ -3,6 +3,7 @@
 //! alerts to Alertmanager, saves model state, and serves `/metrics` and the
 //! page.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,13 @@ use axum::response::{Html, Response};
 use axum::routing::get;
 use imd_exporter::exposition::Family;
 use imd_exporter::scrape::merge;
+use imd_exporter::web::Reloader;
 
+use crate::alert::lifecycle::Lifecycle;
 use crate::alert::rules::{Firing, Rules};
 use crate::alert::{Alert, Notifier, NotifierConfig};
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{AlertRuleConfig, Config, SourceConfig, SourceKind};
+use crate::emit::remote_write::RemoteWriter;
 use crate::emit::{self, Naming, selfmetrics::SelfMetrics};
 use crate::engine::persist::StateFile;
 use crate::engine::{Engine, EngineOptions};
@@ -26,7 +30,8 @@ use crate::read::Source;
 use crate::read::http::ReadStats;
 use crate::read::promql::{PromqlOptions, QueryRange};
 use crate::read::remote::{RemoteRead, RemoteReadOptions, ResponseMode};
-use crate::schedule::{now_ms, spawn_every};
+use crate::schedule::now_ms;
+use crate::shard::Shard;
 use crate::web::page;
 
 /// Settings from the command line.
@@ -44,6 +49,8 @@ pub struct RunSettings {
     pub external_url: String,
     /// Score from which the page highlights a series.
     pub page_threshold: f64,
+    /// This replica's part of the series (`None`: all of them).
+    pub shard: Option<Shard>,
 }
 
 /// A configured source and the counters of its reads.
@@ -53,24 +60,40 @@ struct NamedSource {
     stats: Arc<ReadStats>,
 }
 
-struct Shared {
-    engine: Mutex<Engine>,
+/// Everything the configuration file describes; replaced on reload.
+struct Live {
+    engine: Engine,
     sources: Vec<NamedSource>,
-    rules: Mutex<Option<Rules>>,
+    rules: Option<Rules>,
+    /// What `rules` was built from, to keep its pending state across a
+    /// reload that does not change it.
+    rules_config: Option<RulesConfig>,
     notifier: Option<Notifier>,
-    stats: SelfMetrics,
-    ready: AtomicBool,
+    notifier_config: Option<NotifierConfig>,
+    writers: Vec<RemoteWriter>,
     naming: Naming,
-    state: StateFile,
-    settings: RunSettings,
     infer_every: Duration,
-    last_save: Mutex<Instant>,
 }
 
-/// Builds everything the configuration describes, failing with a message
-/// that names the key when a part cannot be built. Used by `--check-config`
-/// too, so that a config that checks is one that starts.
-fn build(settings: &RunSettings) -> anyhow::Result<(Config, Vec<NamedSource>, Option<Notifier>)> {
+/// The alerting rules and the external labels they add.
+type RulesConfig = (Vec<AlertRuleConfig>, BTreeMap<String, String>);
+
+struct Shared {
+    live: Mutex<Live>,
+    stats: SelfMetrics,
+    ready: AtomicBool,
+    state: StateFile,
+    settings: RunSettings,
+    last_save: Mutex<Instant>,
+    /// Escalation, acknowledgement, resolution (`/api/v1/alerts`).
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// Builds everything the configuration describes but the notifier, failing
+/// with a message that names the file and key when a part cannot be built.
+/// Used by `--check-config` and reloads too, so that a config that checks is
+/// one that starts.
+fn build(settings: &RunSettings) -> anyhow::Result<Built> {
     let config = Config::load(&settings.config_file)?;
     let file = settings.config_file.display();
     let mut sources = Vec::new();
@@ -83,22 +106,92 @@ fn build(settings: &RunSettings) -> anyhow::Result<(Config, Vec<NamedSource>, Op
             stats,
         });
     }
-    let notifier = match &config.alerting {
-        None => None,
-        Some(a) => {
-            let nc = NotifierConfig {
-                alertmanagers: a.alertmanagers.clone(),
-                resend_delay: a.resend_delay,
-                eval_interval: config.global.infer_every,
-                resolved_retention: a.resolved_retention,
-                queue_capacity: a.queue_capacity,
-                external_labels: a.external_labels.clone(),
-                ..NotifierConfig::default()
-            };
-            Some(Notifier::new(nc).map_err(|e| anyhow::anyhow!("{file}: key `alerting`: {e}"))?)
+    let notifier_config = config.alerting.as_ref().map(|a| NotifierConfig {
+        alertmanagers: a.alertmanagers.clone(),
+        resend_delay: a.resend_delay,
+        eval_interval: config.global.infer_every,
+        resolved_retention: a.resolved_retention,
+        queue_capacity: a.queue_capacity,
+        external_labels: a.external_labels.clone(),
+        ..NotifierConfig::default()
+    });
+    let mut writers = Vec::new();
+    for (i, w) in config.output.remote_write.iter().enumerate() {
+        writers.push(
+            RemoteWriter::start(w)
+                .map_err(|e| anyhow::anyhow!("{file}: key `output.remote_write[{i}].{e}"))?,
+        );
+    }
+    Ok(Built {
+        config,
+        sources,
+        notifier_config,
+        writers,
+    })
+}
+
+/// Everything the configuration describes, built, but the notifier (which
+/// a reload keeps when its settings are unchanged).
+struct Built {
+    config: Config,
+    sources: Vec<NamedSource>,
+    notifier_config: Option<NotifierConfig>,
+    writers: Vec<RemoteWriter>,
+}
+
+/// Starts the notifier the configuration asks for, if any.
+fn build_notifier(
+    settings: &RunSettings,
+    config: Option<&NotifierConfig>,
+) -> anyhow::Result<Option<Notifier>> {
+    let file = settings.config_file.display();
+    config
+        .cloned()
+        .map(Notifier::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{file}: key `alerting`: {e}"))
+}
+
+fn engine_options(config: &Config, settings: &RunSettings) -> EngineOptions {
+    EngineOptions {
+        lookback_ms: config.global.lookback_delta.as_millis() as i64,
+        fit_every_ms: Some(config.global.fit_every.as_millis() as i64),
+        concurrency: config.global.concurrency,
+        shard: settings.shard.map(|s| s.pair()),
+        max_series: Some(config.global.max_series_per_query),
+    }
+}
+
+fn rules_config(config: &Config) -> Option<RulesConfig> {
+    config
+        .alerting
+        .as_ref()
+        .map(|a| (a.rules.clone(), a.external_labels.clone()))
+}
+
+impl Live {
+    fn new(built: Built, notifier: Option<Notifier>, settings: &RunSettings) -> Live {
+        let Built {
+            config,
+            sources,
+            notifier_config,
+            writers,
+        } = built;
+        let rules_config = rules_config(&config);
+        Live {
+            engine: Engine::with_sources(config.queries(), engine_options(&config, settings)),
+            sources,
+            rules: rules_config.clone().map(|(r, l)| Rules::new(r, l)),
+            rules_config,
+            notifier,
+            notifier_config,
+            writers,
+            naming: Naming {
+                vmanomaly: config.output.vmanomaly_names,
+            },
+            infer_every: config.global.infer_every,
         }
-    };
-    Ok((config, sources, notifier))
+    }
 }
 
 fn build_source(s: &SourceConfig) -> anyhow::Result<(Box<dyn Source>, Arc<ReadStats>)> {
@@ -128,11 +221,16 @@ fn build_source(s: &SourceConfig) -> anyhow::Result<(Box<dyn Source>, Arc<ReadSt
 
 /// Checks the configuration (and web config) and says what would run.
 pub fn check(settings: &RunSettings) -> anyhow::Result<String> {
-    let (config, sources, notifier) = build(settings)?;
+    let Built {
+        config,
+        sources,
+        notifier_config,
+        ..
+    } = build(settings)?;
+    drop(build_notifier(settings, notifier_config.as_ref())?);
     if let Some(f) = &settings.web_config {
         imd_exporter::web::WebConfig::load(f)?;
     }
-    drop(notifier);
     Ok(format!(
         "configuration OK: {} source(s) ({}), {} quer(ies), {} alerting rule(s)",
         sources.len(),
@@ -147,52 +245,56 @@ pub fn check(settings: &RunSettings) -> anyhow::Result<String> {
 }
 
 /// Runs the analyzer until `shutdown` completes, then saves model state.
+/// `SIGHUP` and `POST /-/reload` read the configuration file again.
 pub async fn run(
     settings: RunSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (config, sources, notifier) = build(&settings)?;
+    let built = build(&settings)?;
+    let notifier = build_notifier(&settings, built.notifier_config.as_ref())?;
     let state = StateFile::in_dir(&settings.storage_path)
         .map_err(|e| anyhow::anyhow!("--storage.path {}: {e}", settings.storage_path.display()))?;
-    let options = EngineOptions {
-        lookback_ms: config.global.lookback_delta.as_millis() as i64,
-        fit_every_ms: Some(config.global.fit_every.as_millis() as i64),
-        concurrency: config.global.concurrency,
-    };
-    let mut engine = Engine::with_sources(config.queries(), options);
-    let restored = engine.restore(state.load());
+    let (n_sources, n_queries) = (built.config.sources.len(), built.config.queries.len());
+    let lifecycle = Arc::new(
+        Lifecycle::new(
+            built.config.alerting.as_ref(),
+            built.config.global.infer_every,
+            &settings.storage_path,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: key `alerting`: {e}", settings.config_file.display()))?,
+    );
+    let mut live = Live::new(built, notifier, &settings);
+    let restored = live.engine.restore(state.load());
     tracing::info!(
-        sources = sources.len(),
-        queries = config.queries.len(),
+        sources = n_sources,
+        queries = n_queries,
         restored_series = restored,
+        shard = %settings.shard.map(|s| format!("{} of {}", s.index, s.count)).unwrap_or_else(|| "all".into()),
         "starting imd-analyzer"
     );
-    let rules = config
-        .alerting
-        .as_ref()
-        .map(|a| Rules::new(a.rules.clone(), a.external_labels.clone()));
     let shared = Arc::new(Shared {
-        engine: Mutex::new(engine),
-        sources,
-        rules: Mutex::new(rules),
-        notifier,
+        live: Mutex::new(live),
         stats: SelfMetrics::default(),
         ready: AtomicBool::new(false),
-        naming: Naming {
-            vmanomaly: config.output.vmanomaly_names,
-        },
         state,
-        infer_every: config.global.infer_every,
         settings: settings.clone(),
         last_save: Mutex::new(Instant::now()),
+        lifecycle: lifecycle.clone(),
     });
-
-    let cycles = spawn_every(shared.infer_every, shared.clone(), cycle);
+    let reloader = Reloader::new("imd_analyzer", {
+        let st = shared.clone();
+        move || reload(&st)
+    });
+    let sighup = reloader.on_sighup()?;
+    let cycles = spawn_cycles(shared.clone());
+    let poller = lifecycle.clone().spawn_poller();
 
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
-        .with_state(shared.clone())
+        .with_state((shared.clone(), reloader.clone()))
+        .merge(reloader.route())
+        .merge(lifecycle.routes())
         .merge(imd_exporter::web::health_routes({
             let s = shared.clone();
             move || s.ready.load(Ordering::Relaxed)
@@ -204,17 +306,146 @@ pub async fn run(
         shutdown,
     )
     .await;
+    sighup.abort();
     cycles.abort();
+    poller.abort();
     let st = shared.clone();
     let _ = tokio::task::spawn_blocking(move || save_state(&st)).await;
     served
 }
 
-fn save_state(st: &Shared) {
-    let snapshot = st
-        .engine
+/// Runs [`cycle`] on a blocking thread every `infer_every` (read anew after
+/// each cycle, so that a reload changes it), the first at once; a cycle
+/// that overruns delays the next, and a panicking one is logged.
+fn spawn_cycles(st: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let started = tokio::time::Instant::now();
+            let s = st.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || cycle(&s)).await {
+                tracing::error!(error = %e, "cycle panicked; continuing");
+            }
+            let every = st
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .infer_every;
+            tokio::time::sleep_until(started + every).await;
+        }
+    })
+}
+
+/// Reads the configuration file again and puts it in force; a file that
+/// does not load or build is rejected and the running configuration stays.
+/// Sources and remote-write receivers are rebuilt (their counters start
+/// again). The engine is kept whole when the queries and engine settings
+/// are unchanged; otherwise series whose query name and models are
+/// unchanged keep their model state through a snapshot. Alert rules keep
+/// their pending state when unchanged, and the notifier (with its queues)
+/// when its settings are; a replaced notifier is handed the alerts firing
+/// now, so that they resolve normally.
+///
+/// When the engine was replaced, a cycle runs at once on its own thread,
+/// so that the series' scores are published again without waiting for the
+/// next tick (cycles never overlap: each holds the configuration's lock).
+fn reload(st: &Arc<Shared>) -> anyhow::Result<()> {
+    let built = build(&st.settings)?;
+    let current = st
+        .live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
+        .notifier_config
+        .clone();
+    // Reloads never run two at a time (`Reloader` sees to it), so `current`
+    // is still in force when the new parts are swapped in below.
+    let fresh_notifier = if built.notifier_config != current {
+        Some(build_notifier(
+            &st.settings,
+            built.notifier_config.as_ref(),
+        )?)
+    } else {
+        None
+    };
+    st.lifecycle
+        .reconfigure(built.config.alerting.as_ref())
+        .map_err(|e| {
+            anyhow::anyhow!("{}: key `alerting`: {e}", st.settings.config_file.display())
+        })?;
+    let Built {
+        config,
+        sources,
+        notifier_config,
+        writers,
+    } = built;
+    let options = engine_options(&config, &st.settings);
+    let queries = config.queries();
+    let new_rules = rules_config(&config);
+    let mut live = st.live.lock().unwrap_or_else(|e| e.into_inner());
+    let restored = if live.engine.same_setup(&queries, &options) {
+        None
+    } else {
+        let mut engine = Engine::with_sources(queries, options);
+        let n = engine.restore(live.engine.snapshot());
+        live.engine = engine;
+        Some(n)
+    };
+    if new_rules != live.rules_config {
+        live.rules = new_rules.clone().map(|(r, l)| Rules::new(r, l));
+        live.rules_config = new_rules;
+    }
+    let old_notifier = match fresh_notifier {
+        Some(new) => {
+            if let (Some(old), Some(new)) = (&live.notifier, &new) {
+                let firing: Vec<Alert> = old
+                    .alerts()
+                    .into_iter()
+                    .filter(|a| a.ends_at.is_none())
+                    .collect();
+                new.sync(jiff::Timestamp::now(), firing);
+            }
+            live.notifier_config = notifier_config;
+            std::mem::replace(&mut live.notifier, new)
+        }
+        None => None,
+    };
+    live.sources = sources;
+    let old_writers = std::mem::replace(&mut live.writers, writers);
+    live.naming = Naming {
+        vmanomaly: config.output.vmanomaly_names,
+    };
+    live.infer_every = config.global.infer_every;
+    drop(live);
+    tracing::info!(
+        file = %st.settings.config_file.display(),
+        sources = config.sources.len(),
+        queries = config.queries.len(),
+        engine_kept = restored.is_none(),
+        restored_series = restored.unwrap_or(0),
+        notifier_replaced = old_notifier.is_some(),
+        "new configuration in force"
+    );
+    // The old notifier and writers make a last attempt to deliver what they
+    // hold as they are dropped: off the lock.
+    drop(old_notifier);
+    drop(old_writers);
+    if restored.is_some() {
+        let st = st.clone();
+        let spawned = std::thread::Builder::new()
+            .name("imd-reload-cycle".into())
+            .spawn(move || cycle(&st));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot run a cycle after the reload; the next tick will");
+        }
+    }
+    Ok(())
+}
+
+fn save_state(st: &Shared) {
+    let snapshot = st
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .engine
         .snapshot();
     let n = snapshot.len();
     match st.state.save(snapshot) {
@@ -229,31 +460,36 @@ fn save_state(st: &Shared) {
 }
 
 /// One cycle: read and analyse, evaluate rules, tell the notifier, and
-/// save state every few minutes.
+/// save state every few minutes. The configuration in force is held for
+/// the whole cycle, so a reload waits for the cycle to end.
 fn cycle(st: &Shared) {
     let started = Instant::now();
     let now = now_ms();
-    let sources: Vec<&dyn Source> = st.sources.iter().map(|s| s.source.as_ref()).collect();
-    let mut engine = st.engine.lock().unwrap_or_else(|e| e.into_inner());
-    let report = engine.cycle_sources(&sources, now);
-    let firing = st
-        .rules
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-        .map(|r| r.evaluate(&engine, now));
-    let series = engine.tracked().len();
-    drop(engine);
-    if let (Some(firing), Some(notifier)) = (firing, &st.notifier) {
+    let mut guard = st.live.lock().unwrap_or_else(|e| e.into_inner());
+    let live = &mut *guard;
+    let sources: Vec<&dyn Source> = live.sources.iter().map(|s| s.source.as_ref()).collect();
+    let report = live.engine.cycle_sources(&sources, now);
+    let firing = live.rules.as_mut().map(|r| r.evaluate(&live.engine, now));
+    let series = live.engine.tracked().len();
+    if !live.writers.is_empty() {
+        let fams = emit::families(&live.engine, live.naming);
+        for w in &live.writers {
+            w.write(&fams, now);
+        }
+    }
+    if let (Some(firing), Some(notifier)) = (firing, &live.notifier) {
         let alerts: Vec<Alert> = firing
             .into_iter()
             .map(|f| to_alert(f, &st.settings.external_url))
             .collect();
-        let r = notifier.sync(jiff::Timestamp::now(), alerts);
+        let now = jiff::Timestamp::now();
+        let alerts = st.lifecycle.cycle(now, alerts);
+        let r = notifier.sync(now, alerts);
         for (key, why) in r.rejected {
             tracing::warn!(alert = ?key, reason = %why, "alert rejected");
         }
     }
+    drop(guard);
     st.stats
         .record(&report, started.elapsed().as_secs_f64(), now, series);
     st.ready.store(true, Ordering::Relaxed);
@@ -285,18 +521,60 @@ fn to_alert(f: Firing, external_url: &str) -> Alert {
     }
 }
 
-async fn metrics(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let mut fams = emit::families(
-        &st.engine.lock().unwrap_or_else(|e| e.into_inner()),
-        st.naming,
-    );
+async fn metrics(
+    State((st, reloader)): State<(Arc<Shared>, Arc<Reloader>)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut fams = {
+        let live = st.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fams = emit::families(&live.engine, live.naming);
+        fams.push(series_limited(&live.engine));
+        fams.extend(read_families(&live.sources));
+        if let Some(n) = &live.notifier {
+            fams.extend(n.metrics().families());
+        }
+        for w in &live.writers {
+            fams.extend(w.families());
+        }
+        fams
+    };
     fams.extend(st.stats.families());
-    fams.extend(read_families(&st.sources));
-    if let Some(n) = &st.notifier {
-        fams.extend(n.metrics().families());
-    }
+    fams.extend(reloader.families());
+    fams.extend(st.lifecycle.families());
+    fams.push(shard_info(st.settings.shard));
     fams.extend(imd_exporter::collectors::process_self::families());
     imd_exporter::web::exposition_response(&headers, &merge(fams))
+}
+
+/// `imd_analyzer_series_limited_total{query}`: new series left out by
+/// `global.max_series_per_query`, counted in every cycle they are.
+fn series_limited(engine: &Engine) -> Family {
+    let mut f = Family::counter(
+        "imd_analyzer_series_limited_total",
+        "Series not analysed because their query already had global.max_series_per_query, summed over cycles.",
+    );
+    for (query, n) in engine.series_limited() {
+        f.push([("query", query)], n as f64);
+    }
+    f
+}
+
+/// `imd_analyzer_shard_info{index,count} 1`: which part of the series this
+/// replica analyses (0 of 1 when not sharded).
+fn shard_info(shard: Option<Shard>) -> Family {
+    let s = shard.unwrap_or(Shard { index: 0, count: 1 });
+    let mut f = Family::gauge(
+        "imd_analyzer_shard_info",
+        "This replica's shard: it analyses the series whose label hash modulo count is index.",
+    );
+    f.push(
+        [
+            ("index", s.index.to_string().as_str()),
+            ("count", s.count.to_string().as_str()),
+        ],
+        1.0,
+    );
+    f
 }
 
 /// Per-source read counters as families.
@@ -331,20 +609,20 @@ fn read_families(sources: &[NamedSource]) -> Vec<Family> {
     vec![reads, bytes, samples, series, seconds, errors]
 }
 
-async fn index(State(st): State<Arc<Shared>>) -> Html<String> {
-    let engine = st.engine.lock().unwrap_or_else(|e| e.into_inner());
-    let sources: Vec<&str> = st.sources.iter().map(|s| s.name.as_str()).collect();
+async fn index(State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>) -> Html<String> {
+    let live = st.live.lock().unwrap_or_else(|e| e.into_inner());
+    let sources: Vec<&str> = live.sources.iter().map(|s| s.name.as_str()).collect();
     Html(page::render(
-        &engine,
+        &live.engine,
         &page::PageInfo {
             title: "imd-analyzer",
             subtitle: &format!(
                 "Reading {} every {}; configuration {}.",
                 sources.join(", "),
-                crate::query::prom_duration(st.infer_every),
+                crate::query::prom_duration(live.infer_every),
                 st.settings.config_file.display()
             ),
-            refresh_seconds: st.infer_every.as_secs().clamp(5, 60),
+            refresh_seconds: live.infer_every.as_secs().clamp(5, 60),
             threshold: st.settings.page_threshold,
             extra_html: "",
         },

@@ -448,13 +448,13 @@ fn tls_with_a_private_ca_and_client_certificates() {
     let with_tls = |ca: bool, client_cert: bool, insecure: bool| {
         let mut c = AlertmanagerConfig::new(base.clone());
         if ca {
-            c.tls_config.ca_file = Some(pki.join("ca.crt"));
+            c.http.tls.ca_file = Some(pki.join("ca.crt"));
         }
         if client_cert {
-            c.tls_config.cert_file = Some(pki.join("client.crt"));
-            c.tls_config.key_file = Some(pki.join("client.key"));
+            c.http.tls.cert_file = Some(pki.join("client.crt"));
+            c.http.tls.key_file = Some(pki.join("client.key"));
         }
-        c.tls_config.insecure_skip_verify = insecure;
+        c.http.tls.insecure_skip_verify = insecure;
         notifier_for(c)
     };
     let trusted = with_tls(true, true, false);

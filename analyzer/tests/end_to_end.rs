@@ -128,6 +128,7 @@ fn pipeline(prefer_streamed: bool) {
             ),
             format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
             format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--web.enable-remote-write-receiver".to_string(),
         ],
         dir.path(),
     );
@@ -165,7 +166,8 @@ fn pipeline(prefer_streamed: bool) {
              queries:\n  - name: test\n    selector: imd_test_value\n    anomaly_model: mad\n    forecast_model: mad\n\
              \x20   params: {{window: 60, min_points: 8}}\n    history: 10m\n\
              alerting:\n  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n  resend_delay: 1s\n\
-             \x20 rules:\n    - alert: ImdTestAnomaly\n      score_above: 0.99\n      labels: {{severity: warning}}\n"
+             \x20 rules:\n    - alert: ImdTestAnomaly\n      score_above: 0.99\n      labels: {{severity: warning}}\n\
+             output:\n  remote_write:\n    - url: http://127.0.0.1:{prom_port}/api/v1/write\n"
         ),
     )
     .unwrap();
@@ -228,6 +230,13 @@ fn pipeline(prefer_streamed: bool) {
         metrics.contains("imd_read_samples_total{source=\"prom\"}"),
         "read metrics missing"
     );
+
+    // The scores were also written back to Prometheus by remote-write.
+    wait_for("imd_anomaly_score in Prometheus by remote-write", 20, || {
+        http_get(prom_port, "/api/v1/query?query=imd_anomaly_score%7Bquery%3D%22test%22%7D")
+            .map(|(_, b)| b.contains("\"exported_instance\":\"a\"") && b.contains("\"model\":\"mad\""))
+            .unwrap_or(false)
+    });
 
     // Back to normal: the score falls and the alert resolves.
     target.set(10.0);

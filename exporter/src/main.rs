@@ -1,7 +1,7 @@
 //! `imd-exporter`: serves the host's metrics for Prometheus to scrape.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use axum::Router;
@@ -60,9 +60,68 @@ struct Cli {
 }
 
 struct AppState {
-    scraper: Scraper,
+    /// Replaced on reload; a scrape holds the read lock while it runs.
+    scraper: RwLock<Scraper>,
     limit: Option<Semaphore>,
     exporter_metrics: bool,
+}
+
+/// What a reload needs to build the scraper again.
+struct ReloadInputs {
+    matches: clap::ArgMatches,
+    config_file: Option<PathBuf>,
+    paths: imd_exporter::paths::Paths,
+    storage_path: PathBuf,
+    /// The configuration in force, to rebuild from if a new one fails late.
+    config: std::sync::Mutex<Config>,
+}
+
+/// Reads `--config.file` again and rebuilds the collectors from it. The new
+/// configuration is first built and dropped unused (as `--check-config`
+/// does; nothing is written); only if that works are the old collectors
+/// stopped (the log reader saves its offsets as it ends, so the new one
+/// resumes there and no line is counted twice) and the new ones built, with
+/// scrapes waiting meanwhile. Counters of log rules start again from zero.
+fn reload(state: &AppState, inputs: &ReloadInputs) -> anyhow::Result<()> {
+    let Some(file) = &inputs.config_file else {
+        return Ok(());
+    };
+    let config = Config::load(file)?;
+    let build = |c: &Config| {
+        build_scraper(
+            &inputs.matches,
+            c,
+            &inputs.paths,
+            Some(&inputs.storage_path),
+        )
+    };
+    drop(build(&config)?);
+    let mut scraper = state.scraper.write().unwrap_or_else(|e| e.into_inner());
+    drop(std::mem::replace(&mut *scraper, Scraper::new(Vec::new())));
+    let mut current = inputs.config.lock().unwrap_or_else(|e| e.into_inner());
+    match build(&config) {
+        Ok(s) => {
+            *scraper = s;
+            *current = config;
+            tracing::info!(
+                collectors = scraper.names().collect::<Vec<_>>().join(","),
+                "collectors rebuilt"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            // Built a moment ago, failing now (a file removed meanwhile):
+            // back to the configuration that was in force.
+            match build(&current) {
+                Ok(s) => *scraper = s,
+                Err(e2) => tracing::error!(
+                    error = format!("{e2:#}"),
+                    "cannot rebuild the old collectors either"
+                ),
+            }
+            Err(e)
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,9 +164,20 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
     );
 
     let state = Arc::new(AppState {
-        scraper,
+        scraper: RwLock::new(scraper),
         limit: (cli.web.max_requests > 0).then(|| Semaphore::new(cli.web.max_requests)),
         exporter_metrics: !cli.disable_exporter_metrics,
+    });
+    let inputs = ReloadInputs {
+        matches,
+        config_file: cli.config_file.clone(),
+        paths,
+        storage_path: cli.storage_path.clone(),
+        config: std::sync::Mutex::new(config),
+    };
+    let reloader = web::Reloader::new("imd_exporter", {
+        let state = state.clone();
+        move || reload(&state, &inputs)
     });
     let telemetry = cli.web.telemetry_path.clone();
     let app = Router::new()
@@ -116,7 +186,8 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
             "/",
             get(move || async move { Html(landing_page(&telemetry)) }),
         )
-        .with_state(state)
+        .with_state((state, reloader.clone()))
+        .merge(reloader.route())
         .merge(web::health_routes(|| true));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -124,16 +195,20 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(web::serve(
-        app,
-        &cli.web.listen_address,
-        cli.web.config_file.as_deref(),
-        web::shutdown_signal(),
-    ))
+    rt.block_on(async {
+        let _sighup = reloader.on_sighup()?;
+        web::serve(
+            app,
+            &cli.web.listen_address,
+            cli.web.config_file.as_deref(),
+            web::shutdown_signal(),
+        )
+        .await
+    })
 }
 
 async fn metrics(
-    State(state): State<Arc<AppState>>,
+    State((state, reloader)): State<(Arc<AppState>, Arc<web::Reloader>)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -153,11 +228,16 @@ async fn metrics(
     let only = collect_filter(query.as_deref());
     let st = state.clone();
     let families = tokio::task::spawn_blocking(move || {
-        let mut fams = st.scraper.scrape(only.as_deref());
+        let mut fams = st
+            .scraper
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .scrape(only.as_deref());
         if st.exporter_metrics {
             fams.extend(imd_exporter::collectors::process_self::families());
-            fams.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        fams.extend(reloader.families());
+        fams.sort_by(|a, b| a.name.cmp(&b.name));
         fams
     })
     .await;

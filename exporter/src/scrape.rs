@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use crate::collectors::Collector;
 use crate::exposition::{Family, MetricType};
 
@@ -112,20 +114,10 @@ impl Scraper {
             .iter()
             .filter(|e| only.is_none_or(|names| names.iter().any(|n| n == &e.name)))
             .collect();
-        let outcomes: Vec<Outcome> = std::thread::scope(|s| {
-            let handles: Vec<_> = selected.iter().map(|e| s.spawn(|| e.run())).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| Outcome {
-                        at: Instant::now(),
-                        families: Vec::new(),
-                        duration: 0.0,
-                        ok: false,
-                    })
-                })
-                .collect()
-        });
+        // A pool of long-lived threads (rayon's) runs the collectors:
+        // spawning a thread per collector per scrape cost more than most
+        // collectors' own work. `run` catches panics, so none escapes.
+        let outcomes: Vec<Outcome> = selected.par_iter().map(|e| e.run()).collect();
 
         let mut duration = Family::gauge(
             "node_scrape_collector_duration_seconds",
@@ -151,19 +143,21 @@ impl Scraper {
 }
 
 /// Merges families of the same name (their types must agree; a clash keeps
-/// the first and drops the other with a warning), drops repeated samples,
-/// and sorts by name.
+/// the first and drops the other with a warning), drops repeated samples of
+/// merged families, and sorts by name.
 pub fn merge(families: Vec<Family>) -> Vec<Family> {
-    let mut by_name: BTreeMap<String, Family> = BTreeMap::new();
+    // (family, whether samples from several sources were joined into it)
+    let mut by_name: BTreeMap<String, (Family, bool)> = BTreeMap::new();
     for f in families {
         match by_name.get_mut(&f.name) {
             None => {
-                by_name.insert(f.name.clone(), f);
+                by_name.insert(f.name.clone(), (f, false));
             }
-            Some(existing) if existing.kind == f.kind || f.kind == MetricType::Untyped => {
+            Some((existing, joined)) if existing.kind == f.kind || f.kind == MetricType::Untyped => {
                 existing.samples.extend(f.samples);
+                *joined = true;
             }
-            Some(existing) => {
+            Some((existing, _)) => {
                 tracing::warn!(
                     family = %f.name,
                     kept = %existing.kind,
@@ -175,7 +169,12 @@ pub fn merge(families: Vec<Family>) -> Vec<Family> {
     }
     by_name
         .into_values()
-        .map(|mut f| {
+        .map(|(mut f, joined)| {
+            // One source's family has no repeats (collectors and the
+            // textfile parser guarantee it); only joined ones are checked.
+            if !joined {
+                return f;
+            }
             let mut seen = HashSet::new();
             f.samples.retain(|s| {
                 let mut key = s.labels.clone();

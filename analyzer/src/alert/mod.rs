@@ -19,10 +19,14 @@
 //! Alertmanager, [`notifier`] runs them, [`metrics`] counts their work.
 
 pub mod alertmanager;
+pub mod escalation;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notifier;
 pub mod queue;
 pub mod rules;
+pub mod silences;
+pub mod sms;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -30,7 +34,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use alertmanager::{AlertmanagerConfig, BasicAuth, TlsConfig};
+pub use crate::http::{BasicAuth, HttpOptions, TlsOptions};
+pub use alertmanager::AlertmanagerConfig;
 pub use metrics::NotifierMetrics;
 pub use notifier::{Notifier, NotifierConfig};
 

@@ -9,6 +9,7 @@ use crate::query::prom_duration;
 
 /// Labels imd adds; a source label of the same name is kept as
 /// `exported_<name>`, as Prometheus does on a clash.
+pub mod remote_write;
 pub mod selfmetrics;
 
 const OWN_LABELS: &[&str] = &["query", "model", "horizon", "threshold"];

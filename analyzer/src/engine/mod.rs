@@ -13,6 +13,7 @@ use persist::SavedSeries;
 pub use tracked::Tracked;
 use tracked::{new_tracked, refresh_forecast, resume, transform};
 
+use crate::model::Point;
 use crate::query::Query;
 use crate::read::{Labels, Selector, Source};
 
@@ -31,6 +32,8 @@ pub struct CycleReport {
     pub dropped: usize,
     /// Queries whose read failed.
     pub read_errors: usize,
+    /// New series left out because their query had `max_series` already.
+    pub limited: usize,
     /// Seconds spent reading (summed over queries).
     pub read_seconds: f64,
     /// Seconds spent in models (summed over queries).
@@ -45,6 +48,7 @@ impl CycleReport {
         self.resumed += o.resumed;
         self.dropped += o.dropped;
         self.read_errors += o.read_errors;
+        self.limited += o.limited;
         self.read_seconds += o.read_seconds;
         self.model_seconds += o.model_seconds;
     }
@@ -61,6 +65,13 @@ pub struct EngineOptions {
     pub fit_every_ms: Option<i64>,
     /// Queries analysed at once.
     pub concurrency: usize,
+    /// `(index, count)`: analyse only the series whose label hash modulo
+    /// `count` is `index` (see [`crate::shard`]); `None` analyses all.
+    pub shard: Option<(u64, u64)>,
+    /// The most series one query analyses; series already analysed keep
+    /// their place and new ones beyond it are left out and counted
+    /// (`None`: no limit).
+    pub max_series: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +80,8 @@ impl Default for EngineOptions {
             lookback_ms: 5 * 60 * 1000,
             fit_every_ms: None,
             concurrency: 2,
+            shard: None,
+            max_series: None,
         }
     }
 }
@@ -83,6 +96,10 @@ struct QueryState {
     tracked: HashMap<Labels, Tracked>,
     /// Saved state not yet claimed by a series seen since the start.
     restored: HashMap<Labels, SavedSeries>,
+    /// New series left out by `max_series`, summed over cycles.
+    limited_total: u64,
+    /// How many were left out in the last cycle (to log changes only).
+    limited_last: usize,
 }
 
 /// All queries and their tracked series.
@@ -114,6 +131,8 @@ impl Engine {
                     last_fit_ms: 0,
                     tracked: HashMap::new(),
                     restored: HashMap::new(),
+                    limited_total: 0,
+                    limited_last: 0,
                 })
                 .collect(),
             options,
@@ -154,6 +173,27 @@ impl Engine {
             out.extend(st.restored.values().cloned());
         }
         out
+    }
+
+    /// Whether the engine already runs exactly these queries (each with
+    /// the index of its source) with these options, so that a reloaded
+    /// configuration can keep it as it is.
+    pub fn same_setup(&self, queries: &[(usize, Query)], options: &EngineOptions) -> bool {
+        // Queries are plain settings whose Debug output shows every field
+        // (they do not derive PartialEq: model parameters hold floats), so
+        // equal output means equal settings.
+        let mine: Vec<(usize, &Query)> = self.states.iter().map(|s| (s.source, &s.query)).collect();
+        let theirs: Vec<(usize, &Query)> = queries.iter().map(|(s, q)| (*s, q)).collect();
+        format!("{:?}", (mine, self.options)) == format!("{:?}", (theirs, options))
+    }
+
+    /// Per query name, how many new series `max_series` has left out so
+    /// far (counted again in each cycle they are still left out).
+    pub fn series_limited(&self) -> Vec<(&str, u64)> {
+        self.states
+            .iter()
+            .map(|st| (st.query.config.name.as_str(), st.limited_total))
+            .collect()
     }
 
     /// The queries.
@@ -249,16 +289,51 @@ impl QueryState {
         };
         report.read_seconds += started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let mut seen = HashSet::new();
-        for row in rows {
-            let points = transform(q, row.points);
+        let mut rows: Vec<(Labels, Vec<Point>)> = rows
+            .into_iter()
+            // Another replica's series: not read further, not tracked.
+            .filter(|row| match options.shard {
+                Some((index, count)) => crate::shard::owner(&row.labels, count) == index,
+                None => true,
+            })
+            .map(|row| (row.labels, transform(q, row.points)))
             // A series with no point within the lookback is stale, as
             // PromQL would have it: it is no longer analysed.
-            if points.last().is_none_or(|p| p.t < now_ms - lookback) {
-                continue;
+            .filter(|(_, points)| points.last().is_some_and(|p| p.t >= now_ms - lookback))
+            .collect();
+        if let Some(max) = options.max_series {
+            let known = rows
+                .iter()
+                .filter(|(l, _)| self.tracked.contains_key(l))
+                .count();
+            let mut room = max.saturating_sub(known);
+            let before = rows.len();
+            rows.retain(|(l, _)| {
+                if self.tracked.contains_key(l) {
+                    true
+                } else if room > 0 {
+                    room -= 1;
+                    true
+                } else {
+                    false
+                }
+            });
+            let left_out = before - rows.len();
+            if left_out != self.limited_last {
+                tracing::warn!(
+                    query = %q.config.name,
+                    max_series_per_query = max,
+                    left_out,
+                    "series over the query's limit are not analysed"
+                );
+                self.limited_last = left_out;
             }
+            report.limited += left_out;
+            self.limited_total += left_out as u64;
+        }
+        let mut seen = HashSet::new();
+        for (labels, points) in rows {
             report.series += 1;
-            let labels = row.labels;
             seen.insert(labels.clone());
             if let Some(t) = self.tracked.get_mut(&labels) {
                 report.points += t.take(&points, q.config.level);
@@ -373,6 +448,93 @@ mod tests {
     }
 
     #[test]
+    fn shards_cover_every_series_exactly_once_with_the_same_scores() {
+        let store = Store::new(3_600_000, 10_000);
+        let hosts: Vec<String> = (0..30).map(|i| format!("h{i}")).collect();
+        for i in 0..60 {
+            let fams: Vec<Family> = hosts
+                .iter()
+                .enumerate()
+                .map(|(k, h)| load(h, 1.0 + 0.1 * ((i * 7 + k as i64) % 5) as f64))
+                .collect();
+            store.ingest(i * 1000, &fams);
+        }
+        let engine = |shard| {
+            let mut e = Engine::new(
+                vec![query(None)],
+                EngineOptions {
+                    shard,
+                    ..EngineOptions::default()
+                },
+            );
+            e.cycle(&store, 59_000);
+            e.tracked()
+                .iter()
+                .map(|t| (t.labels.clone(), t.score()))
+                .collect::<Vec<_>>()
+        };
+        let all = engine(None);
+        assert_eq!(all.len(), 30);
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let part = engine(Some((index, 3)));
+            assert!(!part.is_empty() && part.len() < 30, "{}", part.len());
+            union.extend(part);
+        }
+        union.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(union, all, "each series in exactly one shard, same score");
+    }
+
+    #[test]
+    fn max_series_keeps_known_series_and_counts_the_new_ones_left_out() {
+        let store = Store::new(3_600_000, 10_000);
+        let mut e = Engine::new(
+            vec![query(None)],
+            EngineOptions {
+                max_series: Some(2),
+                ..EngineOptions::default()
+            },
+        );
+        let hosts =
+            |n: usize| -> Vec<Family> { (0..n).map(|i| load(&format!("h{i}"), 1.0)).collect() };
+        for i in 0..20 {
+            store.ingest(i * 1000, &hosts(1));
+        }
+        let r = e.cycle(&store, 19_000);
+        assert_eq!((r.series, r.limited), (1, 0));
+        // Four more appear: one fits under the limit, three are left out,
+        // and h0 keeps its place whatever order the rows come in.
+        for i in 20..40 {
+            store.ingest(i * 1000, &hosts(5));
+        }
+        let r = e.cycle(&store, 39_000);
+        assert_eq!((r.series, r.limited), (2, 3));
+        let names: Vec<String> = e
+            .tracked()
+            .iter()
+            .map(|t| {
+                t.labels
+                    .iter()
+                    .find(|l| l.0 == "instance")
+                    .unwrap()
+                    .1
+                    .clone()
+            })
+            .collect();
+        assert!(names.contains(&"h0".to_string()), "{names:?}");
+        assert_eq!(names.len(), 2);
+        // Left out again next cycle, and counted again.
+        store.ingest(40_000, &hosts(5));
+        let r = e.cycle(&store, 40_000);
+        assert_eq!(r.limited, 3);
+        assert_eq!(e.series_limited(), vec![("load", 6)]);
+        // Without a limit all five are analysed.
+        let mut all = Engine::new(vec![query(None)], EngineOptions::default());
+        assert_eq!(all.cycle(&store, 40_000).series, 5);
+        assert_eq!(all.series_limited(), vec![("load", 0)]);
+    }
+
+    #[test]
     fn a_restart_resumes_from_saved_state_without_refitting() {
         let store = Store::new(3_600_000, 10_000);
         let mut e = Engine::new(vec![query(None)], EngineOptions::default());
@@ -422,6 +584,8 @@ mod tests {
             lookback_ms: 60_000,
             fit_every_ms: Some(2_400_000),
             concurrency: 1,
+            shard: None,
+            max_series: None,
         };
         let mut e = Engine::new(vec![query(None)], opts);
         let hour = 3_600_000;

@@ -3,9 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod auto;
 mod calibrate;
+pub mod changepoint;
 pub mod drift;
+pub mod ets;
 pub mod mad;
+pub mod mstl;
+pub mod refit;
+mod resid;
+pub mod season;
+pub mod snaive;
 mod window;
 pub mod zscore;
 
@@ -95,6 +103,10 @@ pub struct ModelParams {
     /// Points needed before the model scores or forecasts.
     #[serde(default = "default_min_points")]
     pub min_points: usize,
+    /// Seasonal period in points (24 for a daily cycle sampled hourly);
+    /// unset: detected from the history by the seasonal models.
+    #[serde(default)]
+    pub season: Option<usize>,
 }
 
 fn default_window() -> usize {
@@ -110,12 +122,22 @@ impl Default for ModelParams {
         ModelParams {
             window: default_window(),
             min_points: default_min_points(),
+            season: None,
         }
     }
 }
 
 /// Names of the models that can be built.
-pub const NAMES: &[&str] = &["zscore", "mad", "drift"];
+pub const NAMES: &[&str] = &[
+    "zscore",
+    "mad",
+    "drift",
+    "snaive",
+    "ets",
+    "mstl",
+    "changepoint",
+    "auto",
+];
 
 /// Builds a model by name.
 pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelError> {
@@ -131,10 +153,21 @@ pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelEr
             params.window, params.min_points
         )));
     }
+    if params.season.is_some_and(|s| s < 2) {
+        return Err(ModelError::Config(format!(
+            "season must be at least 2 points, is {}",
+            params.season.unwrap_or(0)
+        )));
+    }
     Ok(match name {
         "zscore" => Box::new(zscore::ZScore::new(params.clone())),
         "mad" => Box::new(mad::Mad::new(params.clone())),
         "drift" => Box::new(drift::Drift::new(params.clone())),
+        "snaive" => Box::new(snaive::SNaive::new(params.clone())),
+        "ets" => Box::new(ets::new(params.clone())),
+        "mstl" => Box::new(mstl::new(params.clone())),
+        "changepoint" => Box::new(changepoint::Changepoint::new(params.clone())),
+        "auto" => Box::new(auto::Auto::new(params.clone())),
         other => {
             return Err(ModelError::Config(format!(
                 "unknown model {other:?}; known: {}",
@@ -228,7 +261,17 @@ mod tests {
         let p = ModelParams {
             window: 10,
             min_points: 20,
+            ..ModelParams::default()
         };
         assert!(build("zscore", &p).is_err());
+        let p = ModelParams {
+            season: Some(1),
+            ..ModelParams::default()
+        };
+        assert!(build("snaive", &p).is_err());
+        // Configurations written before `season` existed still load.
+        let old: ModelParams = serde_yaml_ng::from_str("window: 50\nmin_points: 5\n").unwrap();
+        assert_eq!(old.season, None);
+        assert!(serde_yaml_ng::from_str::<ModelParams>("sesaon: 3\n").is_err());
     }
 }

@@ -52,6 +52,11 @@ impl Window {
         self.points.iter().map(|p| p.v)
     }
 
+    /// The points, oldest first.
+    pub fn points(&self) -> impl ExactSizeIterator<Item = Point> + '_ {
+        self.points.iter().copied()
+    }
+
     /// The last point.
     pub fn last(&self) -> Option<Point> {
         self.points.back().copied()

@@ -1,287 +1,34 @@
-//! HTTP settings shared by the sources that read a Prometheus-compatible
-//! server (remote read, query_range): timeout, authentication, extra
-//! headers, TLS; and the counters those sources keep about their reads.
-//!
-//! The option names follow Prometheus' own `http_config` (`basic_auth`,
-//! `bearer_token_file`, `tls_config.ca_file`, ...) so a remote-read block
-//! copied from a Prometheus configuration reads the same here.
-//!
-//! TLS is rustls with the `ring` provider, the one the exporter's server
-//! already uses; reqwest is built without a provider of its own.
+//! The blocking HTTP client of the sources that read a Prometheus-compatible
+//! server (remote read, query_range), built from the shared settings in
+//! [`crate::http`], and the counters those sources keep about their reads.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::ReadError;
 
-/// A secret given inline; printed as `<secret>`.
-#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-/// HTTP basic authentication.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password given inline.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// File holding the password (read at each request, trailing newline
-    /// removed), for secrets that rotate.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-/// TLS settings for `https://` URLs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsOptions {
-    /// PEM file of the CAs to trust instead of the system's.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
-    /// Accept any server certificate (testing only).
-    pub insecure_skip_verify: bool,
-}
-
-/// How to reach a server: everything but the URL.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpOptions {
-    /// Limit for a whole request, answer body included.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Basic authentication.
-    pub basic_auth: Option<BasicAuth>,
-    /// Bearer token given inline.
-    pub bearer_token: Option<Secret>,
-    /// File holding the bearer token (read at each request).
-    pub bearer_token_file: Option<PathBuf>,
-    /// Extra request headers, e.g. `X-Scope-OrgID` for a multi-tenant
-    /// Cortex/Mimir/Thanos.
-    pub headers: BTreeMap<String, String>,
-    /// TLS settings.
-    #[serde(rename = "tls_config")]
-    pub tls: TlsOptions,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        HttpOptions {
-            timeout: Duration::from_secs(30),
-            basic_auth: None,
-            bearer_token: None,
-            bearer_token_file: None,
-            headers: BTreeMap::new(),
-            tls: TlsOptions::default(),
-        }
-    }
-}
-
-/// Headers the protocols set themselves; configuring them is an error.
-const RESERVED_HEADERS: &[&str] = &[
-    "authorization",
-    "host",
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "accept-encoding",
-    "user-agent",
-    "connection",
-    "transfer-encoding",
-    "x-prometheus-remote-read-version",
-];
-
-#[derive(Debug, Clone)]
-enum SecretSource {
-    Inline(String),
-    File(PathBuf),
-}
-
-impl SecretSource {
-    fn get(&self) -> Result<String, ReadError> {
-        match self {
-            SecretSource::Inline(s) => Ok(s.clone()),
-            SecretSource::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| ReadError::Config(format!("reading {}: {e}", p.display()))),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Auth {
-    None,
-    Basic {
-        username: String,
-        password: Option<SecretSource>,
-    },
-    Bearer(SecretSource),
-}
+pub use crate::http::{BasicAuth, HttpOptions, Secret, TlsOptions};
+use crate::http::{ClientSettings, Credentials};
 
 /// A configured HTTP client: options checked and TLS material loaded when
 /// it is made; the connection pool itself is started on first use, on the
 /// reading thread (reqwest's blocking client must not be started or used
 /// on an async task).
+#[derive(Debug)]
 pub struct HttpClient {
-    timeout: Duration,
-    auth: Auth,
-    headers: HeaderMap,
-    roots: Vec<reqwest::Certificate>,
-    identity: Option<reqwest::Identity>,
-    insecure: bool,
+    settings: ClientSettings,
     client: Mutex<Option<Client>>,
-}
-
-impl fmt::Debug for HttpClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("timeout", &self.timeout)
-            .field(
-                "auth",
-                &if matches!(self.auth, Auth::None) {
-                    "none"
-                } else {
-                    "set"
-                },
-            )
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
-fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::read(path)
-        .map_err(|e| ReadError::Config(format!("reading {what} {}: {e}", path.display())))
-}
-
-/// Makes rustls' `ring` provider the process default (once), so reqwest,
-/// built without a provider of its own, uses it.
-fn install_ring_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Fails only when a default is already installed, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 impl HttpClient {
     /// Checks `opts` and loads their TLS files and header values; errors
     /// name the option and file at fault.
     pub fn new(opts: &HttpOptions) -> Result<HttpClient, ReadError> {
-        let inline_or_file =
-            |inline: &Option<Secret>, file: &Option<PathBuf>, what: &str| match (inline, file) {
-                (Some(_), Some(_)) => Err(ReadError::Config(format!(
-                    "{what} and {what}_file are mutually exclusive"
-                ))),
-                (Some(s), None) => Ok(Some(SecretSource::Inline(s.0.clone()))),
-                (None, Some(p)) => {
-                    // Read once now so a wrong path is reported at start-up.
-                    let src = SecretSource::File(p.clone());
-                    src.get()?;
-                    Ok(Some(src))
-                }
-                (None, None) => Ok(None),
-            };
-        let bearer = inline_or_file(&opts.bearer_token, &opts.bearer_token_file, "bearer_token")?;
-        let auth = match (&opts.basic_auth, bearer) {
-            (Some(_), Some(_)) => {
-                return Err(ReadError::Config(
-                    "basic_auth and bearer_token(_file) are mutually exclusive".into(),
-                ));
-            }
-            (Some(b), None) => {
-                if b.username.is_empty() {
-                    return Err(ReadError::Config("basic_auth.username is empty".into()));
-                }
-                Auth::Basic {
-                    username: b.username.clone(),
-                    password: inline_or_file(&b.password, &b.password_file, "basic_auth.password")?,
-                }
-            }
-            (None, Some(token)) => Auth::Bearer(token),
-            (None, None) => Auth::None,
-        };
-        let mut headers = HeaderMap::new();
-        for (k, v) in &opts.headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
-                ReadError::Config(format!("headers: invalid header name {k:?}: {e}"))
-            })?;
-            if RESERVED_HEADERS.contains(&name.as_str()) {
-                return Err(ReadError::Config(format!(
-                    "headers: {k:?} is set by imd itself and cannot be configured"
-                )));
-            }
-            let value = HeaderValue::from_str(v).map_err(|e| {
-                ReadError::Config(format!("headers.{k}: invalid header value: {e}"))
-            })?;
-            headers.insert(name, value);
-        }
-        let tls = &opts.tls;
-        let roots = match &tls.ca_file {
-            Some(p) => {
-                let certs =
-                    reqwest::Certificate::from_pem_bundle(&read_file("tls_config.ca_file", p)?)
-                        .map_err(|e| {
-                            ReadError::Config(format!("tls_config.ca_file {}: {e}", p.display()))
-                        })?;
-                if certs.is_empty() {
-                    return Err(ReadError::Config(format!(
-                        "tls_config.ca_file {} holds no certificate",
-                        p.display()
-                    )));
-                }
-                certs
-            }
-            None => Vec::new(),
-        };
-        let identity = match (&tls.cert_file, &tls.key_file) {
-            (Some(c), Some(k)) => {
-                let mut pem = read_file("tls_config.cert_file", c)?;
-                pem.push(b'\n');
-                pem.extend(read_file("tls_config.key_file", k)?);
-                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    ReadError::Config(format!(
-                        "tls_config.cert_file {} / key_file {}: {e}",
-                        c.display(),
-                        k.display()
-                    ))
-                })?)
-            }
-            (None, None) => None,
-            _ => {
-                return Err(ReadError::Config(
-                    "tls_config.cert_file and tls_config.key_file must be given together".into(),
-                ));
-            }
-        };
-        if opts.timeout.is_zero() {
-            return Err(ReadError::Config("timeout must be above zero".into()));
-        }
         Ok(HttpClient {
-            timeout: opts.timeout,
-            auth,
-            headers,
-            roots,
-            identity,
-            insecure: tls.insecure_skip_verify,
+            settings: ClientSettings::new(opts).map_err(|e| ReadError::Config(e.to_string()))?,
             client: Mutex::new(None),
         })
     }
@@ -291,22 +38,7 @@ impl HttpClient {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        install_ring_provider();
-        let mut b = Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("imd-analyzer/", env!("CARGO_PKG_VERSION")))
-            .default_headers(self.headers.clone());
-        if !self.roots.is_empty() {
-            b = b.tls_certs_only(self.roots.clone());
-        }
-        if let Some(id) = &self.identity {
-            b = b.identity(id.clone());
-        }
-        if self.insecure {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        let c = b.build().map_err(|e| {
+        let c = self.settings.blocking_builder().build().map_err(|e| {
             ReadError::Config(format!("building the HTTP client: {}", error_chain(&e)))
         })?;
         *slot = Some(c.clone());
@@ -314,13 +46,10 @@ impl HttpClient {
     }
 
     fn authorize(&self, rb: RequestBuilder) -> Result<RequestBuilder, ReadError> {
-        Ok(match &self.auth {
-            Auth::None => rb,
-            Auth::Basic { username, password } => {
-                let password = password.as_ref().map(SecretSource::get).transpose()?;
-                rb.basic_auth(username, password)
-            }
-            Auth::Bearer(token) => rb.bearer_auth(token.get()?),
+        Ok(match self.settings.credentials().map_err(ReadError::Config)? {
+            Credentials::None => rb,
+            Credentials::Basic(user, password) => rb.basic_auth(user, password),
+            Credentials::Bearer(token) => rb.bearer_auth(token),
         })
     }
 
@@ -610,28 +339,18 @@ mod tests {
 
     #[test]
     fn bad_options_are_named() {
-        let err = |o: HttpOptions| HttpClient::new(&o).unwrap_err().to_string();
-        let mut o = HttpOptions {
-            bearer_token: Some(Secret("t".into())),
-            bearer_token_file: Some("/x".into()),
+        // The checks themselves are crate::http's; here: they surface as a
+        // configuration error that names the key.
+        let o = HttpOptions {
+            tls: TlsOptions {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                ..TlsOptions::default()
+            },
             ..HttpOptions::default()
         };
-        assert!(err(o.clone()).contains("mutually exclusive"));
-        o.bearer_token = None;
-        o.bearer_token_file = Some("/nonexistent/token".into());
-        assert!(err(o.clone()).contains("/nonexistent/token"));
-        o.bearer_token_file = None;
-        o.headers.insert("Content-Type".into(), "x".into());
-        assert!(err(o.clone()).contains("set by imd itself"));
-        o.headers.clear();
-        o.headers.insert("X-Ok".into(), "bad\nvalue".into());
-        assert!(err(o.clone()).contains("headers.X-Ok"));
-        o.headers.clear();
-        o.tls.ca_file = Some("/nonexistent/ca.pem".into());
-        assert!(err(o.clone()).contains("tls_config.ca_file /nonexistent/ca.pem"));
-        o.tls.ca_file = None;
-        o.tls.cert_file = Some("/c".into());
-        assert!(err(o.clone()).contains("given together"));
+        let e = HttpClient::new(&o).unwrap_err();
+        assert_eq!(e.kind(), "config");
+        assert!(e.to_string().contains("tls_config.ca_file: reading /nonexistent/ca.pem"), "{e}");
     }
 
     #[test]

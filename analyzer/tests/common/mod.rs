@@ -95,6 +95,22 @@ impl Proc {
         s[start..].to_string()
     }
 
+    /// Sends `signal` (a `kill` name such as `HUP`) to the child by PID.
+    pub fn signal(&mut self, signal: &str) {
+        let child = self.child.as_mut().expect("the child was stopped");
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "{} has exited",
+            self.name
+        );
+        // Not reaped yet, so the PID is still the child's.
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {} failed", self.name);
+    }
+
     /// The child's exit status if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child
@@ -131,6 +147,13 @@ impl Proc {
             self.name,
             self.stderr()
         );
+    }
+
+    /// Kills the child at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
     }
 
     /// Stops the child now (SIGTERM by PID, SIGKILL after 5 s).
@@ -245,4 +268,197 @@ pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The repository's root (the workspace holding `analyzer/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("analyzer/ has a parent")
+        .to_path_buf()
+}
+
+/// A program installed by `.ci/test` into its Python venv (`$IMD_TOOLS_VENV`,
+/// default `target/ci-venv`), e.g. `kubernetes-validate`; fails the test
+/// saying how to install it when missing.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("IMD_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/ci-venv"));
+    let p = venv.join("bin").join(name);
+    assert!(
+        p.is_file(),
+        "required program {} was not found; run `bash .ci/test`, which installs it into {}",
+        p.display(),
+        venv.display()
+    );
+    p
+}
+
+/// Runs a command to completion and returns (success, stdout + stderr).
+pub fn run_capture(program: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Percent-encodes `s` for a URL query value (RFC 3986 unreserved kept).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Every `imd_*` series name the analyzer's source spells out as a string
+/// literal (what `emit/`, the self-metrics and the notifier publish), to
+/// check that rules and dashboards use real names.
+pub fn analyzer_metric_names() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("reading analyzer/src") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo_root().join("analyzer/src"), &mut files);
+    let re = regex::Regex::new(r#""(imd_[a-z_]+)""#).expect("regex");
+    let mut names = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("reading source");
+        names.extend(re.captures_iter(&text).map(|c| c[1].to_string()));
+    }
+    names
+}
+
+/// Builds a TSDB with `promtool tsdb create-blocks-from openmetrics` in
+/// `dir/tsdb`: gauges `(metric, instance)` with `points` samples 15 s apart,
+/// the last one 15 s before now (so that they are fresh for the analyzer),
+/// sample `k` of series `i` being `value(i, k)`. Serve it with
+/// [`start_prometheus_on`].
+pub fn build_recent_tsdb(
+    dir: &Path,
+    series: &[(&str, &str)],
+    points: i64,
+    value: impl Fn(usize, i64) -> f64,
+) -> PathBuf {
+    const STEP_S: i64 = 15;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let last = now - now % STEP_S - STEP_S;
+    let mut om = String::new();
+    let mut typed = std::collections::BTreeSet::new();
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    // OpenMetrics wants each family's samples together.
+    order.sort_by_key(|&i| series[i].0);
+    for i in order {
+        let (metric, instance) = series[i];
+        if typed.insert(metric) {
+            om.push_str(&format!("# TYPE {metric} gauge\n"));
+        }
+        for k in 0..points {
+            let t = last - (points - 1 - k) * STEP_S;
+            om.push_str(&format!(
+                "{metric}{{instance=\"{instance}\"}} {} {t}\n",
+                value(i, k)
+            ));
+        }
+    }
+    om.push_str("# EOF\n");
+    let input = dir.join("input.om");
+    std::fs::write(&input, om).expect("writing the OpenMetrics input");
+    let tsdb = dir.join("tsdb");
+    run_ok(
+        &require_tool("promtool"),
+        &[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            input.to_str().expect("utf-8 path"),
+            tsdb.to_str().expect("utf-8 path"),
+        ],
+    );
+    tsdb
+}
+
+/// Starts Alertmanager (no gossip, groups sent at once to a receiver that
+/// drops them) on a free loopback port under `dir/name`; returns it and
+/// its port once `/-/ready` answers.
+pub fn start_alertmanager(dir: &Path, name: &str) -> (Proc, u16) {
+    let port = free_port();
+    let cfg = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: none\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: none\n",
+    )
+    .expect("writing the Alertmanager config");
+    let mut p = Proc::spawn(
+        name,
+        &require_tool("prometheus-alertmanager"),
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.path={}", dir.join(name).display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_string(),
+        ],
+        dir,
+    );
+    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
+    (p, port)
+}
+
+/// Label sets (as sorted JSON maps) of the active alerts in Alertmanager.
+pub fn am_active_alerts(port: u16) -> std::collections::BTreeSet<String> {
+    let Ok((200, body)) = http_get(port, "/api/v2/alerts?active=true") else {
+        return Default::default();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["status"]["state"] == "active")
+                .map(|x| {
+                    let labels: std::collections::BTreeMap<String, String> =
+                        serde_json::from_value(x["labels"].clone()).unwrap_or_default();
+                    serde_json::to_string(&labels).unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `node_modules` folder `.ci/test` installs npm packages into
+/// (`$IMD_TOOLS_NODE`, default `target/ci-node`); fails the test saying how
+/// to install it when `package` is missing there.
+pub fn node_modules(package: &str) -> PathBuf {
+    let dir = std::env::var_os("IMD_TOOLS_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/ci-node"))
+        .join("node_modules");
+    assert!(
+        dir.join(package).is_dir(),
+        "npm package {package} was not found in {}; run `bash .ci/test`, which installs it",
+        dir.display()
+    );
+    dir
 }

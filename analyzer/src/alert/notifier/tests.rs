@@ -363,10 +363,10 @@ fn credentials_are_sent() {
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let mut cfg = config(&[&sink.url, &format!("{}/basic", sink.url)]);
-    cfg.alertmanagers[0].bearer_token_file = Some(token.clone());
-    cfg.alertmanagers[1].basic_auth = Some(BasicAuth {
+    cfg.alertmanagers[0].http.bearer_token_file = Some(token.clone());
+    cfg.alertmanagers[1].http.basic_auth = Some(BasicAuth {
         username: "imd".into(),
-        password: Some("pw".into()),
+        password: Some(crate::http::Secret("pw".into())),
         password_file: None,
     });
     let n = Notifier::new(cfg).unwrap();
@@ -423,7 +423,7 @@ fn configuration_reads_from_yaml_with_prometheus_defaults() {
         "alertmanagers:\n  - url: http://am:9093\n    timeout: 5s\neval_interval: 30s\nexternal_labels: {cluster: c1}\n",
     )
     .unwrap();
-    assert_eq!(c.alertmanagers[0].timeout, Duration::from_secs(5));
+    assert_eq!(c.alertmanagers[0].http.timeout, Duration::from_secs(5));
     assert_eq!(c.resend_delay, Duration::from_secs(60));
     assert_eq!(c.effective_resolve_timeout(), Duration::from_secs(240));
     assert_eq!(c.resolved_retention, Duration::from_secs(900));

@@ -1,7 +1,7 @@
-//! Remote-read protobuf messages, written as prost structs by hand so the
-//! build needs no `protoc`. Field numbers follow Prometheus'
-//! `prompb/remote.proto` and `prompb/types.proto`; fields this reader never
-//! uses (exemplars, native histograms, write-side messages) are left out and
+//! Remote-read (and remote-write 1.0) protobuf messages, written as prost
+//! structs by hand so the build needs no `protoc`. Field numbers follow
+//! Prometheus' `prompb/remote.proto` and `prompb/types.proto`; fields imd
+//! never uses (exemplars, native histograms, metadata) are left out and
 //! skipped as unknown fields when a server sends them.
 
 /// One float sample.
@@ -277,4 +277,12 @@ mod tests {
             }]
         );
     }
+}
+
+/// A remote-write 1.0 request: series with their samples.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteRequest {
+    /// The series, labels sorted by name, `__name__` included.
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
 }

@@ -1,0 +1,110 @@
+//! `forecast`: H steps past the end of every series of a file, with
+//! bounds, series processed in parallel.
+
+use anyhow::Context;
+
+use super::ForecastArgs;
+use crate::model::{self, Forecast, Point};
+
+/// Fewest points a series needs to be forecast.
+pub const MIN_POINTS: usize = 3;
+
+/// Forecasts `horizon` steps past the end of `points` with model `name`,
+/// fitted on all of them.
+pub fn forecast_series(
+    points: &[Point],
+    name: &str,
+    horizon: usize,
+    level: f64,
+    season: Option<usize>,
+) -> Result<Forecast, String> {
+    if points.len() < MIN_POINTS {
+        return Err(format!(
+            "too short: {} points, a forecast needs at least {MIN_POINTS}",
+            points.len()
+        ));
+    }
+    let params = super::whole_history_params(points.len(), season);
+    let mut m = model::build(name, &params).map_err(|e| e.to_string())?;
+    m.fit(points).map_err(|e| e.to_string())?;
+    m.forecast(horizon, level).ok_or_else(|| {
+        format!(
+            "model {name} cannot forecast from {} points (too short for it; try --model auto or drift)",
+            points.len()
+        )
+    })
+}
+
+/// Runs `forecast`.
+pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
+    super::check_model(&a.model)?;
+    super::check_season(a.season)?;
+    let level = super::level_fraction(a.level)?;
+    if a.horizon == 0 {
+        anyhow::bail!("--horizon must be at least 1");
+    }
+    let series = super::csv::read(&a.input, true)?;
+    let results = super::par_map(&series, |s| {
+        forecast_series(&s.points(), &a.model, a.horizon, level, a.season)
+    });
+    let file = std::fs::File::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    w.write_record(["series_id", "step", "yhat", "yhat_lower", "yhat_upper"])?;
+    for (s, r) in series.iter().zip(results) {
+        let f = r.map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}: series {:?}: {e}",
+                a.input.display(),
+                s.first_line(),
+                s.id
+            )
+        })?;
+        for h in 0..a.horizon {
+            w.write_record([
+                s.id.clone(),
+                (h + 1).to_string(),
+                f.mean[h].to_string(),
+                f.lower[h].to_string(),
+                f.upper[h].to_string(),
+            ])?;
+        }
+    }
+    // Flushes the CSV buffer and the file buffer under it.
+    w.flush()
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_forecasts_or_says_why() {
+        let pts: Vec<Point> = (0..100)
+            .map(|i| Point {
+                t: i * 1000,
+                v: 5.0 + (i % 7) as f64,
+            })
+            .collect();
+        for name in model::NAMES {
+            let f = forecast_series(&pts, name, 10, 0.9, None).unwrap();
+            assert_eq!(f.mean.len(), 10, "{name}");
+            assert!(f.lower.iter().zip(&f.upper).all(|(l, u)| l <= u));
+        }
+        let f = forecast_series(&pts, "snaive", 7, 0.9, Some(7)).unwrap();
+        assert_eq!(
+            f.mean,
+            (0..7)
+                .map(|i| 5.0 + ((100 + i) % 7) as f64)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            forecast_series(&pts[..2], "auto", 3, 0.9, None)
+                .unwrap_err()
+                .contains("too short")
+        );
+        assert!(forecast_series(&pts[..5], "mstl", 3, 0.9, Some(24)).is_err());
+    }
+}

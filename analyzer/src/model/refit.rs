@@ -1,0 +1,363 @@
+//! Online use of batch forecasters (augurs' ETS and MSTL), which fit a
+//! whole series at once and cannot take one more point: the model keeps a
+//! window, refits it every season (at most every 48 points), and between
+//! refits judges each point against the last fit's forecast for that many
+//! steps ahead. Scores use a robust scale of the fit's one-step errors;
+//! bounds use their empirical quantile, widened with the horizon as the
+//! model's own intervals widen.
+//!
+//! The fitted augurs models are not serialisable, so saved state is the
+//! window (and the seasons found): loading refits it, which gives the same
+//! model again since the fits are deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use super::resid::Errors;
+use super::season::{detect, regular};
+use super::window::{Window, future_times};
+use super::{Forecast, Model, ModelError, ModelParams, Point};
+
+/// A batch forecaster: fits a regular series with the given seasons.
+pub trait Fitter: Send + Sync {
+    /// The model's name.
+    fn name(&self) -> &'static str;
+    /// Whether the model uses seasons (and detection should run).
+    fn seasonal(&self) -> bool;
+    /// Fewest grid points it can fit with these seasons.
+    fn min_len(&self, seasons: &[usize]) -> usize;
+    /// Fits `y`.
+    fn fit(&self, y: &[f64], seasons: &[usize]) -> Result<Box<dyn Fitted>, String>;
+}
+
+/// A fitted batch forecaster.
+pub trait Fitted: Send + Sync {
+    /// Means and standard errors 1..=h steps after the fitted data.
+    fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)>;
+    /// In-sample one-step errors.
+    fn residuals(&self) -> Vec<f64>;
+}
+
+/// The longest gap between refits, in points.
+const MAX_REFIT_EVERY: usize = 48;
+/// Online errors kept.
+const ONLINE_ERRORS: usize = 240;
+/// Online errors needed before they count.
+const ONLINE_FROM: usize = 30;
+/// Held-out points that seed the online errors at fit time.
+const SEED_POINTS: usize = 48;
+
+/// What was learned at the last refit.
+struct State {
+    fitted: Box<dyn Fitted>,
+    last_t: i64,
+    step: i64,
+    errors: Errors,
+}
+
+/// A batch forecaster run online.
+pub struct Refitting<F: Fitter> {
+    params: ModelParams,
+    fitter: F,
+    window: Window,
+    seasons: Vec<usize>,
+    state: Option<State>,
+    since: usize,
+    /// Errors of the forecasts the points were scored against, in units
+    /// of the one-step error (divided by the interval's growth), newest
+    /// last; their summary once there are enough.
+    online: std::collections::VecDeque<f64>,
+    online_errors: Option<Errors>,
+    /// Whether fitting seeds the online errors.
+    seed: bool,
+}
+
+/// Saved state: the seasons, the window and the online errors (the fit is
+/// redone on load).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    seasons: Vec<usize>,
+    window: Window,
+    #[serde(default)]
+    online: Vec<f64>,
+}
+
+impl<F: Fitter> Refitting<F> {
+    /// A model that has seen nothing yet.
+    pub fn new(params: ModelParams, fitter: F) -> Refitting<F> {
+        let seasons: Vec<usize> = params.season.filter(|s| *s > 1).into_iter().collect();
+        let window = Window::new(capacity(&params, &seasons));
+        Refitting {
+            params,
+            fitter,
+            window,
+            seasons,
+            state: None,
+            since: 0,
+            online: std::collections::VecDeque::new(),
+            online_errors: None,
+            seed: true,
+        }
+    }
+
+    /// The error of `point` against the current fit, in one-step units.
+    fn online_error(&self, point: Point) -> Option<f64> {
+        let s = self.state.as_ref()?;
+        let h = Self::steps_to(s, point.t).max(1);
+        let (mean, se) = s.fitted.predict(h)?;
+        Some((point.v - mean[h - 1]) / growth(&se, h - 1))
+    }
+
+    fn summarise_online(&mut self) {
+        let level = self.window.last().map(|p| p.v).unwrap_or(0.0);
+        self.online_errors = (self.online.len() >= ONLINE_FROM).then(|| {
+            let e: Vec<f64> = self.online.iter().copied().collect();
+            Errors::new(&e, level)
+        });
+    }
+
+    /// The scale of errors: the fit's, or the online errors' when larger.
+    fn errors(&self) -> Option<&Errors> {
+        let fit = &self.state.as_ref()?.errors;
+        Some(match &self.online_errors {
+            Some(o) if o.sigma > fit.sigma => o,
+            _ => fit,
+        })
+    }
+
+    /// The seasons in use.
+    pub fn seasons(&self) -> &[usize] {
+        &self.seasons
+    }
+
+    fn refit_every(&self) -> usize {
+        self.seasons
+            .first()
+            .copied()
+            .unwrap_or(12)
+            .clamp(6, MAX_REFIT_EVERY)
+    }
+
+    fn refit(&mut self) {
+        self.since = 0;
+        self.state = None;
+        let (Some(step), Some(last)) = (self.window.step_ms(), self.window.last()) else {
+            return;
+        };
+        let points: Vec<Point> = self.window.points().collect();
+        let y = regular(&points, step);
+        if y.len()
+            < self
+                .params
+                .min_points
+                .max(self.fitter.min_len(&self.seasons))
+        {
+            return;
+        }
+        match self.fitter.fit(&y, &self.seasons) {
+            Ok(fitted) => {
+                let errors = Errors::new(&fitted.residuals(), last.v);
+                self.state = Some(State {
+                    fitted,
+                    last_t: last.t,
+                    step,
+                    errors,
+                });
+            }
+            Err(e) => {
+                tracing::debug!(model = self.fitter.name(), error = %e, "fit failed");
+            }
+        }
+    }
+
+    /// Seeds the online errors with honest out-of-sample ones: the model
+    /// is fitted without the last `SEED_POINTS` (or one refit period, if
+    /// longer) of the window and its forecast for them is compared with
+    /// what came. In-sample errors alone are too small for bounds (a
+    /// decomposition fits each point with smoothers that also see later
+    /// points).
+    fn seed_online(&mut self) {
+        let Some(step) = self.window.step_ms() else {
+            return;
+        };
+        let points: Vec<Point> = self.window.points().collect();
+        let y = regular(&points, step);
+        let h = self.refit_every().max(SEED_POINTS);
+        let need = self
+            .params
+            .min_points
+            .max(self.fitter.min_len(&self.seasons));
+        let Some(cut) = y.len().checked_sub(h).filter(|c| *c >= need) else {
+            return;
+        };
+        let Ok(fitted) = self.fitter.fit(&y[..cut], &self.seasons) else {
+            return;
+        };
+        let Some((mean, se)) = fitted.predict(h) else {
+            return;
+        };
+        for (i, m) in mean.iter().enumerate() {
+            self.online.push_back((y[cut + i] - m) / growth(&se, i));
+        }
+        while self.online.len() > ONLINE_ERRORS {
+            self.online.pop_front();
+        }
+        self.summarise_online();
+    }
+
+    /// Turns off the seeding of online errors at fit time (for quick
+    /// backtests that only compare forecasts, not bounds).
+    pub fn without_seeding(mut self) -> Self {
+        self.seed = false;
+        self
+    }
+
+    /// Steps from the fit's last point to `t`.
+    fn steps_to(state: &State, t: i64) -> usize {
+        ((t - state.last_t) as f64 / state.step as f64)
+            .round()
+            .max(0.0) as usize
+    }
+}
+
+/// Window size: the configured one, or four of the longest season and a
+/// point if longer.
+fn capacity(params: &ModelParams, seasons: &[usize]) -> usize {
+    params
+        .window
+        .max(4 * seasons.iter().max().copied().unwrap_or(0) + 1)
+}
+
+impl<F: Fitter> Model for Refitting<F> {
+    fn name(&self) -> &'static str {
+        self.fitter.name()
+    }
+
+    fn fit(&mut self, history: &[Point]) -> Result<(), ModelError> {
+        if self.params.season.is_none() && self.fitter.seasonal() {
+            let mut w = Window::new(history.len().max(1));
+            w.fill(history);
+            let points: Vec<Point> = w.points().collect();
+            self.seasons = w
+                .step_ms()
+                .map(|step| detect(&regular(&points, step)))
+                .unwrap_or_default();
+        }
+        self.window = Window::new(capacity(&self.params, &self.seasons));
+        self.window.fill(history);
+        if self.seed && self.online.len() < ONLINE_FROM {
+            self.seed_online();
+        }
+        self.refit();
+        Ok(())
+    }
+
+    fn score(&self, point: Point) -> f64 {
+        let Some(s) = &self.state else {
+            return 0.0;
+        };
+        if !point.v.is_finite() {
+            return 0.0;
+        }
+        let h = Self::steps_to(s, point.t).max(1);
+        let Some((mean, se)) = s.fitted.predict(h) else {
+            return 0.0;
+        };
+        let growth = growth(&se, h - 1);
+        let errors = self.errors().unwrap_or(&s.errors);
+        errors.score(point.v - mean[h - 1], growth)
+    }
+
+    fn update(&mut self, point: Point) {
+        if !point.v.is_finite() {
+            return;
+        }
+        if let Some(e) = self.online_error(point) {
+            if self.online.len() == ONLINE_ERRORS {
+                self.online.pop_front();
+            }
+            self.online.push_back(e);
+            self.summarise_online();
+        }
+        self.window.push(point);
+        self.since += 1;
+        if self.since >= self.refit_every() {
+            self.refit();
+        }
+    }
+
+    fn forecast(&self, steps: usize, level: f64) -> Option<Forecast> {
+        let s = self.state.as_ref()?;
+        let last = self.window.last()?;
+        let h0 = Self::steps_to(s, last.t);
+        let (mean, se) = s.fitted.predict(h0 + steps)?;
+        let half = match &self.online_errors {
+            Some(o) => o.half_width(level).max(s.errors.half_width(level)),
+            None => s.errors.half_width(level),
+        };
+        let mut f = Forecast {
+            t: future_times(last.t, s.step, steps),
+            mean: Vec::with_capacity(steps),
+            lower: Vec::with_capacity(steps),
+            upper: Vec::with_capacity(steps),
+        };
+        for (i, m) in mean.iter().enumerate().skip(h0) {
+            let g = growth(&se, i);
+            f.mean.push(*m);
+            f.lower.push(m - half * g);
+            f.upper.push(m + half * g);
+        }
+        Some(f)
+    }
+
+    fn save(&self) -> serde_json::Value {
+        serde_json::to_value(Saved {
+            seasons: self.seasons.clone(),
+            window: self.window.clone(),
+            online: self.online.iter().copied().collect(),
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), ModelError> {
+        let s: Saved = serde_json::from_value(state).map_err(|e| ModelError::BadState {
+            model: self.fitter.name(),
+            reason: e.to_string(),
+        })?;
+        if s.seasons.iter().any(|p| *p < 2) {
+            return Err(ModelError::BadState {
+                model: self.fitter.name(),
+                reason: format!("bad seasons {:?}", s.seasons),
+            });
+        }
+        self.seasons = s.seasons;
+        self.window = s.window;
+        self.online = s.online.into_iter().collect();
+        self.summarise_online();
+        self.refit();
+        Ok(())
+    }
+}
+
+/// How much wider the model's own interval is at index `i` than one step
+/// ahead (at least 1).
+fn growth(se: &[f64], i: usize) -> f64 {
+    match (se.first(), se.get(i)) {
+        (Some(a), Some(b)) if *a > 0.0 && b.is_finite() => (b / a).max(1.0),
+        _ => 1.0,
+    }
+}
+
+/// Standard errors from an augurs forecast's intervals at `level`.
+pub fn se_from(f: &augurs::Forecast, h: usize, level: f64) -> Vec<f64> {
+    let z = super::z_for_level(level);
+    match &f.intervals {
+        Some(iv) if iv.lower.len() == h && iv.upper.len() == h => iv
+            .lower
+            .iter()
+            .zip(&iv.upper)
+            .map(|(l, u)| (u - l) / (2.0 * z))
+            .collect(),
+        _ => vec![1.0; h],
+    }
+}

@@ -1,0 +1,110 @@
+//! Limits through the real binary: with `global.max_series_per_query`, a
+//! query matching more series than that analyses only that many, logs it,
+//! and counts the ones left out in
+//! `imd_analyzer_series_limited_total{query}` every cycle; a limit of 0 is
+//! a configuration error naming the key.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{
+    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, wait_for,
+};
+
+fn sample(port: u16, prefix: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics").ok()?;
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn scored(port: u16) -> usize {
+    http_get(port, "/metrics")
+        .map(|(_, b)| {
+            b.lines()
+                .filter(|l| l.starts_with("imd_anomaly_score{") && l.contains("query=\"a\""))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn series_over_the_limit_are_left_out_and_counted() {
+    let dir = tempdir();
+    let hosts: Vec<String> = (0..5).map(|h| format!("h{h}")).collect();
+    let series: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|h| ("imd_limit_test", h.as_str()))
+        .collect();
+    let tsdb = build_recent_tsdb(dir.path(), &series, 120, |i, k| {
+        3.0 + ((k + i as i64) % 5) as f64 * 0.1
+    });
+    let prom_port = free_port();
+    let _prom = start_prometheus_on(&tsdb, dir.path(), prom_port, &[]);
+    let config = |max: usize| {
+        format!(
+            "global:\n  infer_every: 1s\n  lookback_delta: 10m\n  max_series_per_query: {max}\n\
+             sources:\n  - name: prom\n    url: http://127.0.0.1:{prom_port}\n\
+             queries:\n  - name: a\n    selector: imd_limit_test\n    history: 1h\n"
+        )
+    };
+    let file = dir.path().join("imd-analyzer.yml");
+    let bin = Path::new(env!("CARGO_BIN_EXE_imd-analyzer"));
+
+    std::fs::write(&file, config(0)).unwrap();
+    let out = std::process::Command::new(bin)
+        .args([
+            &format!("--config.file={}", file.display()),
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("global.max_series_per_query"), "{err}");
+
+    std::fs::write(&file, config(3)).unwrap();
+    let port = free_port();
+    let mut an = Proc::spawn(
+        "imd-analyzer",
+        bin,
+        &[
+            format!("--config.file={}", file.display()),
+            format!("--storage.path={}", dir.path().join("an").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        dir.path(),
+    );
+    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let limited = "imd_analyzer_series_limited_total{query=\"a\"}";
+    wait_for("two series to be left out", 20, || {
+        sample(port, limited).is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(
+        scored(port),
+        3,
+        "only max_series_per_query series are analysed"
+    );
+    // Counted again in each cycle they are still left out.
+    let (n, cycles) = (
+        sample(port, limited).unwrap(),
+        sample(port, "imd_analyzer_cycles_total ").unwrap(),
+    );
+    wait_for("two more cycles", 20, || {
+        sample(port, "imd_analyzer_cycles_total ").is_some_and(|c| c >= cycles + 2.0)
+    });
+    let later = sample(port, limited).unwrap();
+    assert!(
+        later >= n + 4.0 && (later - n) % 2.0 == 0.0,
+        "{n} then {later}"
+    );
+    assert_eq!(scored(port), 3);
+    assert!(
+        an.stderr().contains("max_series_per_query"),
+        "the limit is logged:\n{}",
+        an.stderr()
+    );
+}
