@@ -175,7 +175,8 @@ fn inline_or_file(
         (Some(s), None) => Ok(Some(SecretSource::Inline(s.0.clone()))),
         (None, Some(p)) => {
             let src = SecretSource::File(p.clone());
-            src.get().map_err(|m| SettingsError::new(format!("{key}_file"), m))?;
+            src.get()
+                .map_err(|m| SettingsError::new(format!("{key}_file"), m))?;
             Ok(Some(src))
         }
         (None, None) => Ok(None),
@@ -219,14 +220,22 @@ impl fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientSettings")
             .field("timeout", &self.timeout)
-            .field("auth", &if matches!(self.auth, Auth::None) { "none" } else { "set" })
+            .field(
+                "auth",
+                &if matches!(self.auth, Auth::None) {
+                    "none"
+                } else {
+                    "set"
+                },
+            )
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, SettingsError> {
-    std::fs::read(path).map_err(|e| SettingsError::new(key, format!("reading {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| SettingsError::new(key, format!("reading {}: {e}", path.display())))
 }
 
 /// Makes rustls' `ring` provider the process default (once), so reqwest,
@@ -249,16 +258,23 @@ impl ClientSettings {
         let bearer = inline_or_file(&opts.bearer_token, &opts.bearer_token_file, "bearer_token")?;
         let auth = match (&opts.basic_auth, bearer) {
             (Some(_), Some(_)) => {
-                return Err(SettingsError::new("", "`basic_auth` and a bearer token are mutually exclusive"));
+                return Err(SettingsError::new(
+                    "",
+                    "`basic_auth` and a bearer token are mutually exclusive",
+                ));
             }
             (Some(b), None) => {
                 if b.username.is_empty() {
-                    return Err(SettingsError::new("basic_auth.username", "must not be empty"));
+                    return Err(SettingsError::new(
+                        "basic_auth.username",
+                        "must not be empty",
+                    ));
                 }
                 Auth::Basic {
                     username: b.username.clone(),
-                    password: inline_or_file(&b.password, &b.password_file, "password")
-                        .map_err(|e| SettingsError::new(format!("basic_auth.{}", e.key), e.message))?,
+                    password: inline_or_file(&b.password, &b.password_file, "password").map_err(
+                        |e| SettingsError::new(format!("basic_auth.{}", e.key), e.message),
+                    )?,
                 }
             }
             (None, Some(token)) => Auth::Bearer(token),
@@ -266,23 +282,31 @@ impl ClientSettings {
         };
         let mut headers = HeaderMap::new();
         for (k, v) in &opts.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| SettingsError::new(format!("headers.{k}"), format!("invalid header name: {e}")))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                SettingsError::new(format!("headers.{k}"), format!("invalid header name: {e}"))
+            })?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(SettingsError::new(
                     format!("headers.{k}"),
                     "is set by imd itself and cannot be configured",
                 ));
             }
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| SettingsError::new(format!("headers.{k}"), format!("invalid header value: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| {
+                SettingsError::new(format!("headers.{k}"), format!("invalid header value: {e}"))
+            })?;
             headers.insert(name, value);
         }
         let tls = &opts.tls;
         let roots = match &tls.ca_file {
             Some(p) => {
-                let certs = reqwest::Certificate::from_pem_bundle(&read_file("tls_config.ca_file", p)?)
-                    .map_err(|e| SettingsError::new("tls_config.ca_file", format!("{}: {e}", p.display())))?;
+                let certs =
+                    reqwest::Certificate::from_pem_bundle(&read_file("tls_config.ca_file", p)?)
+                        .map_err(|e| {
+                            SettingsError::new(
+                                "tls_config.ca_file",
+                                format!("{}: {e}", p.display()),
+                            )
+                        })?;
                 if certs.is_empty() {
                     return Err(SettingsError::new(
                         "tls_config.ca_file",
@@ -301,7 +325,11 @@ impl ClientSettings {
                 Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
                     SettingsError::new(
                         "tls_config",
-                        format!("client certificate {} and key {}: {e}", c.display(), k.display()),
+                        format!(
+                            "client certificate {} and key {}: {e}",
+                            c.display(),
+                            k.display()
+                        ),
                     )
                 })?)
             }
@@ -332,9 +360,10 @@ impl ClientSettings {
     pub fn credentials(&self) -> Result<Credentials, String> {
         Ok(match &self.auth {
             Auth::None => Credentials::None,
-            Auth::Basic { username, password } => {
-                Credentials::Basic(username.clone(), password.as_ref().map(SecretSource::get).transpose()?)
-            }
+            Auth::Basic { username, password } => Credentials::Basic(
+                username.clone(),
+                password.as_ref().map(SecretSource::get).transpose()?,
+            ),
             Auth::Bearer(token) => Credentials::Bearer(token.get()?),
         })
     }
@@ -389,26 +418,37 @@ mod tests {
             bearer_token_file: Some("/x".into()),
             ..HttpOptions::default()
         };
-        assert_eq!(e(o.clone()), "sources[0].bearer_token_file: `bearer_token` and `bearer_token_file` are mutually exclusive");
+        assert_eq!(
+            e(o.clone()),
+            "sources[0].bearer_token_file: `bearer_token` and `bearer_token_file` are mutually exclusive"
+        );
         o.bearer_token_file = None;
         o.basic_auth = Some(BasicAuth {
             username: "u".into(),
             ..BasicAuth::default()
         });
-        assert_eq!(e(o.clone()), "sources[0]: `basic_auth` and a bearer token are mutually exclusive");
+        assert_eq!(
+            e(o.clone()),
+            "sources[0]: `basic_auth` and a bearer token are mutually exclusive"
+        );
         o.bearer_token = None;
         o.basic_auth = Some(BasicAuth {
             username: "u".into(),
             password: None,
             password_file: Some("/nonexistent/pw".into()),
         });
-        assert!(e(o.clone()).starts_with("sources[0].basic_auth.password_file: reading /nonexistent/pw"));
+        assert!(
+            e(o.clone())
+                .starts_with("sources[0].basic_auth.password_file: reading /nonexistent/pw")
+        );
         o.basic_auth = None;
         o.headers.insert("Content-Type".into(), "x".into());
         assert!(e(o.clone()).starts_with("sources[0].headers.Content-Type: is set by imd"));
         o.headers.clear();
         o.tls.cert_file = Some("/c".into());
-        assert!(e(o.clone()).contains("tls_config: `cert_file` and `key_file` must be given together"));
+        assert!(
+            e(o.clone()).contains("tls_config: `cert_file` and `key_file` must be given together")
+        );
         o.tls.cert_file = None;
         o.timeout = Duration::ZERO;
         assert_eq!(e(o), "sources[0].timeout: must be above zero");

@@ -276,14 +276,27 @@ mod tests {
         assert_eq!(cli.run.web.listen_address, vec![":9110".to_string()]);
         let m = command()
             .try_get_matches_from([
-                "imd-analyzer", "forecast", "--input", "in.csv", "--horizon", "48",
-                "--season", "24", "--level", "90", "--output", "out.csv",
+                "imd-analyzer",
+                "forecast",
+                "--input",
+                "in.csv",
+                "--horizon",
+                "48",
+                "--season",
+                "24",
+                "--level",
+                "90",
+                "--output",
+                "out.csv",
             ])
             .unwrap();
         let Some(Command::Forecast(f)) = Cli::from_arg_matches(&m).unwrap().command else {
             panic!("forecast not parsed")
         };
-        assert_eq!((f.horizon, f.season, f.level, f.model.as_str()), (48, Some(24), 90.0, "auto"));
+        assert_eq!(
+            (f.horizon, f.season, f.level, f.model.as_str()),
+            (48, Some(24), 90.0, "auto")
+        );
         let m = command()
             .try_get_matches_from(["imd-analyzer", "score", "--input", "a", "--output", "b"])
             .unwrap();

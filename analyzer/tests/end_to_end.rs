@@ -232,11 +232,20 @@ fn pipeline(prefer_streamed: bool) {
     );
 
     // The scores were also written back to Prometheus by remote-write.
-    wait_for("imd_anomaly_score in Prometheus by remote-write", 20, || {
-        http_get(prom_port, "/api/v1/query?query=imd_anomaly_score%7Bquery%3D%22test%22%7D")
-            .map(|(_, b)| b.contains("\"exported_instance\":\"a\"") && b.contains("\"model\":\"mad\""))
+    wait_for(
+        "imd_anomaly_score in Prometheus by remote-write",
+        20,
+        || {
+            http_get(
+                prom_port,
+                "/api/v1/query?query=imd_anomaly_score%7Bquery%3D%22test%22%7D",
+            )
+            .map(|(_, b)| {
+                b.contains("\"exported_instance\":\"a\"") && b.contains("\"model\":\"mad\"")
+            })
             .unwrap_or(false)
-    });
+        },
+    );
 
     // Back to normal: the score falls and the alert resolves.
     target.set(10.0);

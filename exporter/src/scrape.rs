@@ -153,7 +153,9 @@ pub fn merge(families: Vec<Family>) -> Vec<Family> {
             None => {
                 by_name.insert(f.name.clone(), (f, false));
             }
-            Some((existing, joined)) if existing.kind == f.kind || f.kind == MetricType::Untyped => {
+            Some((existing, joined))
+                if existing.kind == f.kind || f.kind == MetricType::Untyped =>
+            {
                 existing.samples.extend(f.samples);
                 *joined = true;
             }

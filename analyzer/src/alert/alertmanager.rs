@@ -246,7 +246,10 @@ mod tests {
             serde_yaml_ng::from_str("url: http://am:9093\ntimeout: 3s\nbearer_token_file: /t\n")
                 .unwrap();
         assert_eq!(c.http.timeout, std::time::Duration::from_secs(3));
-        assert_eq!(c.http.bearer_token_file.as_deref(), Some(std::path::Path::new("/t")));
+        assert_eq!(
+            c.http.bearer_token_file.as_deref(),
+            Some(std::path::Path::new("/t"))
+        );
         let d: AlertmanagerConfig = serde_yaml_ng::from_str("url: http://am:9093\n").unwrap();
         assert_eq!(d, AlertmanagerConfig::new("http://am:9093"));
         assert!(serde_yaml_ng::from_str::<AlertmanagerConfig>("url: x\ntimout: 3s\n").is_err());

@@ -101,7 +101,11 @@ impl RemoteWriter {
         let body = snap::raw::Encoder::new()
             .compress_vec(&req.encode_to_vec())
             .unwrap_or_default();
-        let mut q = self.queue.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self
+            .queue
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if q.0.len() == self.capacity {
             q.0.pop_front();
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -120,17 +124,35 @@ impl RemoteWriter {
             fam
         };
         vec![
-            f("imd_remote_write_samples_total", "Samples queued for remote-write.", &self.stats.samples),
-            f("imd_remote_write_requests_total", "Remote-write requests accepted by the receiver.", &self.stats.requests),
-            f("imd_remote_write_failures_total", "Remote-write attempts that failed.", &self.stats.failures),
-            f("imd_remote_write_dropped_total", "Remote-write requests dropped (queue full or refused).", &self.stats.dropped),
+            f(
+                "imd_remote_write_samples_total",
+                "Samples queued for remote-write.",
+                &self.stats.samples,
+            ),
+            f(
+                "imd_remote_write_requests_total",
+                "Remote-write requests accepted by the receiver.",
+                &self.stats.requests,
+            ),
+            f(
+                "imd_remote_write_failures_total",
+                "Remote-write attempts that failed.",
+                &self.stats.failures,
+            ),
+            f(
+                "imd_remote_write_dropped_total",
+                "Remote-write requests dropped (queue full or refused).",
+                &self.stats.dropped,
+            ),
         ]
     }
 }
 
 impl std::fmt::Debug for RemoteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteWriter").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("RemoteWriter")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,7 +200,12 @@ fn to_request(families: &[Family], now_ms: i64) -> WriteRequest {
     WriteRequest { timeseries }
 }
 
-fn send_loop(url: reqwest::Url, settings: ClientSettings, queue: Arc<Queue>, stats: Arc<WriteStats>) {
+fn send_loop(
+    url: reqwest::Url,
+    settings: ClientSettings,
+    queue: Arc<Queue>,
+    stats: Arc<WriteStats>,
+) {
     let client = match settings.blocking_builder().build() {
         Ok(c) => c,
         Err(e) => {
@@ -264,9 +291,19 @@ mod tests {
         f.push([("query", "q"), ("instance", "a")], 0.5);
         let r = to_request(&[f], 1234);
         assert_eq!(r.timeseries.len(), 1);
-        let names: Vec<_> = r.timeseries[0].labels.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<_> = r.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
         assert_eq!(names, ["__name__", "instance", "query"]);
-        assert_eq!(r.timeseries[0].samples, vec![Sample { value: 0.5, timestamp: 1234 }]);
+        assert_eq!(
+            r.timeseries[0].samples,
+            vec![Sample {
+                value: 0.5,
+                timestamp: 1234
+            }]
+        );
         let bytes = r.encode_to_vec();
         assert_eq!(WriteRequest::decode(&bytes[..]).unwrap(), r);
     }
@@ -278,11 +315,23 @@ mod tests {
             queue_capacity: 10,
             http: HttpOptions::default(),
         };
-        assert!(RemoteWriter::start(&c("ftp://x")).unwrap_err().starts_with("url"));
-        assert!(RemoteWriter::start(&c("not a url")).unwrap_err().starts_with("url"));
+        assert!(
+            RemoteWriter::start(&c("ftp://x"))
+                .unwrap_err()
+                .starts_with("url")
+        );
+        assert!(
+            RemoteWriter::start(&c("not a url"))
+                .unwrap_err()
+                .starts_with("url")
+        );
         let mut bad = c("http://127.0.0.1:1/api/v1/write");
         bad.queue_capacity = 0;
-        assert!(RemoteWriter::start(&bad).unwrap_err().starts_with("queue_capacity"));
+        assert!(
+            RemoteWriter::start(&bad)
+                .unwrap_err()
+                .starts_with("queue_capacity")
+        );
     }
 
     #[test]

@@ -1,22 +1,23 @@
 //! `changepoint`: level and variance shifts, found by two-sided CUSUM
-//! charts (Page's cumulative sums) of the robust z-score of each point
-//! against the rolling median/MAD. A chart sums the excess of |z| over a
-//! slack of half a standard deviation and signals at five, the textbook
-//! design that finds a one-sigma shift in about ten points and signals
-//! falsely about once in several hundred. Each point adds at most three
-//! standard deviations to a chart, so a lone outlier does not read as a
-//! change; it still gets the robust z-score's own score. When a chart
-//! signals, the window restarts from the points since the chart left zero —
-//! the new regime — so the model follows the shift instead of alarming on
-//! it for half a window.
+//! charts (Page's cumulative sums) of the standardised one-step errors of
+//! the `auto` forecaster — so that a daily cycle or a trend is not taken
+//! for a change — or, while that forecaster has too little history, of the
+//! robust z-score against the rolling median/MAD. A chart sums the excess
+//! of |z| over a slack of half a standard deviation and signals at five,
+//! the textbook design that finds a one-sigma shift in about ten points and
+//! signals falsely about once in several hundred. Each point adds at most
+//! three standard deviations to a chart, so a lone outlier does not read as
+//! a change; it still gets the forecaster's own score. When a chart
+//! signals, it restarts from zero; the forecaster follows the new level at
+//! its next refits.
 //!
-//! The score is the larger of the point's robust z-score and the chart
-//! value, scaled so that reaching the signal level scores 0.99.
+//! The score is the larger of the forecaster's score for the point and the
+//! chart value, scaled so that reaching the signal level scores 0.99.
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{Window, future_times, median, spread_floor};
-use super::{Forecast, Model, ModelError, ModelParams, Point, score_from_z, z_for_level};
+use super::auto::Auto;
+use super::{Forecast, Model, ModelError, ModelParams, Point, score_from_z};
 
 /// Slack: shifts smaller than this (in sigmas) are not accumulated.
 const SLACK: f64 = 0.5;
@@ -57,43 +58,37 @@ impl Charts {
     }
 }
 
-/// CUSUM charts over a rolling median/MAD reference.
+/// CUSUM charts over the errors of the `auto` forecaster.
 pub struct Changepoint {
-    params: ModelParams,
-    window: Window,
+    inner: Auto,
     charts: Charts,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Saved {
-    window: Window,
+    inner: serde_json::Value,
     charts: Charts,
 }
 
 impl Changepoint {
     /// A model that has seen nothing yet.
     pub fn new(params: ModelParams) -> Changepoint {
-        let window = Window::new(params.window);
         Changepoint {
-            params,
-            window,
+            inner: Auto::new(params),
             charts: Charts::default(),
         }
     }
 
-    fn reference(&self) -> Option<(f64, f64)> {
-        if self.window.len() < self.params.min_points {
+    /// The point's error in standard deviations of the forecaster's
+    /// one-step errors (its bound at the one-sigma level).
+    fn z(&self, point: Point) -> Option<f64> {
+        if !point.v.is_finite() {
             return None;
         }
-        let mut v: Vec<f64> = self.window.values().collect();
-        let med = median(&mut v);
-        let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-        let mut sigma = 1.4826 * median(&mut dev);
-        if sigma == 0.0 {
-            sigma = 1.2533 * dev.iter().sum::<f64>() / dev.len().max(1) as f64;
-        }
-        Some((med, sigma.max(spread_floor(med))))
+        let f = self.inner.forecast(1, score_from_z(1.0))?;
+        let sigma = (f.upper[0] - f.mean[0]).max(1e-12);
+        Some((point.v - f.mean[0]) / sigma)
     }
 }
 
@@ -103,58 +98,40 @@ impl Model for Changepoint {
     }
 
     fn fit(&mut self, history: &[Point]) -> Result<(), ModelError> {
-        self.window.fill(history);
+        self.inner.fit(history)?;
         self.charts = Charts::default();
         Ok(())
     }
 
     fn score(&self, point: Point) -> f64 {
-        let Some((med, sigma)) = self.reference() else {
+        let Some(z) = self.z(point) else {
             return 0.0;
         };
-        if !point.v.is_finite() {
-            return 0.0;
-        }
-        let z = (point.v - med) / sigma;
         let chart = self.charts.next(z).max();
-        score_from_z(z).max(score_from_z(Z_AT_SIGNAL * chart / SIGNAL))
+        self.inner
+            .score(point)
+            .max(score_from_z(Z_AT_SIGNAL * chart / SIGNAL))
     }
 
     fn update(&mut self, point: Point) {
-        if !point.v.is_finite() {
-            return;
-        }
-        if let Some((med, sigma)) = self.reference() {
-            let next = self.charts.next((point.v - med) / sigma);
-            if next.max() >= SIGNAL {
-                // A change: keep only the new regime.
-                let keep: Vec<Point> = self.window.points().collect();
-                let from = keep.len().saturating_sub(next.run.saturating_sub(1));
-                self.window.fill(&keep[from..]);
-                self.charts = Charts::default();
+        if let Some(z) = self.z(point) {
+            let next = self.charts.next(z);
+            self.charts = if next.max() >= SIGNAL {
+                Charts::default()
             } else {
-                self.charts = next;
-            }
+                next
+            };
         }
-        self.window.push(point);
+        self.inner.update(point);
     }
 
     fn forecast(&self, steps: usize, level: f64) -> Option<Forecast> {
-        let (med, sigma) = self.reference()?;
-        let step = self.window.step_ms()?;
-        let last = self.window.last()?;
-        let half = z_for_level(level) * sigma;
-        Some(Forecast {
-            t: future_times(last.t, step, steps),
-            mean: vec![med; steps],
-            lower: vec![med - half; steps],
-            upper: vec![med + half; steps],
-        })
+        self.inner.forecast(steps, level)
     }
 
     fn save(&self) -> serde_json::Value {
         serde_json::to_value(Saved {
-            window: self.window.clone(),
+            inner: self.inner.save(),
             charts: self.charts,
         })
         .unwrap_or(serde_json::Value::Null)
@@ -165,7 +142,7 @@ impl Model for Changepoint {
             model: "changepoint",
             reason: e.to_string(),
         })?;
-        self.window = s.window;
+        self.inner.load(s.inner)?;
         self.charts = s.charts;
         Ok(())
     }
@@ -198,10 +175,11 @@ mod tests {
         let f = m.forecast(1, 0.95).unwrap();
         assert!((f.mean[0] - 11.5).abs() < 0.5, "{}", f.mean[0]);
         // A single outlier moves the chart by at most CLIP - SLACK.
+        m.charts = Charts::default();
         m.update(Point {
             t: 260 * 15_000,
             v: 1e6,
         });
-        assert!(m.charts.max() <= CLIP - SLACK + 1e-9 || m.charts.max() == 0.0);
+        assert!(m.charts.max() <= CLIP - SLACK + 1e-9);
     }
 }

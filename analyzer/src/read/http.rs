@@ -46,11 +46,13 @@ impl HttpClient {
     }
 
     fn authorize(&self, rb: RequestBuilder) -> Result<RequestBuilder, ReadError> {
-        Ok(match self.settings.credentials().map_err(ReadError::Config)? {
-            Credentials::None => rb,
-            Credentials::Basic(user, password) => rb.basic_auth(user, password),
-            Credentials::Bearer(token) => rb.bearer_auth(token),
-        })
+        Ok(
+            match self.settings.credentials().map_err(ReadError::Config)? {
+                Credentials::None => rb,
+                Credentials::Basic(user, password) => rb.basic_auth(user, password),
+                Credentials::Bearer(token) => rb.bearer_auth(token),
+            },
+        )
     }
 
     /// A GET of `url` with the configured headers and authentication.
@@ -350,7 +352,11 @@ mod tests {
         };
         let e = HttpClient::new(&o).unwrap_err();
         assert_eq!(e.kind(), "config");
-        assert!(e.to_string().contains("tls_config.ca_file: reading /nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("tls_config.ca_file: reading /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]
