@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collectors;
 pub mod config;
 pub mod exposition;
+pub mod fsutil;
 pub mod logging;
 pub mod paths;
 pub mod scrape;

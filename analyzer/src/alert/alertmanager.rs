@@ -33,6 +33,27 @@ impl AlertmanagerConfig {
     }
 }
 
+/// The checked HTTP settings of an Alertmanager and an async client built
+/// from them; errors name the key below `key`.
+pub(super) fn http_client(
+    config: &AlertmanagerConfig,
+    key: &str,
+) -> Result<(ClientSettings, reqwest::Client), AlertError> {
+    let settings = ClientSettings::new(&config.http).map_err(|e| {
+        let at = e.at(key);
+        let (k, m) = at.split_once(": ").unwrap_or((key, &at));
+        AlertError::config(k, m)
+    })?;
+    let client = settings
+        .async_builder()
+        .build()
+        .map_err(|source| AlertError::Client {
+            key: key.to_string(),
+            source,
+        })?;
+    Ok((settings, client))
+}
+
 /// Why a POST failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
@@ -65,18 +86,7 @@ impl AlertmanagerClient {
     pub fn new(config: &AlertmanagerConfig, key: &str) -> Result<AlertmanagerClient, AlertError> {
         let endpoint = endpoint(&config.url, &config.path_prefix)
             .map_err(|m| AlertError::config(format!("{key}.url"), m))?;
-        let settings = ClientSettings::new(&config.http).map_err(|e| {
-            let at = e.at(key);
-            let (k, m) = at.split_once(": ").unwrap_or((key, &at));
-            AlertError::config(k, m)
-        })?;
-        let client = settings
-            .async_builder()
-            .build()
-            .map_err(|source| AlertError::Client {
-                key: key.to_string(),
-                source,
-            })?;
+        let (settings, client) = http_client(config, key)?;
         Ok(AlertmanagerClient {
             endpoint,
             client,

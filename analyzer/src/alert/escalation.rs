@@ -869,24 +869,12 @@ impl StateFile {
     /// Replaces the saved records atomically (temporary file, fsync,
     /// rename, fsync of the directory).
     pub fn save<'a>(&self, records: impl Iterator<Item = &'a Record>) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            let file = File {
-                version: VERSION,
-                alerts: records.cloned().collect(),
-            };
-            serde_json::to_writer(&mut f, &file).map_err(std::io::Error::other)?;
-            f.flush()?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let file = File {
+            version: VERSION,
+            alerts: records.cloned().collect(),
+        };
+        let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+        imd_exporter::fsutil::write_atomically(&self.path, &body)
     }
 
     /// Appends records that are no longer kept to the history.

@@ -216,18 +216,7 @@ impl SilenceClient {
     pub fn new(config: &AlertmanagerConfig, key: &str) -> Result<SilenceClient, AlertError> {
         let base = api_base(&config.url, &config.path_prefix)
             .map_err(|m| AlertError::config(format!("{key}.url"), m))?;
-        let settings = ClientSettings::new(&config.http).map_err(|e| {
-            let at = e.at(key);
-            let (k, m) = at.split_once(": ").unwrap_or((key, &at));
-            AlertError::config(k, m)
-        })?;
-        let client = settings
-            .async_builder()
-            .build()
-            .map_err(|source| AlertError::Client {
-                key: key.to_string(),
-                source,
-            })?;
+        let (settings, client) = super::alertmanager::http_client(config, key)?;
         Ok(SilenceClient {
             base,
             client,

@@ -3,7 +3,6 @@
 //! every series. Writes are atomic (temporary file, fsync, rename): a crash
 //! mid-write leaves the previous state intact.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -81,27 +80,12 @@ impl StateFile {
 
     /// Replaces the saved state atomically.
     pub fn save(&self, series: Vec<SavedSeries>) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(
-                &mut f,
-                &File {
-                    version: VERSION,
-                    series,
-                },
-            )
-            .map_err(std::io::Error::other)?;
-            f.flush()?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let body = serde_json::to_vec(&File {
+            version: VERSION,
+            series,
+        })
+        .map_err(std::io::Error::other)?;
+        imd_exporter::fsutil::write_atomically(&self.path, &body)
     }
 }
 

@@ -3,8 +3,8 @@
 //! re-reads nor skips lines.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,28 +69,13 @@ pub(crate) fn load(file: &Path) -> BTreeMap<String, Saved> {
 /// Writes the offsets atomically: to a temporary file in the same directory,
 /// flushed to disk, then renamed over the old one. Creates the directory.
 pub(crate) fn save(file: &Path, files: &BTreeMap<String, Saved>) -> io::Result<()> {
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let body = serde_json::to_vec_pretty(&OffsetFile {
+    let mut body = serde_json::to_vec_pretty(&OffsetFile {
         version: VERSION,
         files: files.clone(),
     })
     .map_err(io::Error::other)?;
-    let tmp: PathBuf = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    body.push(b'\n');
+    crate::fsutil::write_atomically(file, &body)
 }
 
 #[cfg(test)]
