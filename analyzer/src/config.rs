@@ -278,6 +278,16 @@ impl Config {
                 ));
             }
             Query::new(q.query.clone()).map_err(|(k, m)| err(format!("queries[{i}]{k}"), m))?;
+            let source = match &q.source {
+                Some(name) => self.sources.iter().find(|s| &s.name == name),
+                None => self.sources.first(),
+            };
+            if q.query.expr.is_some() && source.is_some_and(|s| s.kind != SourceKind::QueryRange) {
+                return Err(err(
+                    format!("queries[{i}].expr"),
+                    "a PromQL expression needs a source of type query_range; remote-read takes a selector".into(),
+                ));
+            }
         }
         if let Some(a) = &self.alerting {
             if a.alertmanagers.is_empty() {
@@ -379,6 +389,30 @@ mod tests {
         assert_eq!(c.global.infer_every, Duration::from_secs(60));
         assert_eq!(c.queries()[0].0, 0);
         assert_eq!(c.queries()[0].1.config.anomaly_model, "mad");
+    }
+
+    #[test]
+    fn expressions_need_a_query_range_source() {
+        let expr = "sources:\n  - name: prom\n    url: http://localhost:9090\n    type: TYPE\nqueries:\n  - name: rps\n    expr: sum by (job) (rate(x[5m]))\n";
+        let e = check(&expr.replace("TYPE", "remote_read")).unwrap_err();
+        assert!(e.contains("key `queries[0].expr`"), "{e}");
+        let c = check(&expr.replace("TYPE", "query_range")).unwrap();
+        assert!(matches!(
+            c.queries()[0].1.target,
+            crate::query::Target::Expr(_)
+        ));
+        let both = format!("{}    selector: x\n", expr.replace("TYPE", "query_range"));
+        assert!(
+            check(&both)
+                .unwrap_err()
+                .contains("give selector or expr, not both")
+        );
+        let neither = "sources:\n  - name: p\n    url: http://x:9090\nqueries:\n  - name: q\n";
+        assert!(
+            check(neither)
+                .unwrap_err()
+                .contains("key `queries[0].selector`: give selector or expr")
+        );
     }
 
     #[test]

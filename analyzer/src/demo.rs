@@ -48,6 +48,7 @@ pub fn default_queries() -> Vec<QueryConfig> {
     let q = |name: &str, selector: &str, rate: bool, threshold: Option<Threshold>| QueryConfig {
         name: name.into(),
         selector: selector.into(),
+        expr: None,
         rate,
         anomaly_model: "mad".into(),
         forecast_model: if threshold.is_some() { "drift" } else { "mad" }.into(),

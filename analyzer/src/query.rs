@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::Point;
 use crate::model::{self, ModelParams};
-use crate::read::Selector;
+use crate::read::{ReadError, Selector, SeriesData, Source};
 
 /// One named query and what to do with the series it selects.
 #[derive(Debug, Clone, Deserialize)]
@@ -14,8 +15,14 @@ use crate::read::Selector;
 pub struct QueryConfig {
     /// Name, used as the `query` label of emitted series.
     pub name: String,
-    /// A PromQL series selector, e.g. `node_load1` or `x{job="a"}`.
+    /// A PromQL series selector, e.g. `node_load1` or `x{job="a"}`
+    /// (give this or `expr`).
+    #[serde(default)]
     pub selector: String,
+    /// A PromQL expression, e.g. `sum by (job) (rate(http_requests_total[5m]))`,
+    /// for sources of type `query_range` (give this or `selector`).
+    #[serde(default)]
+    pub expr: Option<String>,
     /// Analyse the per-second rate of a counter instead of its value.
     #[serde(default)]
     pub rate: bool,
@@ -100,8 +107,61 @@ mod humantime_list {
 pub struct Query {
     /// The configuration it came from.
     pub config: QueryConfig,
-    /// The parsed selector.
-    pub selector: Selector,
+    /// What the query reads.
+    pub target: Target,
+}
+
+/// What a query reads: a series selector (any source) or a PromQL
+/// expression (sources that evaluate PromQL).
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A parsed series selector.
+    Selector(Selector),
+    /// A PromQL expression, sent as it is.
+    Expr(String),
+}
+
+impl Target {
+    /// The points of every series the target yields in `[from_ms, to_ms]`.
+    pub fn read(
+        &self,
+        source: &dyn Source,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
+        match self {
+            Target::Selector(s) => source.read(s, from_ms, to_ms),
+            Target::Expr(e) => source.read_expr(e, from_ms, to_ms),
+        }
+    }
+
+    /// The points of the one series with these labels: an exact selector
+    /// read, or for an expression its result filtered to that series.
+    pub fn read_series(
+        &self,
+        source: &dyn Source,
+        labels: &[(String, String)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Option<Vec<Point>> {
+        let rows = match self {
+            Target::Selector(_) => source.read(&Selector::exact(labels), from_ms, to_ms),
+            Target::Expr(e) => source.read_expr(e, from_ms, to_ms),
+        };
+        rows.ok()?
+            .into_iter()
+            .find(|r| r.labels == labels)
+            .map(|r| r.points)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Selector(s) => write!(f, "{s}"),
+            Target::Expr(e) => f.write_str(e),
+        }
+    }
 }
 
 impl Query {
@@ -111,8 +171,19 @@ impl Query {
         if config.name.is_empty() {
             return Err((".name".into(), "must not be empty".into()));
         }
-        let selector =
-            Selector::parse(&config.selector).map_err(|e| (".selector".to_string(), e))?;
+        let target = match (&config.expr, config.selector.is_empty()) {
+            (Some(_), false) => {
+                return Err((".expr".into(), "give selector or expr, not both".into()));
+            }
+            (Some(e), true) if e.trim().is_empty() => {
+                return Err((".expr".into(), "must not be empty".into()));
+            }
+            (Some(e), true) => Target::Expr(e.clone()),
+            (None, true) => return Err((".selector".into(), "give selector or expr".into())),
+            (None, false) => Target::Selector(
+                Selector::parse(&config.selector).map_err(|e| (".selector".to_string(), e))?,
+            ),
+        };
         for (key, name) in [
             (".anomaly_model", &config.anomaly_model),
             (".forecast_model", &config.forecast_model),
@@ -133,7 +204,7 @@ impl Query {
         {
             return Err((".threshold.value".into(), "must be a finite number".into()));
         }
-        Ok(Query { config, selector })
+        Ok(Query { config, target })
     }
 }
 
@@ -169,6 +240,7 @@ mod tests {
         let base = || QueryConfig {
             name: "q".into(),
             selector: "up".into(),
+            expr: None,
             rate: false,
             anomaly_model: "mad".into(),
             forecast_model: "drift".into(),

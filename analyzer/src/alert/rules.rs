@@ -175,6 +175,7 @@ mod tests {
         let q = Query::new(QueryConfig {
             name: "load".into(),
             selector: "node_load1".into(),
+            expr: None,
             rate: false,
             anomaly_model: "mad".into(),
             forecast_model: "mad".into(),

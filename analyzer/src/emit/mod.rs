@@ -198,6 +198,7 @@ mod tests {
         let q = Query::new(QueryConfig {
             name: "load".into(),
             selector: "node_load1".into(),
+            expr: None,
             rate: false,
             anomaly_model: "zscore".into(),
             forecast_model: "zscore".into(),

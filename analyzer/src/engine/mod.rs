@@ -15,7 +15,7 @@ use tracked::{new_tracked, refresh_forecast, resume, transform};
 
 use crate::model::Point;
 use crate::query::Query;
-use crate::read::{Labels, Selector, Source};
+use crate::read::{Labels, Source};
 
 /// Counts of one cycle's work.
 #[derive(Debug, Default, Clone)]
@@ -279,7 +279,7 @@ impl QueryState {
             _ => history_from,
         };
         let started = Instant::now();
-        let rows = match source.read(&q.selector, from, now_ms) {
+        let rows = match q.target.read(source, from, now_ms) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(query = %q.config.name, error = %e, "read failed");
@@ -347,8 +347,8 @@ impl QueryState {
             // A series first seen in an incremental read gets its own
             // history read, so that it is fitted on as much as the others.
             let history = if from > history_from {
-                match source.read(&Selector::exact(&labels), history_from, now_ms) {
-                    Ok(mut r) if !r.is_empty() => transform(q, r.swap_remove(0).points),
+                match q.target.read_series(source, &labels, history_from, now_ms) {
+                    Some(p) if !p.is_empty() => transform(q, p),
                     _ => points,
                 }
             } else {
@@ -400,6 +400,7 @@ mod tests {
         Query::new(QueryConfig {
             name: "load".into(),
             selector: "node_load1".into(),
+            expr: None,
             rate: false,
             anomaly_model: "mad".into(),
             forecast_model: "drift".into(),

@@ -94,4 +94,19 @@ pub trait Source: Send + Sync {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SeriesData>, ReadError>;
+
+    /// Points of every series a PromQL expression yields in
+    /// `[from_ms, to_ms]`. Only sources that evaluate PromQL (query_range)
+    /// can; the others say so.
+    fn read_expr(
+        &self,
+        expr: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
+        let _ = (expr, from_ms, to_ms);
+        Err(ReadError::Config(
+            "this source reads series selectors only; a PromQL expression needs a query_range source".into(),
+        ))
+    }
 }

@@ -181,18 +181,17 @@ impl QueryRange {
 
     fn read_inner(
         &self,
-        selector: &Selector,
+        query: &str,
         from_ms: i64,
         to_ms: i64,
         tally: &mut (u64, u64),
     ) -> Result<Vec<SeriesData>, ReadError> {
-        let query = promql_selector(selector);
         let mut out = BTreeMap::new();
         let span = self.step_ms.saturating_mul(self.max_points - 1);
         let mut start = align_up(from_ms, self.step_ms);
         while start <= to_ms {
             let end = start.saturating_add(span).min(to_ms);
-            self.read_window(&query, start, end, &mut out, tally)?;
+            self.read_window(query, start, end, &mut out, tally)?;
             start = match end.checked_add(self.step_ms) {
                 Some(s) => align_up(s, self.step_ms),
                 None => break,
@@ -213,9 +212,18 @@ impl Source for QueryRange {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SeriesData>, ReadError> {
+        self.read_expr(&promql_selector(selector), from_ms, to_ms)
+    }
+
+    fn read_expr(
+        &self,
+        query: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
         let started = Instant::now();
         let mut tally = (0u64, 0u64);
-        let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
+        let result = self.read_inner(query, from_ms, to_ms, &mut tally);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
         self.stats.record(
             started.elapsed(),
@@ -225,7 +233,7 @@ impl Source for QueryRange {
             result.as_ref().err(),
         );
         if let Err(e) = &result {
-            tracing::debug!(url = %http::redact(&self.endpoint), selector = %selector, error = %e, "query_range read failed");
+            tracing::debug!(url = %http::redact(&self.endpoint), query = %query, error = %e, "query_range read failed");
         }
         result
     }

@@ -70,7 +70,7 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
             escape(&c.name),
             escape(&c.name),
             if c.rate { "rate of " } else { "" },
-            escape(&q.selector.to_string()),
+            escape(&q.target.to_string()),
             escape(&c.anomaly_model),
             escape(&c.forecast_model),
             escape(
