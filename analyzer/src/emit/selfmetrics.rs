@@ -21,6 +21,7 @@ struct Totals {
     read_errors: u64,
     read_seconds: f64,
     model_seconds: f64,
+    fit_seconds: f64,
     last_cycle_seconds: f64,
     last_success_ms: i64,
     series: usize,
@@ -37,6 +38,7 @@ impl SelfMetrics {
         t.read_errors += r.read_errors as u64;
         t.read_seconds += r.read_seconds;
         t.model_seconds += r.model_seconds;
+        t.fit_seconds += r.fit_seconds;
         t.last_cycle_seconds = seconds;
         t.series = series;
         if r.read_errors == 0 {
@@ -94,6 +96,16 @@ impl SelfMetrics {
             "Time spent fitting, scoring and forecasting.",
             t.model_seconds,
         ));
+        add(counter(
+            "imd_analyzer_fit_seconds_total",
+            "Time spent fitting models on history (new series and refits).",
+            t.fit_seconds,
+        ));
+        add(counter(
+            "imd_analyzer_inference_seconds_total",
+            "Time spent scoring new points and forecasting.",
+            (t.model_seconds - t.fit_seconds).max(0.0),
+        ));
         add(gauge(
             "imd_analyzer_last_cycle_duration_seconds",
             "Duration of the last cycle.",
@@ -110,5 +122,29 @@ impl SelfMetrics {
             t.series as f64,
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_and_inference_split_the_model_time() {
+        let m = SelfMetrics::default();
+        let r = CycleReport {
+            model_seconds: 3.0,
+            fit_seconds: 2.0,
+            fitted: 4,
+            ..CycleReport::default()
+        };
+        m.record(&r, 3.5, 1000, 4);
+        m.record(&r, 3.5, 2000, 4);
+        let fams = m.families();
+        let v = |n: &str| fams.iter().find(|f| f.name == n).unwrap().samples[0].value;
+        assert_eq!(v("imd_analyzer_fit_seconds_total"), 4.0);
+        assert_eq!(v("imd_analyzer_inference_seconds_total"), 2.0);
+        assert_eq!(v("imd_analyzer_fits_total"), 8.0);
+        assert_eq!(v("imd_analyzer_last_success_timestamp_seconds"), 2.0);
     }
 }

@@ -38,6 +38,9 @@ pub struct CycleReport {
     pub read_seconds: f64,
     /// Seconds spent in models (summed over queries).
     pub model_seconds: f64,
+    /// Of `model_seconds`, seconds spent fitting models on history (new
+    /// series and `fit_every` refits); the rest is inference.
+    pub fit_seconds: f64,
 }
 
 impl CycleReport {
@@ -51,6 +54,7 @@ impl CycleReport {
         self.limited += o.limited;
         self.read_seconds += o.read_seconds;
         self.model_seconds += o.model_seconds;
+        self.fit_seconds += o.fit_seconds;
     }
 }
 
@@ -338,7 +342,9 @@ impl QueryState {
             if let Some(t) = self.tracked.get_mut(&labels) {
                 report.points += t.take(&points, q.config.level);
                 if refit {
+                    let fit_started = Instant::now();
                     t.refit(q, &points);
+                    report.fit_seconds += fit_started.elapsed().as_secs_f64();
                     report.fitted += 1;
                 }
                 refresh_forecast(t, q);
@@ -365,7 +371,10 @@ impl QueryState {
                     t
                 }
                 None => {
-                    let Ok(t) = new_tracked(qi, q, labels.clone(), &history) else {
+                    let fit_started = Instant::now();
+                    let fitted = new_tracked(qi, q, labels.clone(), &history);
+                    report.fit_seconds += fit_started.elapsed().as_secs_f64();
+                    let Ok(t) = fitted else {
                         continue;
                     };
                     report.fitted += 1;
