@@ -9,16 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Form;
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{Html, Response};
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use imd_exporter::exposition::Family;
 use imd_exporter::scrape::merge;
 use imd_exporter::web::Reloader;
 
-use crate::alert::lifecycle::Lifecycle;
+use crate::alert::lifecycle::{ActionError, ActionRequest, Lifecycle};
 use crate::alert::rules::{Firing, Rules};
 use crate::alert::{Alert, Notifier, NotifierConfig};
 use crate::config::{AlertRuleConfig, Config, SourceConfig, SourceKind};
@@ -292,6 +293,8 @@ pub async fn run(
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
+        .route("/alerts/ack", post(form_ack))
+        .route("/alerts/resolve", post(form_resolve))
         .with_state((shared.clone(), reloader.clone()))
         .merge(reloader.route())
         .merge(lifecycle.routes())
@@ -624,7 +627,86 @@ async fn index(State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>) -> Html<Stri
             ),
             refresh_seconds: live.infer_every.as_secs().clamp(5, 60),
             threshold: st.settings.page_threshold,
-            extra_html: "",
+            extra_html: &page::render_alerts(&st.lifecycle.views()),
         },
     ))
+}
+
+/// The fields of the page's "Acknowledge" and "Resolve" forms.
+#[derive(Debug, serde::Deserialize)]
+struct AlertForm {
+    /// Alertmanager's fingerprint of the alert.
+    #[serde(default)]
+    fingerprint: String,
+    /// Who acts.
+    #[serde(default)]
+    by: String,
+}
+
+/// `POST /alerts/ack` from the page: acknowledges the alert (with a
+/// silence, as the JSON API does by default), then back to the page.
+async fn form_ack(
+    State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>,
+    Form(f): Form<AlertForm>,
+) -> Response {
+    let (req, target) = match form_request(&f, true) {
+        Ok(x) => x,
+        Err(e) => return form_error(e),
+    };
+    match st
+        .lifecycle
+        .acknowledge(target, req.by.trim().to_string(), req.comment, true, None)
+        .await
+    {
+        Ok(_) => Redirect::to("/#alerts").into_response(),
+        Err(e) => form_error(e),
+    }
+}
+
+/// `POST /alerts/resolve` from the page: resolves the alert, then back to
+/// the page.
+async fn form_resolve(
+    State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>,
+    Form(f): Form<AlertForm>,
+) -> Response {
+    let (req, target) = match form_request(&f, false) {
+        Ok(x) => x,
+        Err(e) => return form_error(e),
+    };
+    match st
+        .lifecycle
+        .resolve(target, req.by.trim().to_string(), req.comment)
+        .await
+    {
+        Ok(_) => Redirect::to("/#alerts").into_response(),
+        Err(e) => form_error(e),
+    }
+}
+
+/// Checks a form as the JSON API checks its body (fingerprint of 16 hex
+/// digits, a non-empty `by` of at most 256 characters).
+fn form_request(
+    f: &AlertForm,
+    ack: bool,
+) -> Result<(ActionRequest, crate::alert::escalation::Target), ActionError> {
+    let body = serde_json::json!({"fingerprint": f.fingerprint, "by": f.by});
+    ActionRequest::parse(body.to_string().as_bytes(), ack).map_err(ActionError::BadRequest)
+}
+
+/// A refused form action as a small page linking back.
+fn form_error(e: ActionError) -> Response {
+    let (status, msg) = match e {
+        ActionError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+        ActionError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ActionError::Resolved(m) => (StatusCode::CONFLICT, m),
+    };
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>imd-analyzer</title></head>\
+             <body><p>{}</p><p><a href=\"/#alerts\">Back to the page</a></p></body></html>",
+            page::escape(&msg)
+        )),
+    )
+        .into_response()
 }

@@ -869,3 +869,130 @@ fn a_killed_analyzer_resumes_escalation_without_repeating_a_level() {
     assert_eq!(fakes.gateway.got.lock().unwrap().len(), 1, "one SMS");
     am.stop();
 }
+
+/// The table row of the alert with fingerprint `fp` on the page.
+fn page_row(page: &str, fp: &str) -> String {
+    let at = page
+        .find(&format!("id=\"alert-{fp}\""))
+        .unwrap_or_else(|| panic!("alert {fp} not on the page: {page}"));
+    let rest = &page[at..];
+    rest[..rest.find("</tr>").unwrap()].to_string()
+}
+
+fn get_page(c: &reqwest::blocking::Client, an: u16) -> String {
+    let r = c.get(format!("http://127.0.0.1:{an}/")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().unwrap()
+}
+
+/// The page lists the alert with its level; its "Acknowledge" and
+/// "Resolve" forms act as the JSON API does and lead back to the page.
+#[test]
+fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
+    let dir = tempdir();
+    let fakes = Fakes::start();
+    let http = client();
+    let bridge_port = free_port();
+    let _bridge = start_bridge(dir.path(), bridge_port, fakes.gateway_port);
+    let am_port = free_port();
+    let _am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
+    let cfg = write_config(dir.path(), fakes.source_port, &[am_port], [2, 60]);
+    let (_analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let url = |p: &str| format!("http://127.0.0.1:{an}{p}");
+
+    assert!(get_page(&http, an).contains("Active alerts"));
+    fakes.signal.set_spike(true);
+    wait_for("level 1 at receiver b", 30, || {
+        fakes.sink.count("/b", "firing", "1") == 1
+    });
+    let r = record(&http, an).unwrap();
+    let fp = r["fingerprint"].as_str().unwrap().to_string();
+    let row = page_row(&get_page(&http, an), &fp);
+    assert!(row.contains("<b>ImdTestAnomaly</b>"), "{row}");
+    assert!(row.contains("instance=&quot;a&quot;"), "{row}");
+    assert!(row.contains("severity=&quot;critical&quot;"), "{row}");
+    assert!(
+        row.contains("<td class=\"level\">1 (critical)</td>"),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("<td>{}</td>", r["activeAt"].as_str().unwrap())),
+        "{row}"
+    );
+    assert!(row.contains("<td class=\"ack\">—</td>"), "{row}");
+    assert!(row.contains("action=\"/alerts/ack\""), "{row}");
+    assert!(row.contains("action=\"/alerts/resolve\""), "{row}");
+
+    // Refused forms answer with an escaped message, and change nothing.
+    let r = http
+        .post(url("/alerts/ack"))
+        .form(&[("fingerprint", fp.as_str()), ("by", " ")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("is required"));
+    let r = http
+        .post(url("/alerts/ack"))
+        .form(&[("fingerprint", "<script>"), ("by", "carol")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().unwrap();
+    assert!(
+        !text.contains("<script>") && text.contains("&lt;script&gt;"),
+        "{text}"
+    );
+    let r = http
+        .post(url("/alerts/ack"))
+        .form(&[("fingerprint", "0123456789abcdef"), ("by", "carol")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(record(&http, an).unwrap()["state"], "firing");
+
+    // Acknowledge as the form does: 303 back to the page, which shows it.
+    let r = http
+        .post(url("/alerts/ack"))
+        .form(&[("fingerprint", fp.as_str()), ("by", "<i>carol</i>")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.url().path(), "/", "redirected back to the page");
+    let row = page_row(&r.text().unwrap(), &fp);
+    assert!(row.contains("by &lt;i&gt;carol&lt;/i&gt; at "), "{row}");
+    assert!(!row.contains("action=\"/alerts/ack\""), "{row}");
+    assert!(row.contains("action=\"/alerts/resolve\""), "{row}");
+    let v = record(&http, an).unwrap();
+    assert_eq!(v["state"], "acknowledged");
+    assert_eq!(v["acknowledged"]["by"], "<i>carol</i>");
+    assert_eq!(v["acknowledged"]["via"], "api");
+    assert_eq!(v["silences"].as_array().unwrap().len(), 1, "{v}");
+    wait_for("Alertmanager to mark both levels silenced", 10, || {
+        let a = am_alerts(&http, am_port);
+        a.len() == 2 && a.iter().all(|x| x["status"]["state"] == "suppressed")
+    });
+
+    // Resolve through the page's other form.
+    let r = http
+        .post(url("/alerts/resolve"))
+        .form(&[("fingerprint", fp.as_str()), ("by", "dave")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let row = page_row(&r.text().unwrap(), &fp);
+    assert!(row.contains("<td class=\"resolved\">by dave at "), "{row}");
+    assert!(!row.contains("<form"), "{row}");
+    let v = record(&http, an).unwrap();
+    assert_eq!(v["state"], "resolved");
+    assert_eq!(v["resolved"]["by"], "dave");
+    assert_eq!(v["resolved"]["manual"], true);
+    wait_for("the manual resolution at receivers a and b", 20, || {
+        fakes.sink.count("/a", "resolved", "0") == 1 && fakes.sink.count("/b", "resolved", "1") == 1
+    });
+    let r = http
+        .post(url("/alerts/resolve"))
+        .form(&[("fingerprint", fp.as_str()), ("by", "dave")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+}

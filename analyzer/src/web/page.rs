@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::alert::lifecycle::AlertView;
 use crate::engine::{Engine, Tracked};
 use crate::query::prom_duration;
 
@@ -231,6 +232,84 @@ fn sparkline(t: &Tracked, threshold: f64) -> String {
     s
 }
 
+/// Renders the "Active alerts" section: every alert the lifecycle knows
+/// (open and recently resolved), with forms posting to `/alerts/ack` and
+/// `/alerts/resolve` for the open ones. Every label, annotation and name is
+/// escaped.
+pub fn render_alerts(views: &[AlertView]) -> String {
+    let mut h = String::from("<h2 id=\"alerts\">Active alerts</h2>");
+    if views.is_empty() {
+        h.push_str("<p class=\"muted\">No alerts.</p>");
+        return h;
+    }
+    h.push_str(
+        "<table><tr><th>alert</th><th>series</th><th>since</th><th>level</th>\
+         <th>acknowledged</th><th>resolved</th><th>actions</th></tr>",
+    );
+    for v in views {
+        let name = v.labels.get("alertname").map(String::as_str).unwrap_or("");
+        let labels: Vec<String> = v
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "alertname")
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        let level = match &v.escalation.policy {
+            Some(p) => format!("{} ({p})", v.escalation.level),
+            None => v.escalation.level.to_string(),
+        };
+        let ack = v
+            .acknowledged
+            .as_ref()
+            .map(|a| format!("by {} at {}", a.by, a.at))
+            .unwrap_or_else(|| "—".into());
+        let resolved = v
+            .resolved
+            .as_ref()
+            .map(|r| format!("by {} at {}", r.by, r.at))
+            .unwrap_or_else(|| "—".into());
+        let class = match v.state.as_str() {
+            "firing" => "hot",
+            _ => "",
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\" id=\"alert-{fp}\"><td><b>{}</b><br><span class=\"muted\">{}</span></td>\
+             <td><code>{{{}}}</code></td><td>{}</td><td class=\"level\">{}</td><td class=\"ack\">{}</td>\
+             <td class=\"resolved\">{}</td><td>",
+            escape(name),
+            escape(&v.state),
+            escape(&labels.join(", ")),
+            escape(&v.active_at),
+            escape(&level),
+            escape(&ack),
+            escape(&resolved),
+            fp = escape(&v.fingerprint),
+        );
+        if v.resolved.is_none() {
+            for (path, label, show) in [
+                ("/alerts/ack", "Acknowledge", v.acknowledged.is_none()),
+                ("/alerts/resolve", "Resolve", true),
+            ] {
+                if !show {
+                    continue;
+                }
+                let _ = write!(
+                    h,
+                    "<form method=\"post\" action=\"{path}\" class=\"act\">\
+                     <input type=\"hidden\" name=\"fingerprint\" value=\"{}\">\
+                     <input name=\"by\" placeholder=\"your name\" required maxlength=\"256\" size=\"10\">\
+                     <button type=\"submit\">{label}</button></form>",
+                    escape(&v.fingerprint)
+                );
+            }
+        }
+        h.push_str("</td></tr>");
+    }
+    h.push_str("</table>");
+    h
+}
+
 fn num(v: f64) -> String {
     let a = v.abs();
     if a >= 1e9 {
@@ -246,7 +325,7 @@ fn num(v: f64) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1em}\
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}tr.hot{background:#fde0dd}\
-.muted{color:#888}.q{color:#444;font-size:13px}code{font-size:12px}";
+.muted{color:#888}.q{color:#444;font-size:13px}code{font-size:12px}form.act{display:inline;margin-right:4px}";
 
 #[cfg(test)]
 mod tests {
@@ -258,5 +337,63 @@ mod tests {
             escape("<script>\"x\"&'"),
             "&lt;script&gt;&quot;x&quot;&amp;&#39;"
         );
+    }
+
+    fn view(value: &str, by: &str) -> AlertView {
+        use crate::alert::escalation::{AckVia, Acknowledgement};
+        use crate::alert::lifecycle::EscalationView;
+        AlertView {
+            labels: [
+                ("alertname".to_string(), "ImdAnomaly".to_string()),
+                ("instance".to_string(), value.to_string()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            fingerprint: "00000000000000ab".into(),
+            state: "acknowledged".into(),
+            active_at: "2026-01-01T00:00:00Z".into(),
+            fired_at: "2026-01-01T00:00:00Z".into(),
+            escalation: EscalationView {
+                policy: Some("critical".into()),
+                level: 2,
+                level_since: "2026-01-01T00:01:00Z".into(),
+                next_level_at: None,
+                levels: Vec::new(),
+            },
+            acknowledged: Some(Acknowledgement {
+                by: by.into(),
+                at: "2026-01-01T00:02:00Z".parse().unwrap(),
+                comment: String::new(),
+                via: AckVia::Api,
+                silence_id: None,
+            }),
+            resolved: None,
+            silences: Vec::new(),
+            generator_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn alert_section_escapes_labels_and_names() {
+        let h = render_alerts(&[view("<script>alert(1)</script>", "<b>mallory</b>")]);
+        assert!(!h.contains("<script>"), "{h}");
+        assert!(!h.contains("<b>mallory"), "{h}");
+        assert!(
+            h.contains("instance=&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;"),
+            "{h}"
+        );
+        assert!(
+            h.contains("by &lt;b&gt;mallory&lt;/b&gt; at 2026-01-01T00:02:00Z"),
+            "{h}"
+        );
+        assert!(h.contains("<td class=\"level\">2 (critical)</td>"), "{h}");
+        // Acknowledged and open: only the resolve form remains.
+        assert!(!h.contains("action=\"/alerts/ack\""), "{h}");
+        assert!(h.contains("action=\"/alerts/resolve\""), "{h}");
+        assert!(
+            h.contains("name=\"fingerprint\" value=\"00000000000000ab\""),
+            "{h}"
+        );
+        assert!(render_alerts(&[]).contains("No alerts."));
     }
 }
