@@ -485,20 +485,62 @@ fn am_alerts(c: &reqwest::blocking::Client, port: u16) -> Vec<Value> {
         .collect()
 }
 
+/// The fakes, the SMS bridge, one Alertmanager and the analyzer with
+/// escalation delays `delays` (seconds), as most tests here start them.
+struct Stack {
+    // Processes first: they stop before the temp dir goes.
+    analyzer: Proc,
+    am: Proc,
+    bridge: Proc,
+    an: u16,
+    am_port: u16,
+    bridge_port: u16,
+    http: reqwest::blocking::Client,
+    fakes: Fakes,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start(delays: [u64; 2]) -> Stack {
+        let dir = tempdir();
+        let fakes = Fakes::start();
+        let http = client();
+        let bridge_port = free_port();
+        let bridge = start_bridge(dir.path(), bridge_port, fakes.gateway_port);
+        let am_port = free_port();
+        let am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
+        let cfg = write_config(dir.path(), fakes.source_port, &[am_port], delays);
+        let (analyzer, an) = start_analyzer(dir.path(), &cfg);
+        Stack {
+            analyzer,
+            am,
+            bridge,
+            an,
+            am_port,
+            bridge_port,
+            http,
+            fakes,
+            dir,
+        }
+    }
+}
+
 /// The alert escalates from level 0 (receiver a) to level 1 (receiver b
 /// and an SMS) after its delay, stops escalating once someone silences it
 /// in Alertmanager, and resolves when its condition clears.
 #[test]
 fn escalates_sends_an_sms_stops_when_silenced_and_resolves() {
-    let dir = tempdir();
-    let fakes = Fakes::start();
-    let http = client();
-    let bridge_port = free_port();
-    let _bridge = start_bridge(dir.path(), bridge_port, fakes.gateway_port);
-    let am_port = free_port();
-    let _am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
-    let cfg = write_config(dir.path(), fakes.source_port, &[am_port], [2, 6]);
-    let (analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let Stack {
+        dir,
+        fakes,
+        http,
+        bridge_port,
+        am_port,
+        bridge: _bridge,
+        am: _am,
+        analyzer,
+        an,
+    } = Stack::start([2, 6]);
 
     // Normal values: nothing fires.
     std::thread::sleep(Duration::from_secs(3));
@@ -637,15 +679,17 @@ fn escalates_sends_an_sms_stops_when_silenced_and_resolves() {
 /// same while the condition still holds.
 #[test]
 fn acknowledged_through_imd_the_paged_receivers_learn_the_resolution() {
-    let dir = tempdir();
-    let fakes = Fakes::start();
-    let http = client();
-    let bridge_port = free_port();
-    let _bridge = start_bridge(dir.path(), bridge_port, fakes.gateway_port);
-    let am_port = free_port();
-    let _am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
-    let cfg = write_config(dir.path(), fakes.source_port, &[am_port], [2, 30]);
-    let (_analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let Stack {
+        dir: _dir,
+        fakes,
+        http,
+        bridge_port: _,
+        am_port,
+        bridge: _bridge,
+        am: _am,
+        analyzer: _analyzer,
+        an,
+    } = Stack::start([2, 30]);
     let api = |p: &str| format!("http://127.0.0.1:{an}{p}");
 
     fakes.signal.set_spike(true);
@@ -889,15 +933,17 @@ fn get_page(c: &reqwest::blocking::Client, an: u16) -> String {
 /// "Resolve" forms act as the JSON API does and lead back to the page.
 #[test]
 fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
-    let dir = tempdir();
-    let fakes = Fakes::start();
-    let http = client();
-    let bridge_port = free_port();
-    let _bridge = start_bridge(dir.path(), bridge_port, fakes.gateway_port);
-    let am_port = free_port();
-    let _am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
-    let cfg = write_config(dir.path(), fakes.source_port, &[am_port], [2, 60]);
-    let (_analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let Stack {
+        dir: _dir,
+        fakes,
+        http,
+        bridge_port: _,
+        am_port,
+        bridge: _bridge,
+        am: _am,
+        analyzer: _analyzer,
+        an,
+    } = Stack::start([2, 60]);
     let url = |p: &str| format!("http://127.0.0.1:{an}{p}");
 
     assert!(get_page(&http, an).contains("Active alerts"));

@@ -10,10 +10,7 @@ use augurs::{Fit, Predict};
 
 use super::ModelParams;
 use super::ets::in_sample_errors;
-use super::refit::{Fitted, Fitter, Refitting, se_from};
-
-/// Level of the intervals asked from augurs to read standard errors off.
-const SE_LEVEL: f64 = 0.95;
+use super::refit::{Fitted, Fitter, Refitting, SE_LEVEL, se_from};
 
 /// The augurs MSTL fitter.
 pub struct MstlFitter;

@@ -17,6 +17,10 @@ use super::season::{detect, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 
+/// Level of the intervals asked from augurs to read standard errors off
+/// (see [`se_from`]).
+pub(super) const SE_LEVEL: f64 = 0.95;
+
 /// A batch forecaster: fits a regular series with the given seasons.
 pub trait Fitter: Send + Sync {
     /// The model's name.
