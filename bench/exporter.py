@@ -45,7 +45,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMD_BIN = os.path.join(ROOT, "target", "release", "imd-exporter")
+IMD_BIN = os.environ.get("IMD_EXPORTER_BIN") or os.path.join(ROOT, "target", "release", "imd-exporter")
 NE_BIN = "prometheus-node-exporter"
 
 # node_exporter collectors imd-exporter also has (node_exporter's names).

@@ -32,6 +32,9 @@ pub struct Config {
     /// How the results are published.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Reports written on a schedule.
+    #[serde(default)]
+    pub reports: Option<crate::report::ReportsConfig>,
 }
 
 /// Schedule and defaults for every query.
@@ -57,6 +60,16 @@ pub struct Global {
     /// matching far more than meant cannot exhaust memory.
     #[serde(default = "default_max_series_per_query")]
     pub max_series_per_query: usize,
+    /// The most samples one read decodes (remote-read sources); beyond it
+    /// the rest of the answer is not read, the read counts in
+    /// `imd_read_limited_total{reason="samples"}` and the series it lacks
+    /// keep their state, so that memory stays bounded.
+    #[serde(default = "default_max_samples_per_read")]
+    pub max_samples_per_read: usize,
+    /// The most series imd publishes (`/metrics`, remote write); the rest
+    /// are left out and counted in `imd_analyzer_emitted_series_limited`.
+    #[serde(default = "default_max_emitted_series")]
+    pub max_emitted_series: usize,
 }
 
 fn default_infer_every() -> Duration {
@@ -74,6 +87,12 @@ fn default_concurrency() -> usize {
 fn default_max_series_per_query() -> usize {
     10_000
 }
+fn default_max_samples_per_read() -> usize {
+    crate::read::remote::DEFAULT_MAX_SAMPLES
+}
+fn default_max_emitted_series() -> usize {
+    1_000_000
+}
 fn default_resolved_retention() -> Duration {
     Duration::from_secs(15 * 60)
 }
@@ -89,6 +108,8 @@ impl Default for Global {
             lookback_delta: default_lookback(),
             concurrency: default_concurrency(),
             max_series_per_query: default_max_series_per_query(),
+            max_samples_per_read: default_max_samples_per_read(),
+            max_emitted_series: default_max_emitted_series(),
         }
     }
 }
@@ -141,9 +162,22 @@ pub struct QueryEntry {
     /// Source name (default: the first source).
     #[serde(default)]
     pub source: Option<String>,
+    /// Several series analysed together, instead of `selector` or `expr`.
+    #[serde(default)]
+    pub multivariate: Option<crate::query::MultivariateConfig>,
     /// The query itself.
     #[serde(flatten)]
     pub query: QueryConfig,
+}
+
+impl QueryEntry {
+    /// The checked query (multivariate or not).
+    pub fn build(&self) -> Result<Query, (String, String)> {
+        match &self.multivariate {
+            Some(m) => Query::multivariate(self.query.clone(), m),
+            None => Query::new(self.query.clone()),
+        }
+    }
 }
 
 /// Where alerts go and when they fire.
@@ -255,6 +289,17 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        for (key, v) in [
+            (
+                "global.max_samples_per_read",
+                self.global.max_samples_per_read,
+            ),
+            ("global.max_emitted_series", self.global.max_emitted_series),
+        ] {
+            if v == 0 {
+                return Err(err(key.into(), "must be at least 1".into()));
+            }
+        }
         if self.global.concurrency == 0 {
             return Err(err(
                 "global.concurrency".into(),
@@ -277,7 +322,8 @@ impl Config {
                     format!("duplicate query name {:?}", q.query.name),
                 ));
             }
-            Query::new(q.query.clone()).map_err(|(k, m)| err(format!("queries[{i}]{k}"), m))?;
+            q.build()
+                .map_err(|(k, m)| err(format!("queries[{i}]{k}"), m))?;
             let source = match &q.source {
                 Some(name) => self.sources.iter().find(|s| &s.name == name),
                 None => self.sources.first(),
@@ -288,6 +334,14 @@ impl Config {
                     "a PromQL expression needs a source of type query_range; remote-read takes a selector".into(),
                 ));
             }
+        }
+        if let Some(u) = &self.output.grafana_url {
+            check_url(u).map_err(|m| err("output.grafana_url".into(), m))?;
+        }
+        if let Some(r) = &self.reports {
+            let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            r.check(&names)
+                .map_err(|(k, m)| err(format!("reports{k}"), m))?;
         }
         if let Some(a) = &self.alerting {
             if a.alertmanagers.is_empty() {
@@ -349,7 +403,7 @@ impl Config {
                     Some(name) => self.sources.iter().position(|s| &s.name == name)?,
                     None => 0,
                 };
-                Some((src, Query::new(q.query.clone()).ok()?))
+                Some((src, q.build().ok()?))
             })
             .collect()
     }

@@ -58,10 +58,7 @@ pub fn default_queries() -> Vec<QueryConfig> {
         threshold,
         history: Duration::from_secs(3600),
     };
-    let below_zero = Some(Threshold {
-        value: 0.0,
-        direction: Direction::Below,
-    });
+    let below_zero = Some(Threshold::fixed(0.0, Direction::Below));
     vec![
         q(
             "cpu_idle",

@@ -16,6 +16,7 @@ pub mod http;
 pub mod model;
 pub mod query;
 pub mod read;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod shard;

@@ -95,9 +95,19 @@ enum Command {
     /// Rolling-origin evaluation of models on a CSV file: sMAPE, MASE,
     /// coverage and MSIS, against seasonal naive.
     Backtest(imd_analyzer::cli::BacktestArgs),
+    /// A report of a time range (anomalies by host and series, top events
+    /// with charts, forecast accuracy, alert history with times to
+    /// acknowledge and resolve) as one HTML file or JSON.
+    Report(imd_analyzer::report::ReportArgs),
     /// An Alertmanager webhook receiver that sends notifications as SMS
     /// through a Twilio-style HTTP gateway (POST /webhook/<recipients>).
     SmsBridge(SmsBridgeArgs),
+    /// Benchmark: read a range through one read path (bench/remote_read.py).
+    #[command(hide = true)]
+    BenchRead(imd_analyzer::cli::bench_read::BenchReadArgs),
+    /// Benchmark: the engine at scale on generated series (bench/engine.py).
+    #[command(hide = true)]
+    BenchEngine(imd_analyzer::cli::bench_engine::BenchEngineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +218,7 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| format!("http://{host}:{port}")),
                 page_threshold: args.threshold,
                 shard,
+                lifecycle: args.web.enable_lifecycle,
             };
             if args.check_config {
                 println!("{}", analyzer::check(&settings)?);
@@ -240,6 +251,11 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
         Some(Command::Score(a)) => imd_analyzer::cli::score::run(&a),
         Some(Command::Forecast(a)) => imd_analyzer::cli::forecast::run(&a),
         Some(Command::Backtest(a)) => imd_analyzer::cli::backtest::run(&a),
+        Some(Command::BenchRead(a)) => imd_analyzer::cli::bench_read::run(&a),
+        Some(Command::BenchEngine(a)) => imd_analyzer::cli::bench_engine::run(&a),
+        Some(Command::Report(a)) => {
+            tokio::task::spawn_blocking(move || imd_analyzer::report::run(&a)).await?
+        }
         Some(Command::SmsBridge(a)) => {
             imd_analyzer::alert::sms::run(
                 &a.config_file,

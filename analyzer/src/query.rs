@@ -50,14 +50,55 @@ pub struct QueryConfig {
     pub history: Duration,
 }
 
-/// A static threshold on a forecast.
+/// A threshold on a forecast: a fixed `value`, or a seasonal quantile
+/// band `learned` from each series' history (see `model::threshold`).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Threshold {
-    /// The level.
-    pub value: f64,
+    /// The fixed level (give this or `learned`).
+    #[serde(default)]
+    pub value: Option<f64>,
     /// Whether crossing means going `above` or `below` it.
     pub direction: Direction,
+    /// A band learned from history, refreshed at each fit.
+    #[serde(default)]
+    pub learned: Option<model::threshold::Learned>,
+}
+
+impl Threshold {
+    /// A fixed threshold.
+    pub fn fixed(value: f64, direction: Direction) -> Threshold {
+        Threshold {
+            value: Some(value),
+            direction,
+            learned: None,
+        }
+    }
+
+    /// The `threshold` label of the series that depend on it: the value,
+    /// or `learned_q<quantile>`.
+    pub fn label(&self) -> String {
+        match (self.value, &self.learned) {
+            (Some(v), _) => imd_exporter::exposition::format_value(v),
+            (None, Some(l)) => format!("learned_q{}", l.quantile),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Checks the threshold; the error names the key below `threshold`.
+    fn check(&self) -> Result<(), (String, String)> {
+        match (self.value, &self.learned) {
+            (Some(_), Some(_)) => {
+                Err((".learned".into(), "give value or learned, not both".into()))
+            }
+            (None, None) => Err((".value".into(), "give value or learned".into())),
+            (Some(v), None) if !v.is_finite() => {
+                Err((".value".into(), "must be a finite number".into()))
+            }
+            (Some(_), None) => Ok(()),
+            (None, Some(l)) => l.check().map_err(|(k, m)| (format!(".learned{k}"), m)),
+        }
+    }
 }
 
 /// Which side of a threshold is trouble.
@@ -119,6 +160,42 @@ pub enum Target {
     Selector(Selector),
     /// A PromQL expression, sent as it is.
     Expr(String),
+    /// Several selectors analysed together per group (a multivariate query).
+    Multivariate(MultiTarget),
+}
+
+/// A multivariate query: several series of one host or job analysed at
+/// once by one learned detector (see `model::learned::multivariate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultivariateConfig {
+    /// The inputs by name (the `input` label of the contributions; order
+    /// is by name).
+    pub inputs: std::collections::BTreeMap<String, InputConfig>,
+    /// Labels whose values make a group (e.g. `[instance]`); series of one
+    /// input that fall in one group are summed at equal timestamps.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// One input of a multivariate query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// A PromQL series selector.
+    pub selector: String,
+    /// Analyse the per-second rate of a counter instead of its value.
+    #[serde(default)]
+    pub rate: bool,
+}
+
+/// A checked multivariate query.
+#[derive(Debug, Clone)]
+pub struct MultiTarget {
+    /// Name, selector and `rate` of each input, in name order.
+    pub inputs: Vec<(String, Selector, bool)>,
+    /// The grouping labels.
+    pub group_by: Vec<String>,
 }
 
 impl Target {
@@ -132,6 +209,13 @@ impl Target {
         match self {
             Target::Selector(s) => source.read(s, from_ms, to_ms),
             Target::Expr(e) => source.read_expr(e, from_ms, to_ms),
+            Target::Multivariate(m) => {
+                let mut out = Vec::new();
+                for (_, s, _) in &m.inputs {
+                    out.extend(source.read(s, from_ms, to_ms)?);
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -147,6 +231,7 @@ impl Target {
         let rows = match self {
             Target::Selector(_) => source.read(&Selector::exact(labels), from_ms, to_ms),
             Target::Expr(e) => source.read_expr(e, from_ms, to_ms),
+            Target::Multivariate(_) => return None,
         };
         rows.ok()?
             .into_iter()
@@ -160,11 +245,92 @@ impl std::fmt::Display for Target {
         match self {
             Target::Selector(s) => write!(f, "{s}"),
             Target::Expr(e) => f.write_str(e),
+            Target::Multivariate(m) => {
+                let inputs: Vec<String> = m
+                    .inputs
+                    .iter()
+                    .map(|(n, s, _)| format!("{n}: {s}"))
+                    .collect();
+                write!(f, "multivariate({})", inputs.join(", "))?;
+                if !m.group_by.is_empty() {
+                    write!(f, " by ({})", m.group_by.join(", "))?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl Query {
+    /// Checks a multivariate query (`multivariate:` instead of `selector`
+    /// or `expr`); errors name the key as [`Query::new`]'s do.
+    pub fn multivariate(
+        config: QueryConfig,
+        mv: &MultivariateConfig,
+    ) -> Result<Query, (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        if config.name.is_empty() {
+            return err(".name", "must not be empty".into());
+        }
+        if !config.selector.is_empty() || config.expr.is_some() {
+            return err(
+                ".multivariate",
+                "a multivariate query takes its series from multivariate.inputs; give no selector or expr".into(),
+            );
+        }
+        if config.threshold.is_some() {
+            return err(
+                ".threshold",
+                "a multivariate query does not forecast".into(),
+            );
+        }
+        let label_name = |s: &str| {
+            let mut c = s.chars();
+            c.next()
+                .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        };
+        if mv.inputs.len() < 2 {
+            return err(
+                ".multivariate.inputs",
+                format!("give at least two inputs, has {}", mv.inputs.len()),
+            );
+        }
+        let mut inputs = Vec::new();
+        for (name, input) in &mv.inputs {
+            if !label_name(name) {
+                return err(
+                    &format!(".multivariate.inputs.{name}"),
+                    "an input name is letters, digits and _ (not first a digit)".into(),
+                );
+            }
+            let sel = Selector::parse(&input.selector)
+                .map_err(|e| (format!(".multivariate.inputs.{name}.selector"), e))?;
+            inputs.push((name.clone(), sel, input.rate));
+        }
+        for (i, l) in mv.group_by.iter().enumerate() {
+            if !label_name(l) || l == "__name__" {
+                return err(
+                    &format!(".multivariate.group_by[{i}]"),
+                    format!("{l:?} is not a label name to group by"),
+                );
+            }
+        }
+        model::learned::multivariate::Multivariate::new(
+            &config.anomaly_model,
+            inputs.iter().map(|i| i.0.clone()).collect(),
+            config.params.clone(),
+        )
+        .map_err(|e| (".anomaly_model".to_string(), e.to_string()))?;
+        Ok(Query {
+            target: Target::Multivariate(MultiTarget {
+                inputs,
+                group_by: mv.group_by.clone(),
+            }),
+            config,
+        })
+    }
+
     /// Checks a query's configuration; the error names the offending key
     /// (relative to the query, e.g. `.selector`).
     pub fn new(config: QueryConfig) -> Result<Query, (String, String)> {
@@ -190,6 +356,15 @@ impl Query {
         ] {
             model::build(name, &config.params).map_err(|e| (key.to_string(), e.to_string()))?;
         }
+        if model::DETECTORS.contains(&config.forecast_model.as_str()) {
+            return Err((
+                ".forecast_model".into(),
+                format!(
+                    "{} detects anomalies only and does not forecast",
+                    config.forecast_model
+                ),
+            ));
+        }
         if !(0.5..1.0).contains(&config.level) {
             return Err((
                 ".level".into(),
@@ -199,10 +374,8 @@ impl Query {
         if config.horizons.iter().any(|h| h.is_zero()) {
             return Err((".horizons".into(), "horizons must be positive".into()));
         }
-        if let Some(t) = &config.threshold
-            && !t.value.is_finite()
-        {
-            return Err((".threshold.value".into(), "must be a finite number".into()));
+        if let Some(t) = &config.threshold {
+            t.check().map_err(|(k, m)| (format!(".threshold{k}"), m))?;
         }
         Ok(Query { config, target })
     }
@@ -260,5 +433,29 @@ mod tests {
         let mut c = base();
         c.level = 95.0;
         assert_eq!(Query::new(c).unwrap_err().0, ".level");
+        let th = |y: &str| serde_yaml_ng::from_str::<Threshold>(y).unwrap();
+        for (yaml, key) in [
+            ("{direction: above}", ".threshold.value"),
+            ("{value: .nan, direction: above}", ".threshold.value"),
+            (
+                "{value: 1, direction: above, learned: {quantile: 0.9}}",
+                ".threshold.learned",
+            ),
+            (
+                "{direction: above, learned: {quantile: 0}}",
+                ".threshold.learned.quantile",
+            ),
+        ] {
+            let mut c = base();
+            c.threshold = Some(th(yaml));
+            assert_eq!(Query::new(c).unwrap_err().0, key, "{yaml}");
+        }
+        let mut c = base();
+        c.threshold = Some(th(
+            "{direction: above, learned: {quantile: 0.99, season: 24}}",
+        ));
+        assert_eq!(c.threshold.unwrap().label(), "learned_q0.99");
+        assert!(Query::new(c).is_ok());
+        assert_eq!(Threshold::fixed(90.0, Direction::Above).label(), "90");
     }
 }

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Form;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
 use imd_exporter::exposition::Family;
 use imd_exporter::scrape::merge;
+use imd_exporter::web::Identity;
 use imd_exporter::web::Reloader;
 
 use crate::alert::lifecycle::{ActionError, ActionRequest, Lifecycle};
@@ -31,8 +31,10 @@ use crate::read::Source;
 use crate::read::http::ReadStats;
 use crate::read::promql::{PromqlOptions, QueryRange};
 use crate::read::remote::{RemoteRead, RemoteReadOptions, ResponseMode};
+use crate::report::schedule::ReportMetrics;
 use crate::schedule::now_ms;
 use crate::shard::Shard;
+use crate::web::access::{self, Csrf};
 use crate::web::page;
 
 /// Settings from the command line.
@@ -52,6 +54,8 @@ pub struct RunSettings {
     pub page_threshold: f64,
     /// This replica's part of the series (`None`: all of them).
     pub shard: Option<Shard>,
+    /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
+    pub lifecycle: bool,
 }
 
 /// A configured source and the counters of its reads.
@@ -74,6 +78,10 @@ struct Live {
     writers: Vec<RemoteWriter>,
     naming: Naming,
     infer_every: Duration,
+    /// `output.grafana_url`, for the page's links.
+    grafana_url: Option<String>,
+    /// `global.max_emitted_series`.
+    max_emitted: usize,
 }
 
 /// The alerting rules and the external labels they add.
@@ -88,6 +96,10 @@ struct Shared {
     last_save: Mutex<Instant>,
     /// Escalation, acknowledgement, resolution (`/api/v1/alerts`).
     lifecycle: Arc<Lifecycle>,
+    /// The key of the page's CSRF tokens.
+    csrf: Csrf,
+    /// Counters of the scheduled reports.
+    reports: Arc<ReportMetrics>,
 }
 
 /// Builds everything the configuration describes but the notifier, failing
@@ -99,8 +111,8 @@ fn build(settings: &RunSettings) -> anyhow::Result<Built> {
     let file = settings.config_file.display();
     let mut sources = Vec::new();
     for (i, s) in config.sources.iter().enumerate() {
-        let (source, stats) =
-            build_source(s).map_err(|e| anyhow::anyhow!("{file}: key `sources[{i}]`: {e}"))?;
+        let (source, stats) = build_source(s, config.global.max_samples_per_read)
+            .map_err(|e| anyhow::anyhow!("{file}: key `sources[{i}]`: {e}"))?;
         sources.push(NamedSource {
             name: s.name.clone(),
             source,
@@ -191,16 +203,22 @@ impl Live {
                 vmanomaly: config.output.vmanomaly_names,
             },
             infer_every: config.global.infer_every,
+            grafana_url: config.output.grafana_url.clone(),
+            max_emitted: config.global.max_emitted_series,
         }
     }
 }
 
-fn build_source(s: &SourceConfig) -> anyhow::Result<(Box<dyn Source>, Arc<ReadStats>)> {
+fn build_source(
+    s: &SourceConfig,
+    max_samples: usize,
+) -> anyhow::Result<(Box<dyn Source>, Arc<ReadStats>)> {
     let base = s.url.trim_end_matches('/');
     Ok(match s.kind {
         SourceKind::RemoteRead => {
             let mut o = RemoteReadOptions::new(format!("{base}/api/v1/read"));
             o.http = s.http.clone();
+            o.max_samples = max_samples;
             o.mode = if s.prefer_streamed {
                 ResponseMode::PreferStreamed
             } else {
@@ -246,7 +264,8 @@ pub fn check(settings: &RunSettings) -> anyhow::Result<String> {
 }
 
 /// Runs the analyzer until `shutdown` completes, then saves model state.
-/// `SIGHUP` and `POST /-/reload` read the configuration file again.
+/// `SIGHUP` and (with `--web.enable-lifecycle`) `POST /-/reload` read the
+/// configuration file again.
 pub async fn run(
     settings: RunSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -281,6 +300,9 @@ pub async fn run(
         settings: settings.clone(),
         last_save: Mutex::new(Instant::now()),
         lifecycle: lifecycle.clone(),
+        csrf: Csrf::new()
+            .map_err(|e| anyhow::anyhow!("reading /dev/urandom for the page's CSRF key: {e}"))?,
+        reports: Arc::new(ReportMetrics::default()),
     });
     let reloader = Reloader::new("imd_analyzer", {
         let st = shared.clone();
@@ -289,6 +311,11 @@ pub async fn run(
     let sighup = reloader.on_sighup()?;
     let cycles = spawn_cycles(shared.clone());
     let poller = lifecycle.clone().spawn_poller();
+    let reports = crate::report::schedule::spawn(
+        settings.config_file.clone(),
+        settings.storage_path.clone(),
+        shared.reports.clone(),
+    );
 
     let app = Router::new()
         .route("/", get(index))
@@ -296,7 +323,7 @@ pub async fn run(
         .route("/alerts/ack", post(form_ack))
         .route("/alerts/resolve", post(form_resolve))
         .with_state((shared.clone(), reloader.clone()))
-        .merge(reloader.route())
+        .merge(reloader.route(settings.lifecycle))
         .merge(lifecycle.routes())
         .merge(imd_exporter::web::health_routes({
             let s = shared.clone();
@@ -312,6 +339,7 @@ pub async fn run(
     sighup.abort();
     cycles.abort();
     poller.abort();
+    reports.abort();
     let st = shared.clone();
     let _ = tokio::task::spawn_blocking(move || save_state(&st)).await;
     served
@@ -417,6 +445,8 @@ fn reload(st: &Arc<Shared>) -> anyhow::Result<()> {
         vmanomaly: config.output.vmanomaly_names,
     };
     live.infer_every = config.global.infer_every;
+    live.grafana_url = config.output.grafana_url.clone();
+    live.max_emitted = config.global.max_emitted_series;
     drop(live);
     tracing::info!(
         file = %st.settings.config_file.display(),
@@ -475,7 +505,8 @@ fn cycle(st: &Shared) {
     let firing = live.rules.as_mut().map(|r| r.evaluate(&live.engine, now));
     let series = live.engine.tracked().len();
     if !live.writers.is_empty() {
-        let fams = emit::families(&live.engine, live.naming);
+        let mut fams = emit::families(&live.engine, live.naming);
+        emit::limit_series(&mut fams, live.max_emitted);
         for w in &live.writers {
             w.write(&fams, now);
         }
@@ -531,6 +562,8 @@ async fn metrics(
     let mut fams = {
         let live = st.live.lock().unwrap_or_else(|e| e.into_inner());
         let mut fams = emit::families(&live.engine, live.naming);
+        let left_out = emit::limit_series(&mut fams, live.max_emitted);
+        fams.extend(emitted_health(&live.engine, left_out));
         fams.push(series_limited(&live.engine));
         fams.extend(read_families(&live.sources));
         if let Some(n) = &live.notifier {
@@ -544,6 +577,7 @@ async fn metrics(
     fams.extend(st.stats.families());
     fams.extend(reloader.families());
     fams.extend(st.lifecycle.families());
+    fams.extend(st.reports.families());
     fams.push(shard_info(st.settings.shard));
     fams.extend(imd_exporter::collectors::process_self::families());
     imd_exporter::web::exposition_response(&headers, &merge(fams))
@@ -560,6 +594,34 @@ fn series_limited(engine: &Engine) -> Family {
         f.push([("query", query)], n as f64);
     }
     f
+}
+
+/// `imd_analyzer_emitted_series_limited` (series left out of the output by
+/// `global.max_emitted_series`) and `imd_analyzer_series_stale` (series kept
+/// but not published because no fresh point came within the lookback).
+fn emitted_health(engine: &Engine, left_out: usize) -> Vec<Family> {
+    if left_out > 0 {
+        tracing::warn!(
+            left_out,
+            "series over global.max_emitted_series are not published"
+        );
+    }
+    let mut limited = Family::gauge(
+        "imd_analyzer_emitted_series_limited",
+        "Series not published at this scrape because of global.max_emitted_series.",
+    );
+    limited.push_value(left_out as f64);
+    let mut stale = Family::gauge(
+        "imd_analyzer_series_stale",
+        "Series under analysis whose latest point is older than the lookback (reads failing or the series gone quiet); their results are not published.",
+    );
+    stale.push_value(
+        engine
+            .tracked()
+            .len()
+            .saturating_sub(engine.published().len()) as f64,
+    );
+    vec![limited, stale]
 }
 
 /// `imd_analyzer_shard_info{index,count} 1`: which part of the series this
@@ -597,6 +659,22 @@ fn read_families(sources: &[NamedSource]) -> Vec<Family> {
         "Time spent reading from the source.",
     );
     let mut errors = Family::counter("imd_read_errors_total", "Failed reads by kind.");
+    let mut problems = Family::counter(
+        "imd_read_problems_total",
+        "Problems in the source's answers by query and reason: failed reads and broken streams (one each), series lost to bad chunks (one per series), points dropped or infinite (one per point), empty answers.",
+    );
+    let mut limited = Family::counter(
+        "imd_read_limited_total",
+        "Reads stopped by a limit (reason=\"samples\": global.max_samples_per_read).",
+    );
+    let mut backoff = Family::gauge(
+        "imd_read_backoff_seconds",
+        "Seconds before a failing source is asked again (0: not backing off).",
+    );
+    let mut failures = Family::gauge(
+        "imd_read_consecutive_failures",
+        "Reads in a row that found the source down, timed out or overloaded (0 after a success).",
+    );
     for s in sources {
         let snap = s.stats.snapshot();
         let l = [("source", s.name.as_str())];
@@ -608,13 +686,53 @@ fn read_families(sources: &[NamedSource]) -> Vec<Family> {
         for (kind, n) in snap.errors {
             errors.push([("source", s.name.as_str()), ("kind", kind)], n as f64);
         }
+        for (query, reason, n) in &snap.problems {
+            problems.push(
+                [
+                    ("source", s.name.as_str()),
+                    ("query", query),
+                    ("reason", reason),
+                ],
+                *n as f64,
+            );
+        }
+        for (query, reason, n) in &snap.limited {
+            limited.push(
+                [
+                    ("source", s.name.as_str()),
+                    ("query", query),
+                    ("reason", reason),
+                ],
+                *n as f64,
+            );
+        }
+        backoff.push(l, snap.backoff_seconds);
+        failures.push(l, f64::from(snap.consecutive_failures));
     }
-    vec![reads, bytes, samples, series, seconds, errors]
+    vec![
+        reads, bytes, samples, series, seconds, errors, problems, limited, backoff, failures,
+    ]
 }
 
-async fn index(State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>) -> Html<String> {
+async fn index(
+    State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>,
+    id: Option<Extension<Identity>>,
+) -> Html<String> {
+    let id = id.as_ref().map(|e| &e.0);
     let live = st.live.lock().unwrap_or_else(|e| e.into_inner());
     let sources: Vec<&str> = live.sources.iter().map(|s| s.name.as_str()).collect();
+    let token = st.csrf.token(access::subject(id), unix_now());
+    let grafana = live.grafana_url.as_deref();
+    let mut extra = page::render_anomalies(&live.engine, st.settings.page_threshold, grafana);
+    extra.push_str(&page::render_alerts_for(
+        &st.lifecycle.views(),
+        &page::Viewer {
+            user: id.and_then(|i| i.user.as_deref()),
+            can_act: access::may_act(id),
+            token: &token,
+            grafana_url: grafana,
+        },
+    ));
     Html(page::render(
         &live.engine,
         &page::PageInfo {
@@ -627,9 +745,16 @@ async fn index(State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>) -> Html<Stri
             ),
             refresh_seconds: live.infer_every.as_secs().clamp(5, 60),
             threshold: st.settings.page_threshold,
-            extra_html: &page::render_alerts(&st.lifecycle.views()),
+            extra_html: &extra,
         },
     ))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The fields of the page's "Acknowledge" and "Resolve" forms.
@@ -638,24 +763,61 @@ struct AlertForm {
     /// Alertmanager's fingerprint of the alert.
     #[serde(default)]
     fingerprint: String,
-    /// Who acts.
+    /// Who acts (only asked when nobody is logged in).
     #[serde(default)]
     by: String,
+    /// The page's CSRF token (see `web::access`).
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Checks that a form post may act: same origin, a valid CSRF token for
+/// this user, an operator. Gives the parsed request.
+fn admit_form(
+    st: &Shared,
+    id: Option<&Identity>,
+    headers: &HeaderMap,
+    f: &AlertForm,
+    ack: bool,
+) -> Result<(ActionRequest, crate::alert::escalation::Target), ActionError> {
+    if !access::same_origin(headers) {
+        return Err(ActionError::Forbidden(
+            "the form was posted from another site".into(),
+        ));
+    }
+    if !st
+        .csrf
+        .verify(&f.csrf_token, access::subject(id), unix_now())
+    {
+        return Err(ActionError::Forbidden(
+            "the form's token is missing, expired or not yours: reload the page and try again"
+                .into(),
+        ));
+    }
+    if !access::may_act(id) {
+        return Err(ActionError::Forbidden(
+            "acknowledging and resolving need the operator role".into(),
+        ));
+    }
+    form_request(f, ack, id.and_then(|i| i.user.as_deref()))
 }
 
 /// `POST /alerts/ack` from the page: acknowledges the alert (with a
 /// silence, as the JSON API does by default), then back to the page.
 async fn form_ack(
     State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>,
+    id: Option<Extension<Identity>>,
+    headers: HeaderMap,
     Form(f): Form<AlertForm>,
 ) -> Response {
-    let (req, target) = match form_request(&f, true) {
+    let id = id.as_ref().map(|e| &e.0);
+    let (req, target) = match admit_form(&st, id, &headers, &f, true) {
         Ok(x) => x,
         Err(e) => return form_error(e),
     };
     match st
         .lifecycle
-        .acknowledge(target, req.by.trim().to_string(), req.comment, true, None)
+        .acknowledge(target, access::actor(id, &req.by), req.comment, true, None)
         .await
     {
         Ok(_) => Redirect::to("/#alerts").into_response(),
@@ -667,15 +829,18 @@ async fn form_ack(
 /// the page.
 async fn form_resolve(
     State((st, _)): State<(Arc<Shared>, Arc<Reloader>)>,
+    id: Option<Extension<Identity>>,
+    headers: HeaderMap,
     Form(f): Form<AlertForm>,
 ) -> Response {
-    let (req, target) = match form_request(&f, false) {
+    let id = id.as_ref().map(|e| &e.0);
+    let (req, target) = match admit_form(&st, id, &headers, &f, false) {
         Ok(x) => x,
         Err(e) => return form_error(e),
     };
     match st
         .lifecycle
-        .resolve(target, req.by.trim().to_string(), req.comment)
+        .resolve(target, access::actor(id, &req.by), req.comment)
         .await
     {
         Ok(_) => Redirect::to("/#alerts").into_response(),
@@ -684,13 +849,14 @@ async fn form_resolve(
 }
 
 /// Checks a form as the JSON API checks its body (fingerprint of 16 hex
-/// digits, a non-empty `by` of at most 256 characters).
+/// digits, a non-empty `by` of at most 256 characters, or the user).
 fn form_request(
     f: &AlertForm,
     ack: bool,
+    user: Option<&str>,
 ) -> Result<(ActionRequest, crate::alert::escalation::Target), ActionError> {
     let body = serde_json::json!({"fingerprint": f.fingerprint, "by": f.by});
-    ActionRequest::parse(body.to_string().as_bytes(), ack).map_err(ActionError::BadRequest)
+    ActionRequest::parse(body.to_string().as_bytes(), ack, user).map_err(ActionError::BadRequest)
 }
 
 /// A refused form action as a small page linking back.
@@ -699,6 +865,7 @@ fn form_error(e: ActionError) -> Response {
         ActionError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
         ActionError::NotFound(m) => (StatusCode::NOT_FOUND, m),
         ActionError::Resolved(m) => (StatusCode::CONFLICT, m),
+        ActionError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
     };
     (
         status,

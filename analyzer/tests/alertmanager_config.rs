@@ -90,6 +90,25 @@ const ROUTES: &[(&str, &str)] = &[
         "alertname=ImdAnalyzerIdle severity=info component=imd instance=a:9110",
         "webhook-imd",
     ),
+    // Escalation levels of imd-analyzer's policies (README "Acknowledgement
+    // and escalation"): primary by e-mail, then secondary with an SMS, then
+    // the manager; ahead of the severity routes.
+    (
+        "alertname=LoadAnomaly severity=critical instance=h1:9100 query=load escalation_level=0",
+        "primary-oncall-email",
+    ),
+    (
+        "alertname=LoadAnomaly severity=critical instance=h1:9100 query=load escalation_level=1 escalation=secondary notify=sms",
+        "secondary-oncall-email,sms-secondary",
+    ),
+    (
+        "alertname=LoadAnomaly severity=critical instance=h1:9100 query=load escalation_level=2 escalation=manager",
+        "manager-email",
+    ),
+    (
+        "alertname=LoadAnomaly severity=critical instance=h1:9100 escalation_level=12",
+        "manager-email",
+    ),
     // Anything else: e-mail.
     (
         "alertname=ImdAnalyzerIdleElsewhere severity=info instance=x:1",
@@ -359,6 +378,7 @@ fn a_real_alertmanager_loads_the_configuration() {
         "sms-oncall",
         "opsgenie-database",
         "imd-sms-bridge:9097",
+        "imd-sms-bridge:9111/webhook/secondary",
         "HostDown",
     ] {
         assert!(original.contains(want), "{want} not in the loaded config");
@@ -366,7 +386,8 @@ fn a_real_alertmanager_loads_the_configuration() {
     let (status, body) = http_get(port, "/api/v2/receivers").unwrap();
     assert_eq!(status, 200);
     let receivers: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(receivers.len(), 7, "{body}");
+    // Seven, plus four for the escalation levels.
+    assert_eq!(receivers.len(), 11, "{body}");
 }
 
 #[test]

@@ -923,6 +923,15 @@ fn page_row(page: &str, fp: &str) -> String {
     rest[..rest.find("</tr>").unwrap()].to_string()
 }
 
+/// The CSRF token the page's forms carry.
+fn page_token(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf_token\" value=\"")
+        .unwrap_or_else(|| panic!("no form token on the page: {page}"))
+        + "name=\"csrf_token\" value=\"".len();
+    page[at..at + page[at..].find('"').unwrap()].to_string()
+}
+
 fn get_page(c: &reqwest::blocking::Client, an: u16) -> String {
     let r = c.get(format!("http://127.0.0.1:{an}/")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -968,18 +977,48 @@ fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
     assert!(row.contains("<td class=\"ack\">—</td>"), "{row}");
     assert!(row.contains("action=\"/alerts/ack\""), "{row}");
     assert!(row.contains("action=\"/alerts/resolve\""), "{row}");
+    let token = page_token(&get_page(&http, an));
+    let tk = token.as_str();
+
+    // A form without the page's token (as another site would post it), or
+    // posted from another origin: refused.
+    let r = http
+        .post(url("/alerts/ack"))
+        .form(&[("fingerprint", fp.as_str()), ("by", "eve")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = http
+        .post(url("/alerts/ack"))
+        .header("origin", "http://evil.example")
+        .form(&[
+            ("fingerprint", fp.as_str()),
+            ("by", "eve"),
+            ("csrf_token", tk),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
 
     // Refused forms answer with an escaped message, and change nothing.
     let r = http
         .post(url("/alerts/ack"))
-        .form(&[("fingerprint", fp.as_str()), ("by", " ")])
+        .form(&[
+            ("fingerprint", fp.as_str()),
+            ("by", " "),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("is required"));
     let r = http
         .post(url("/alerts/ack"))
-        .form(&[("fingerprint", "<script>"), ("by", "carol")])
+        .form(&[
+            ("fingerprint", "<script>"),
+            ("by", "carol"),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
@@ -990,7 +1029,11 @@ fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
     );
     let r = http
         .post(url("/alerts/ack"))
-        .form(&[("fingerprint", "0123456789abcdef"), ("by", "carol")])
+        .form(&[
+            ("fingerprint", "0123456789abcdef"),
+            ("by", "carol"),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
@@ -999,7 +1042,11 @@ fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
     // Acknowledge as the form does: 303 back to the page, which shows it.
     let r = http
         .post(url("/alerts/ack"))
-        .form(&[("fingerprint", fp.as_str()), ("by", "<i>carol</i>")])
+        .form(&[
+            ("fingerprint", fp.as_str()),
+            ("by", "<i>carol</i>"),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -1021,7 +1068,11 @@ fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
     // Resolve through the page's other form.
     let r = http
         .post(url("/alerts/resolve"))
-        .form(&[("fingerprint", fp.as_str()), ("by", "dave")])
+        .form(&[
+            ("fingerprint", fp.as_str()),
+            ("by", "dave"),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -1037,7 +1088,11 @@ fn the_page_lists_alerts_and_its_forms_acknowledge_and_resolve() {
     });
     let r = http
         .post(url("/alerts/resolve"))
-        .form(&[("fingerprint", fp.as_str()), ("by", "dave")])
+        .form(&[
+            ("fingerprint", fp.as_str()),
+            ("by", "dave"),
+            ("csrf_token", tk),
+        ])
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 409);

@@ -440,7 +440,7 @@ fn forecast_suite(seasonal_only: bool) -> Vec<(String, Vec<Point>)> {
 
 fn run_backtest(seasonal_only: bool) -> Vec<Summary> {
     let suite = forecast_suite(seasonal_only);
-    let models: Vec<String> = ["snaive", "drift", "ets", "mstl", "auto"]
+    let models: Vec<String> = ["snaive", "drift", "ets", "mstl", "prophet", "auto", "lstm"]
         .iter()
         .map(|s| s.to_string())
         .collect();

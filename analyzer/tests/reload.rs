@@ -10,6 +10,8 @@
 //! - A reload that changes a query's model refits its series.
 //! - Alerting: a reload that points to another Alertmanager moves the
 //!   firing alert there; one that removes the rule resolves it.
+//! - Without `--web.enable-lifecycle`, `POST /-/reload` answers 403 (as
+//!   Prometheus) and reloads nothing; SIGHUP still reloads.
 
 mod common;
 
@@ -108,6 +110,7 @@ fn reload_rejects_bad_files_and_applies_good_ones_keeping_model_state() {
             format!("--config.file={}", file.display()),
             format!("--storage.path={}", dir.path().join("an").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-lifecycle".to_string(),
         ],
         dir.path(),
     );
@@ -246,6 +249,7 @@ fn reload_moves_alerts_to_a_new_alertmanager_and_resolves_removed_rules() {
             format!("--config.file={}", file.display()),
             format!("--storage.path={}", dir.path().join("an").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-lifecycle".to_string(),
         ],
         dir.path(),
     );
@@ -278,4 +282,39 @@ fn reload_moves_alerts_to_a_new_alertmanager_and_resolves_removed_rules() {
     wait_for("the removed rule's alert to resolve", 30, || {
         !firing(am2, "ImdReloadSpike")
     });
+}
+
+#[test]
+fn http_reload_needs_the_lifecycle_flag_and_sighup_does_not() {
+    let dir = tempdir();
+    // Nothing listens on the source's port: reads fail, the analyzer runs.
+    let file = dir.path().join("imd-analyzer.yml");
+    std::fs::write(&file, config(free_port(), &[("a", "imd_reload_a", "mad")])).unwrap();
+    let port = free_port();
+    let mut an = Proc::spawn(
+        "imd-analyzer",
+        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
+        &[
+            format!("--config.file={}", file.display()),
+            format!("--storage.path={}", dir.path().join("an").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        dir.path(),
+    );
+    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let when = "imd_analyzer_config_last_reload_success_timestamp_seconds";
+    let started = metric(port, when).expect("reload timestamp");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, body) = http_post(port, "/-/reload");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Lifecycle API is not enabled"), "{body}");
+    assert_eq!(metric(port, when), Some(started), "nothing was reloaded");
+    an.signal("HUP");
+    wait_for("SIGHUP to reload", 20, || {
+        metric(port, when).is_some_and(|t| t > started)
+    });
+    assert_eq!(
+        metric(port, "imd_analyzer_config_last_reload_successful"),
+        Some(1.0)
+    );
 }

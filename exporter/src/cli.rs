@@ -44,6 +44,11 @@ pub struct WebArgs {
         default_value_t = 40
     )]
     pub max_requests: usize,
+    /// Enable reloading through HTTP (`POST /-/reload`), as Prometheus'
+    /// flag of the same name; without it the endpoint answers 403.
+    /// `SIGHUP` reloads either way.
+    #[arg(id = "web.enable-lifecycle", long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
 }
 
 /// Logging flags, named as Prometheus names them.

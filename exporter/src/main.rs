@@ -187,7 +187,7 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
             get(move || async move { Html(landing_page(&telemetry)) }),
         )
         .with_state((state, reloader.clone()))
-        .merge(reloader.route())
+        .merge(reloader.route(cli.web.enable_lifecycle))
         .merge(web::health_routes(|| true));
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,7 +3,8 @@
 //! sets `imd_exporter_config_last_reload_successful` to 0 and keeps the old
 //! collectors running; `SIGHUP` with a valid file rebuilds the collectors
 //! (a collector switched on appears), and the log reader resumes at its
-//! saved offset, so no log line is counted twice.
+//! saved offset, so no log line is counted twice. Without
+//! `--web.enable-lifecycle` the endpoint answers 403 and SIGHUP still works.
 
 mod common;
 
@@ -91,6 +92,7 @@ fn reload_rejects_bad_files_and_rebuilds_collectors_from_good_ones() {
             format!("--web.listen-address=127.0.0.1:{port}"),
             format!("--storage.path={}", dir.path().join("state").display()),
             format!("--config.file={}", file.display()),
+            "--web.enable-lifecycle".to_string(),
         ],
         dir.path(),
     );
@@ -140,4 +142,49 @@ fn reload_rejects_bad_files_and_rebuilds_collectors_from_good_ones() {
         http_get(port, "/-/reload", &[]).is_ok_and(|r| r.status == 405),
         "reload is POST only"
     );
+}
+
+#[test]
+fn http_reload_needs_the_lifecycle_flag_and_sighup_does_not() {
+    let dir = tempdir();
+    let log = dir.path().join("app.log");
+    append(&log, 1);
+    let file = dir.path().join("imd-exporter.yml");
+    std::fs::write(&file, config(&log, false)).unwrap();
+    let port = free_port();
+    let mut p = Proc::spawn(
+        "imd-exporter",
+        &imd_exporter_bin(),
+        [
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--storage.path={}", dir.path().join("state").display()),
+            format!("--config.file={}", file.display()),
+        ],
+        dir.path(),
+    );
+    p.wait_http_ok(port, "/-/ready", Duration::from_secs(20));
+    std::fs::write(&file, config(&log, true)).unwrap();
+    let (status, body) = post(port, "/-/reload");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Lifecycle API is not enabled"), "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(value(port, "node_time_seconds"), None, "nothing reloaded");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &p.pid().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(hup.success());
+    wait_value(
+        port,
+        "imd_exporter_config_last_reload_successful",
+        Some(1.0),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while value(port, "node_time_seconds").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

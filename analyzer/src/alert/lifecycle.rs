@@ -23,13 +23,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use imd_exporter::exposition::Family;
+use imd_exporter::web::Identity;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,8 @@ pub enum ActionError {
     NotFound(String),
     /// The alerts it designates are already resolved (HTTP 409).
     Resolved(String),
+    /// The user may not act (a viewer; HTTP 403).
+    Forbidden(String),
 }
 
 /// What an acknowledgement or resolution did.
@@ -776,9 +779,18 @@ const MAX_COMMENT: usize = 4096;
 impl ActionRequest {
     /// Parses and checks a request body; `ack` says whether it is an
     /// acknowledgement (which alone may carry `silence` and `duration`).
-    pub fn parse(body: &[u8], ack: bool) -> Result<(ActionRequest, Target), String> {
-        let r: ActionRequest =
+    /// `user` is the authenticated user, if any: it becomes `by` (who
+    /// acts is who logged in, whatever the body says).
+    pub fn parse(
+        body: &[u8],
+        ack: bool,
+        user: Option<&str>,
+    ) -> Result<(ActionRequest, Target), String> {
+        let mut r: ActionRequest =
             serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+        if let Some(u) = user {
+            r.by = u.to_string();
+        }
         let target = match (&r.labels, &r.fingerprint) {
             (Some(_), Some(_)) => return Err("give `labels` or `fingerprint`, not both".into()),
             (None, None) => return Err("`labels` or `fingerprint` is required".into()),
@@ -827,6 +839,7 @@ fn error_response(e: ActionError) -> Response {
         ActionError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_data", m),
         ActionError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
         ActionError::Resolved(m) => (StatusCode::CONFLICT, "conflict", m),
+        ActionError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
     };
     json_response(
         status,
@@ -856,8 +869,42 @@ fn outcome_response(l: &Lifecycle, o: ActionOutcome) -> Response {
     json_response(StatusCode::OK, v)
 }
 
-async fn ack_alerts(State(l): State<Arc<Lifecycle>>, body: Bytes) -> Response {
-    let (req, target) = match ActionRequest::parse(&body, true) {
+/// Checks that an API action may proceed: a JSON body (which also keeps
+/// it out of reach of cross-site forms: see `web::access`) from an
+/// operator. Gives the authenticated user, if any.
+fn admit(headers: &HeaderMap, id: Option<&Identity>) -> Result<Option<String>, Box<Response>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Box::new(json_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            serde_json::json!({"status": "error", "errorType": "bad_data",
+                "error": "send the body as Content-Type: application/json"}),
+        )));
+    }
+    if !crate::web::access::may_act(id) {
+        return Err(Box::new(error_response(ActionError::Forbidden(format!(
+            "user {:?} is a viewer; acknowledging and resolving need the operator role",
+            crate::web::access::subject(id)
+        )))));
+    }
+    Ok(id.and_then(|i| i.user.clone()))
+}
+
+async fn ack_alerts(
+    State(l): State<Arc<Lifecycle>>,
+    id: Option<Extension<Identity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = match admit(&headers, id.as_ref().map(|e| &e.0)) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let (req, target) = match ActionRequest::parse(&body, true, user.as_deref()) {
         Ok(x) => x,
         Err(m) => return error_response(ActionError::BadRequest(m)),
     };
@@ -876,8 +923,17 @@ async fn ack_alerts(State(l): State<Arc<Lifecycle>>, body: Bytes) -> Response {
     }
 }
 
-async fn resolve_alerts(State(l): State<Arc<Lifecycle>>, body: Bytes) -> Response {
-    let (req, target) = match ActionRequest::parse(&body, false) {
+async fn resolve_alerts(
+    State(l): State<Arc<Lifecycle>>,
+    id: Option<Extension<Identity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = match admit(&headers, id.as_ref().map(|e| &e.0)) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let (req, target) = match ActionRequest::parse(&body, false, user.as_deref()) {
         Ok(x) => x,
         Err(m) => return error_response(ActionError::BadRequest(m)),
     };
@@ -896,7 +952,7 @@ mod tests {
 
     #[test]
     fn requests_are_checked() {
-        let ok = |b: &str, ack| ActionRequest::parse(b.as_bytes(), ack);
+        let ok = |b: &str, ack| ActionRequest::parse(b.as_bytes(), ack, None);
         let (r, t) = ok(
             r#"{"labels":{"alertname":"A"},"by":" bob ","comment":"x"}"#,
             false,
@@ -943,6 +999,16 @@ mod tests {
         let long = format!(r#"{{"labels":{{"a":"b"}},"by":"{}"}}"#, "x".repeat(300));
         assert!(ok(&long, true).unwrap_err().contains("longer"));
         assert!(ok(r#"{"labels":{"a":"b"},"by":"b","duration":"0s"}"#, true).is_err());
+        // An authenticated user is who acts, `by` or not.
+        let (r, _) = ActionRequest::parse(
+            br#"{"labels":{"a":"b"},"by":"mallory"}"#,
+            true,
+            Some("alice"),
+        )
+        .unwrap();
+        assert_eq!(r.by, "alice");
+        let (r, _) = ActionRequest::parse(br#"{"labels":{"a":"b"}}"#, true, Some("alice")).unwrap();
+        assert_eq!(r.by, "alice");
     }
 
     #[tokio::test]
@@ -969,13 +1035,25 @@ mod tests {
         );
         let r = c
             .post(format!("http://127.0.0.1:{port}/api/v1/alerts/ack"))
+            .header("content-type", "application/json")
             .body(r#"{"labels":{"alertname":"A"},"by":"bob"}"#)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+        // A form (or text/plain) post, as another site could make a
+        // browser send: refused before anything is read.
+        let r = c
+            .post(format!("http://127.0.0.1:{port}/api/v1/alerts/ack"))
+            .header("content-type", "text/plain")
+            .body(r#"{"labels":{"alertname":"A"},"by":"bob"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415);
         let r = c
             .post(format!("http://127.0.0.1:{port}/api/v1/alerts/resolve"))
+            .header("content-type", "application/json; charset=utf-8")
             .body("{}")
             .send()
             .await

@@ -51,9 +51,7 @@ impl Rules {
                     continue;
                 }
                 let by_score = rule.score_above.is_some_and(|s| t.score() >= s);
-                let breach = q
-                    .threshold
-                    .and_then(|th| t.breach_seconds(th.value, th.direction));
+                let breach = q.threshold.and_then(|th| t.breach(&th));
                 let by_breach = match (rule.breach_within, breach) {
                     (Some(within), Some(b)) => b <= within.as_secs_f64(),
                     _ => false,

@@ -24,6 +24,11 @@ pub fn forecast_series(
             points.len()
         ));
     }
+    if model::DETECTORS.contains(&name) {
+        return Err(format!(
+            "model {name} detects anomalies only and does not forecast; try --model auto"
+        ));
+    }
     let params = super::whole_history_params(points.len(), season);
     let mut m = model::build(name, &params).map_err(|e| e.to_string())?;
     m.fit(points).map_err(|e| e.to_string())?;
@@ -89,6 +94,11 @@ mod tests {
             })
             .collect();
         for name in model::NAMES {
+            if model::DETECTORS.contains(name) {
+                let e = forecast_series(&pts, name, 10, 0.9, None).unwrap_err();
+                assert!(e.contains("does not forecast"), "{e}");
+                continue;
+            }
             let f = forecast_series(&pts, name, 10, 0.9, None).unwrap();
             assert_eq!(f.mean.len(), 10, "{name}");
             assert!(f.lower.iter().zip(&f.upper).all(|(l, u)| l <= u));

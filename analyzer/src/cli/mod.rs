@@ -14,6 +14,8 @@ use clap::Args;
 use crate::model::{self, ModelParams};
 
 pub mod backtest;
+pub mod bench_engine;
+pub mod bench_read;
 pub mod csv;
 pub mod forecast;
 pub mod score;
@@ -125,6 +127,7 @@ pub fn whole_history_params(n: usize, season: Option<usize>) -> ModelParams {
         window,
         min_points: ModelParams::default().min_points.clamp(2, window),
         season,
+        ..ModelParams::default()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::query::prom_duration;
 pub mod remote_write;
 pub mod selfmetrics;
 
-const OWN_LABELS: &[&str] = &["query", "model", "horizon", "threshold"];
+const OWN_LABELS: &[&str] = &["query", "model", "horizon", "threshold", "direction"];
 
 /// How the synthetic series are named.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,6 +25,7 @@ pub struct Naming {
 /// The synthetic series of every tracked series.
 pub fn families(engine: &Engine, naming: Naming) -> Vec<Family> {
     let mut out = imd_families(engine);
+    out.push(crate::engine::group::contribution_family(engine));
     if naming.vmanomaly {
         out.extend(vmanomaly_families(engine));
     }
@@ -53,7 +54,7 @@ fn vmanomaly_families(engine: &Engine) -> Vec<Family> {
         "vmanomaly-compatible upper bound for the latest point.",
     );
     let queries = engine.queries();
-    for t in engine.tracked() {
+    for t in engine.published() {
         let q = &queries[t.query].config;
         let mut labels: Vec<(String, String)> = t
             .labels
@@ -100,8 +101,12 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
         "imd_forecast_breach_seconds",
         "Seconds until the forecast crosses the query's threshold (0 = already across, +Inf = not foreseen).",
     );
+    let mut threshold = Family::gauge(
+        "imd_threshold",
+        "The query's threshold at the latest point: its fixed value, or the level of the band learned from history.",
+    );
     let queries = engine.queries();
-    for t in engine.tracked() {
+    for t in engine.published() {
         let q = &queries[t.query].config;
         let base = source_labels(&t.labels, &q.name);
         if !t.recent.is_empty() {
@@ -123,15 +128,26 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
             }
         }
         if let Some(th) = q.threshold
-            && let Some(s) = t.breach_seconds(th.value, th.direction)
+            && let Some(s) = t.breach(&th)
         {
             let mut l = base.clone();
             l.push(("model".into(), t.forecast_model().into()));
-            l.push((
-                "threshold".into(),
-                imd_exporter::exposition::format_value(th.value),
-            ));
+            l.push(("threshold".into(), th.label()));
             breach.push(l, s);
+        }
+        if let Some(th) = q.threshold
+            && let Some(v) = t.threshold_now(&th)
+        {
+            let mut l = base.clone();
+            l.push((
+                "direction".into(),
+                match th.direction {
+                    crate::query::Direction::Above => "above",
+                    crate::query::Direction::Below => "below",
+                }
+                .into(),
+            ));
+            threshold.push(l, v);
         }
     }
     let mut expected = Family::gauge(
@@ -146,7 +162,7 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
         "imd_expected_upper",
         "Upper bound expected for the latest point.",
     );
-    for t in engine.tracked() {
+    for t in engine.published() {
         if let Some((m, lo, hi)) = t.expected {
             let mut l = source_labels(&t.labels, &queries[t.query].config.name);
             l.push(("model".into(), t.forecast_model().into()));
@@ -161,10 +177,27 @@ fn imd_families(engine: &Engine) -> Vec<Family> {
         lower,
         upper,
         breach,
+        threshold,
         expected,
         expected_lower,
         expected_upper,
     ]
+}
+
+/// Keeps at most `max` samples (series) over `fams`, in order (so scores
+/// come before forecasts, and series in query and label order); returns
+/// how many were left out. Guards Prometheus and remote-write receivers
+/// against a cardinality explosion of the analysed series.
+pub fn limit_series(fams: &mut [Family], max: usize) -> usize {
+    let mut room = max;
+    let mut left_out = 0;
+    for f in fams.iter_mut() {
+        let keep = f.samples.len().min(room);
+        left_out += f.samples.len() - keep;
+        f.samples.truncate(keep);
+        room -= keep;
+    }
+    left_out
 }
 
 /// The source labels without `__name__` (dropped, as PromQL functions drop
@@ -188,6 +221,23 @@ fn source_labels(labels: &[(String, String)], query: &str) -> Vec<(String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_series_keeps_the_first_ones_in_order() {
+        use imd_exporter::exposition::Family;
+        let fam = |name: &str, n: usize| {
+            let mut f = Family::gauge(name, "x");
+            for i in 0..n {
+                f.push([("i", i.to_string().as_str())], i as f64);
+            }
+            f
+        };
+        let mut fams = vec![fam("a", 3), fam("b", 4), fam("c", 2)];
+        assert_eq!(limit_series(&mut fams, 5), 4);
+        let kept: Vec<usize> = fams.iter().map(|f| f.samples.len()).collect();
+        assert_eq!(kept, vec![3, 2, 0]);
+        assert_eq!(limit_series(&mut fams, 100), 0);
+    }
 
     #[test]
     fn vmanomaly_names_keep_input_labels_and_scale_to_the_bounds() {

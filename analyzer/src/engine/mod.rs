@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+pub mod group;
 pub mod persist;
 mod tracked;
 
@@ -16,6 +17,13 @@ use tracked::{new_tracked, refresh_forecast, resume, transform};
 use crate::model::Point;
 use crate::query::Query;
 use crate::read::{Labels, Source};
+
+/// A tracked series missing from this many complete, non-empty answers in a
+/// row has vanished from its source and is dropped (until then it keeps its
+/// state, unpublished once stale: a restarted source may take a scrape or
+/// two to have it again); one whose last point left the history window is
+/// dropped at once.
+pub const ABSENT_READS_BEFORE_DROP: u32 = 3;
 
 /// Counts of one cycle's work.
 #[derive(Debug, Default, Clone)]
@@ -104,6 +112,15 @@ struct QueryState {
     limited_total: u64,
     /// How many were left out in the last cycle (to log changes only).
     limited_last: usize,
+    /// Whether the last read failed: the next answer may lack samples lost
+    /// in the outage (a restarted Prometheus), so it drops no series.
+    failed_last: bool,
+    /// Tracked series missing from the last complete answers, and in how
+    /// many in a row ([`ABSENT_READS_BEFORE_DROP`]).
+    absent: HashMap<Labels, u32>,
+    /// The groups of a multivariate query (their entries in `tracked`
+    /// publish the scores).
+    groups: group::Groups,
 }
 
 /// All queries and their tracked series.
@@ -111,6 +128,8 @@ pub struct Engine {
     queries: Vec<Query>,
     states: Vec<QueryState>,
     options: EngineOptions,
+    /// When the last cycle ran (for [`Engine::published`]).
+    last_cycle_ms: Option<i64>,
 }
 
 impl Engine {
@@ -137,9 +156,13 @@ impl Engine {
                     restored: HashMap::new(),
                     limited_total: 0,
                     limited_last: 0,
+                    failed_last: false,
+                    absent: HashMap::new(),
+                    groups: HashMap::new(),
                 })
                 .collect(),
             options,
+            last_cycle_ms: None,
         }
     }
 
@@ -216,6 +239,20 @@ impl Engine {
         v
     }
 
+    /// The tracked series whose latest point is within the lookback of the
+    /// last cycle, the ones whose results are published. A series whose
+    /// reads fail (source down, a corrupt chunk) keeps its model state but
+    /// goes stale as Prometheus' own series do: its last score and
+    /// forecast are not published as if they were current.
+    pub fn published(&self) -> Vec<&Tracked> {
+        let mut v = self.tracked();
+        if let Some(now) = self.last_cycle_ms {
+            let oldest = now - self.options.lookback_ms;
+            v.retain(|t| t.recent.back().is_some_and(|r| r.0 >= oldest));
+        }
+        v
+    }
+
     /// One cycle over a single source (the in-process store, tests).
     pub fn cycle(&mut self, source: &dyn Source, now_ms: i64) -> CycleReport {
         self.cycle_sources(&[source], now_ms)
@@ -227,6 +264,7 @@ impl Engine {
     /// were. At most `concurrency` queries run at once.
     pub fn cycle_sources(&mut self, sources: &[&dyn Source], now_ms: i64) -> CycleReport {
         let options = self.options;
+        self.last_cycle_ms = Some(now_ms);
         let workers = options.concurrency.max(1).min(self.states.len().max(1));
         let chunk = self.states.len().div_ceil(workers).max(1);
         let reports: Vec<CycleReport> = std::thread::scope(|scope| {
@@ -261,6 +299,9 @@ impl Engine {
 
 impl QueryState {
     fn cycle(&mut self, source: &dyn Source, now_ms: i64, options: &EngineOptions) -> CycleReport {
+        if matches!(self.query.target, crate::query::Target::Multivariate(_)) {
+            return group::cycle(self, source, now_ms, options);
+        }
         let mut report = CycleReport::default();
         let q = &self.query;
         let qi = self.index;
@@ -283,16 +324,21 @@ impl QueryState {
             _ => history_from,
         };
         let started = Instant::now();
-        let rows = match q.target.read(source, from, now_ms) {
+        let (rows, partial) =
+            crate::read::in_query(&q.config.name, || q.target.read(source, from, now_ms));
+        let rows = match rows {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(query = %q.config.name, error = %e, "read failed");
                 report.read_errors += 1;
+                self.failed_last = true;
                 return report;
             }
         };
         report.read_seconds += started.elapsed().as_secs_f64();
         let started = Instant::now();
+        // Series in the answer, fresh or not: the others have vanished.
+        let mut present = HashSet::new();
         let mut rows: Vec<(Labels, Vec<Point>)> = rows
             .into_iter()
             // Another replica's series: not read further, not tracked.
@@ -300,10 +346,19 @@ impl QueryState {
                 Some((index, count)) => crate::shard::owner(&row.labels, count) == index,
                 None => true,
             })
-            .map(|row| (row.labels, transform(q, row.points)))
+            // Non-finite values (NaN, ±Inf) are missing points to models.
+            .map(|row| {
+                let finite = row.points.into_iter().filter(|p| p.v.is_finite()).collect();
+                (row.labels, transform(q, finite))
+            })
             // A series with no point within the lookback is stale, as
-            // PromQL would have it: it is no longer analysed.
-            .filter(|(_, points)| points.last().is_some_and(|p| p.t >= now_ms - lookback))
+            // PromQL would have it: it is not analysed (nor published) until
+            // fresh points come, but keeps its state while it is still in
+            // the answers (e.g. the first read after an outage).
+            .filter(|(labels, points)| {
+                present.insert(labels.clone());
+                points.last().is_some_and(|p| p.t >= now_ms - lookback)
+            })
             .collect();
         if let Some(max) = options.max_series {
             let known = rows
@@ -335,10 +390,8 @@ impl QueryState {
             report.limited += left_out;
             self.limited_total += left_out as u64;
         }
-        let mut seen = HashSet::new();
         for (labels, points) in rows {
             report.series += 1;
-            seen.insert(labels.clone());
             if let Some(t) = self.tracked.get_mut(&labels) {
                 report.points += t.take(&points, q.config.level);
                 if refit {
@@ -353,8 +406,13 @@ impl QueryState {
             // A series first seen in an incremental read gets its own
             // history read, so that it is fitted on as much as the others.
             let history = if from > history_from {
-                match q.target.read_series(source, &labels, history_from, now_ms) {
-                    Some(p) if !p.is_empty() => transform(q, p),
+                let (read, _) = crate::read::in_query(&q.config.name, || {
+                    q.target.read_series(source, &labels, history_from, now_ms)
+                });
+                match read {
+                    Some(p) if !p.is_empty() => {
+                        transform(q, p.into_iter().filter(|p| p.v.is_finite()).collect())
+                    }
                     _ => points,
                 }
             } else {
@@ -385,8 +443,45 @@ impl QueryState {
             self.tracked.insert(labels, t);
         }
         let before = self.tracked.len();
-        self.tracked.retain(|labels, _| seen.contains(labels));
+        // A partial answer (a series lost to a corrupt chunk, a stream cut
+        // short, a limit) says nothing about the series it lacks: they keep
+        // their state and go stale if they stay missing; so does the first
+        // answer after failed reads.
+        self.absent.retain(|labels, _| !present.contains(labels));
+        if !partial && !std::mem::take(&mut self.failed_last) {
+            let absent = &mut self.absent;
+            // An empty answer from a source that had series (a restarted
+            // Prometheus before its first scrape) is not evidence that they
+            // vanished; series older than the history window go anyway.
+            let answered = !present.is_empty();
+            self.tracked.retain(|labels, t| {
+                if present.contains(labels) {
+                    return true;
+                }
+                if t.last_t < history_from {
+                    absent.remove(labels);
+                    return false;
+                }
+                if !answered {
+                    return true;
+                }
+                let n = absent.entry(labels.clone()).or_default();
+                *n += 1;
+                if *n < ABSENT_READS_BEFORE_DROP {
+                    return true;
+                }
+                absent.remove(labels);
+                false
+            });
+        }
         report.dropped += before - self.tracked.len();
+        if before > self.tracked.len() {
+            tracing::info!(
+                query = %q.config.name,
+                dropped = before - self.tracked.len(),
+                "series no longer in the source's answers are dropped"
+            );
+        }
         report.model_seconds += started.elapsed().as_secs_f64();
         self.last_read_ms = Some(now_ms);
         if refit {
@@ -449,11 +544,15 @@ mod tests {
         let t = e.tracked();
         assert!(t[0].score() > 0.99, "the spike on a: {}", t[0].score());
         assert!(t[1].score() < 0.9);
-        // b stops reporting: once it ages out of the store it is dropped.
+        // b stops reporting: once it ages out of the store and is missing
+        // from ABSENT_READS_BEFORE_DROP answers in a row, it is dropped.
         let store2 = Store::new(3_600_000, 10_000);
-        store2.ingest(61_000, &[load("a", 1.0)]);
-        let r = e.cycle(&store2, 61_000);
-        assert_eq!(r.dropped, 1);
+        for i in 0..ABSENT_READS_BEFORE_DROP as i64 {
+            store2.ingest(61_000 + i, &[load("a", 1.0)]);
+            let r = e.cycle(&store2, 61_000 + i);
+            let last = i + 1 == ABSENT_READS_BEFORE_DROP as i64;
+            assert_eq!(r.dropped, usize::from(last), "read {i}");
+        }
         assert_eq!(e.tracked().len(), 1);
     }
 
@@ -660,13 +759,90 @@ mod tests {
         assert!(others < 0.99, "{others}");
     }
 
+    /// A source over a store that can fail, or answer with only the
+    /// first series and say the answer is partial.
+    struct Flaky<'a>(&'a Store, std::sync::Mutex<&'static str>);
+    impl Source for Flaky<'_> {
+        fn read(
+            &self,
+            selector: &Selector,
+            from_ms: i64,
+            to_ms: i64,
+        ) -> Result<Vec<crate::read::SeriesData>, crate::read::ReadError> {
+            match *self.1.lock().unwrap() {
+                "down" => Err(crate::read::ReadError::Unavailable("down".into())),
+                "partial" => {
+                    crate::read::mark_partial();
+                    let mut rows = self.0.read(selector, from_ms, to_ms)?;
+                    rows.truncate(1);
+                    Ok(rows)
+                }
+                _ => self.0.read(selector, from_ms, to_ms),
+            }
+        }
+    }
+
+    #[test]
+    fn failed_and_partial_reads_keep_state_and_stale_series_are_not_published() {
+        let store = Store::new(3_600_000, 10_000);
+        let src = Flaky(&store, std::sync::Mutex::new("ok"));
+        let opts = EngineOptions {
+            lookback_ms: 10_000,
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::new(vec![query(None)], opts);
+        for i in 0..40 {
+            // NaN on b now and then: a missing point, not a model input.
+            let b = if i % 7 == 3 { f64::NAN } else { 2.0 };
+            store.ingest(
+                i * 1000,
+                &[load("a", 1.0 + 0.1 * (i % 3) as f64), load("b", b)],
+            );
+        }
+        e.cycle(&src, 39_000);
+        assert_eq!(e.published().len(), 2);
+        let b = e.tracked()[1];
+        assert!(b.recent.iter().all(|r| r.1.is_finite() && r.2.is_finite()));
+        // A partial answer lacks b: b keeps its state, a takes new points.
+        for i in 40..45 {
+            store.ingest(i * 1000, &[load("a", 1.0), load("b", 2.0)]);
+        }
+        *src.1.lock().unwrap() = "partial";
+        let r = e.cycle(&src, 44_000);
+        assert_eq!((r.dropped, e.tracked().len()), (0, 2));
+        // The source goes down: nothing dropped, and once no fresh point
+        // came within the lookback the series are no longer published.
+        *src.1.lock().unwrap() = "down";
+        let r = e.cycle(&src, 50_000);
+        assert_eq!(r.read_errors, 1);
+        assert_eq!(e.published().len(), 1, "b's last point is 11 s old");
+        e.cycle(&src, 60_000);
+        assert_eq!((e.tracked().len(), e.published().len()), (2, 0));
+        let fams = crate::emit::families(&e, Default::default());
+        assert!(
+            fams.iter().all(|f| f.samples.is_empty()),
+            "nothing stale is published"
+        );
+        // Back up, but with nothing fresh yet (as after a restart): the
+        // stale series are in the answer, so they are kept, not dropped.
+        *src.1.lock().unwrap() = "ok";
+        let r = e.cycle(&src, 60_000);
+        assert_eq!(
+            (r.dropped, e.tracked().len(), e.published().len()),
+            (0, 2, 0)
+        );
+        // Fresh points: published again, scored by the models they kept.
+        for i in 45..62 {
+            store.ingest(i * 1000, &[load("a", 1.0), load("b", 2.0)]);
+        }
+        let r = e.cycle(&src, 61_000);
+        assert_eq!((r.fitted, e.published().len()), (0, 2));
+    }
+
     #[test]
     fn breach_time_follows_the_trend() {
         let store = Store::new(3_600_000, 10_000);
-        let th = Threshold {
-            value: 200.0,
-            direction: Direction::Above,
-        };
+        let th = Threshold::fixed(200.0, Direction::Above);
         let mut e = Engine::new(vec![query(Some(th))], EngineOptions::default());
         for i in 0..50 {
             store.ingest(i * 10_000, &[load("a", 100.0 + i as f64)]);
@@ -674,7 +850,7 @@ mod tests {
         e.cycle(&store, 490_000);
         let t = &e.tracked()[0];
         // 149 now, +1 per 10 s: 200 in 51 steps = 510 s.
-        let s = t.breach_seconds(th.value, th.direction).unwrap();
+        let s = t.breach(&th).unwrap();
         assert!((s - 510.0).abs() < 15.0, "{s}");
         assert_eq!(t.breach_seconds(100.0, Direction::Above), Some(0.0));
         assert_eq!(t.breach_seconds(0.0, Direction::Below), Some(f64::INFINITY));

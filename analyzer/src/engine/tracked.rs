@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use super::persist::SavedSeries;
+use crate::model::threshold::Band;
 use crate::model::{self, Forecast, Model, Point};
-use crate::query::{Direction, Query};
+use crate::query::{Direction, Query, Threshold};
 use crate::read::Labels;
 use crate::read::rate::per_second;
 
@@ -28,6 +29,8 @@ pub struct Tracked {
     /// What the forecaster expected for the latest point before seeing it:
     /// (mean, lower, upper) at the query's level.
     pub expected: Option<(f64, f64, f64)>,
+    /// The query's learned threshold band, learned at the last fit.
+    pub band: Option<Band>,
 }
 
 impl Tracked {
@@ -53,6 +56,7 @@ impl Tracked {
 
     /// Refits both models on `history` (the scores already given stay).
     pub(super) fn refit(&mut self, q: &Query, history: &[Point]) {
+        self.band = learn_band(q, history);
         for m in [&mut self.anomaly, &mut self.forecaster] {
             if let Err(e) = m.fit(history) {
                 tracing::warn!(query = %q.config.name, model = m.name(), error = %e, "refit failed; keeping the model as it was");
@@ -106,29 +110,56 @@ impl Tracked {
     /// threshold: 0 when already across, +Inf when no crossing is forecast
     /// within the forecast's range.
     pub fn breach_seconds(&self, value: f64, direction: Direction) -> Option<f64> {
+        self.breach_with(|_| value, direction)
+    }
+
+    /// [`Tracked::breach_seconds`] for a query's threshold: a fixed value,
+    /// or the learned band's level at each forecast time (`None` while the
+    /// band is not learned yet).
+    pub fn breach(&self, th: &Threshold) -> Option<f64> {
+        match (th.value, &self.band) {
+            (Some(v), _) => self.breach_seconds(v, th.direction),
+            (None, Some(b)) => self.breach_with(|t| b.at(t), th.direction),
+            (None, None) => None,
+        }
+    }
+
+    /// The threshold's level at the latest point.
+    pub fn threshold_now(&self, th: &Threshold) -> Option<f64> {
+        match (th.value, &self.band) {
+            (Some(v), _) => Some(v),
+            (None, Some(b)) => Some(b.at(self.recent.back()?.0)),
+            (None, None) => None,
+        }
+    }
+
+    fn breach_with(&self, level: impl Fn(i64) -> f64, direction: Direction) -> Option<f64> {
         let f = self.forecast.as_ref()?;
         let (last_t, last_v, _) = *self.recent.back()?;
-        let crossed = |v: f64| match direction {
-            Direction::Above => v >= value,
-            Direction::Below => v <= value,
+        // How far past the threshold a value is (>= 0: across).
+        let past = |t: i64, v: f64| match direction {
+            Direction::Above => v - level(t),
+            Direction::Below => level(t) - v,
         };
-        if crossed(last_v) {
+        let first = past(last_t, last_v);
+        if first >= 0.0 {
             return Some(0.0);
         }
         // Interpolate between the last point before and the first point
         // across, so that the answer does not jump by whole steps.
-        let mut prev = (last_t, last_v);
+        let mut prev = (last_t, first);
         for (t, v) in f.t.iter().zip(&f.mean) {
-            if crossed(*v) {
-                let frac = if *v == prev.1 {
+            let d = past(*t, *v);
+            if d >= 0.0 {
+                let frac = if d == prev.1 {
                     1.0
                 } else {
-                    (value - prev.1) / (v - prev.1)
+                    -prev.1 / (d - prev.1)
                 };
                 let at = prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64;
                 return Some(((at - last_t as f64) / 1000.0).max(0.0));
             }
-            prev = (*t, *v);
+            prev = (*t, d);
         }
         Some(f64::INFINITY)
     }
@@ -164,6 +195,7 @@ pub(super) fn new_tracked(
             .collect(),
         forecast: None,
         expected: None,
+        band: learn_band(q, history),
     };
     t.take(newer, q.config.level);
     refresh_forecast(&mut t, q);
@@ -196,10 +228,16 @@ pub(super) fn resume(
         recent: saved.recent.into_iter().collect(),
         forecast: None,
         expected: None,
+        band: learn_band(q, points),
     };
     let taken = t.take(points, q.config.level);
     refresh_forecast(&mut t, q);
     Some((t, taken))
+}
+
+/// The query's learned threshold band on `history` (`None` without one).
+fn learn_band(q: &Query, history: &[Point]) -> Option<Band> {
+    q.config.threshold.as_ref()?.learned.as_ref()?.band(history)
 }
 
 fn push_recent(recent: &mut VecDeque<(i64, f64, f64)>, r: (i64, f64, f64)) {

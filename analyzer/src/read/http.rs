@@ -2,9 +2,10 @@
 //! server (remote read, query_range), built from the shared settings in
 //! [`crate::http`], and the counters those sources keep about their reads.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 
@@ -166,7 +167,7 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 
 /// Kinds of read errors counted by [`ReadStats`], in the order of
 /// [`ReadStatsSnapshot::errors`].
-pub const ERROR_KINDS: [&str; 8] = [
+pub const ERROR_KINDS: [&str; 9] = [
     "unavailable",
     "timeout",
     "http_status",
@@ -175,7 +176,60 @@ pub const ERROR_KINDS: [&str; 8] = [
     "frame",
     "chunk",
     "too_large",
+    "backoff",
 ];
+
+/// Reasons of `imd_read_problems_total{source, query, reason}`: what was
+/// wrong with an answer, or why there was none. A failed read counts one;
+/// a stream cut short or broken (`truncated`, `checksum`,
+/// `frame_too_large`, `bad_frame`) counts one and keeps the series
+/// received whole before the break; a series lost to its chunks
+/// (`unknown_encoding`, `corrupt_chunk`) counts one per series; dropped
+/// points (`non_monotonic`) and infinite values passed on (`infinite`)
+/// count one per point; `empty` counts answers with no series.
+pub const PROBLEM_REASONS: [&str; 17] = [
+    "truncated",
+    "checksum",
+    "frame_too_large",
+    "bad_frame",
+    "unknown_encoding",
+    "corrupt_chunk",
+    "non_monotonic",
+    "infinite",
+    "empty",
+    "http_status",
+    "not_protobuf",
+    "unavailable",
+    "timeout",
+    "too_large",
+    "config",
+    "backoff",
+    "samples_limit",
+];
+
+/// The first wait after a source failed (doubled at each further failure).
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between attempts on a failing source.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(120);
+
+/// Consecutive outages of a source and when it may be asked again.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// `d` shortened by a random part of up to half of it ("equal jitter"), so
+/// that replicas and sources that failed together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A randomly keyed hasher is a random number source good enough here
+    // (no cryptographic use), without a dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(d.as_nanos());
+    let frac = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(1.0 - 0.5 * frac)
+}
 
 /// Running totals of one source's reads, for the engine to publish as
 /// self-metrics. Cheap to update from several threads.
@@ -188,6 +242,11 @@ pub struct ReadStats {
     nanos: AtomicU64,
     streamed: AtomicU64,
     errors: [AtomicU64; ERROR_KINDS.len()],
+    /// Problems by (query, reason).
+    problems: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Reads stopped by a limit, by (query, limit).
+    limited: Mutex<BTreeMap<(String, &'static str), u64>>,
+    backoff: Mutex<Backoff>,
 }
 
 /// A copy of [`ReadStats`] at one moment.
@@ -209,6 +268,14 @@ pub struct ReadStatsSnapshot {
     pub streamed_answers: u64,
     /// Failed reads by kind (see [`ERROR_KINDS`]).
     pub errors: Vec<(&'static str, u64)>,
+    /// Problems by query and reason (see [`PROBLEM_REASONS`]).
+    pub problems: Vec<(String, &'static str, u64)>,
+    /// Reads stopped by a limit, by query and limit (`samples`).
+    pub limited: Vec<(String, &'static str, u64)>,
+    /// Outages in a row (0 after a successful read).
+    pub consecutive_failures: u32,
+    /// Seconds before the source is asked again (0: not backing off).
+    pub backoff_seconds: f64,
 }
 
 impl ReadStats {
@@ -233,7 +300,57 @@ impl ReadStats {
         if let Some(e) = error {
             let i = ERROR_KINDS.iter().position(|k| *k == e.kind()).unwrap_or(0);
             self.errors[i].fetch_add(1, Ordering::Relaxed);
+            self.problem(problem_reason(e), 1);
         }
+        let mut b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        match error {
+            None => *b = Backoff::default(),
+            Some(e) if e.is_outage() => {
+                b.failures = b.failures.saturating_add(1);
+                let doubled = BACKOFF_BASE.saturating_mul(1 << (b.failures - 1).min(20));
+                b.until = Some(Instant::now() + jitter(doubled.min(BACKOFF_MAX)));
+            }
+            // The source answered (badly): no reason to wait.
+            Some(_) => {}
+        }
+    }
+
+    /// `Err(Backoff)` while the source is backing off after outages (the
+    /// refusal is counted); sources call it before sending a request.
+    pub fn check_backoff(&self) -> Result<(), ReadError> {
+        let b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(until) = b.until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        let e = ReadError::Backoff {
+            seconds: (until - now).as_secs_f64(),
+            failures: b.failures,
+        };
+        drop(b);
+        self.errors[ERROR_KINDS.len() - 1].fetch_add(1, Ordering::Relaxed);
+        self.problem("backoff", 1);
+        Err(e)
+    }
+
+    /// Counts `n` problems of `reason` (one of [`PROBLEM_REASONS`]) for the
+    /// query being read (see [`super::in_query`]).
+    pub fn problem(&self, reason: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        debug_assert!(PROBLEM_REASONS.contains(&reason), "{reason}");
+        let mut m = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((super::current_query(), reason)).or_default() += n;
+    }
+
+    /// Counts a read stopped by `limit` (`samples`) for the query being read.
+    pub fn limited(&self, limit: &'static str) {
+        let mut m = self.limited.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((super::current_query(), limit)).or_default() += 1;
     }
 
     /// Records that a remote read was answered with streamed chunks.
@@ -243,6 +360,7 @@ impl ReadStats {
 
     /// The totals now.
     pub fn snapshot(&self) -> ReadStatsSnapshot {
+        let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         ReadStatsSnapshot {
             reads: self.reads.load(Ordering::Relaxed),
             bytes_read: self.bytes.load(Ordering::Relaxed),
@@ -255,7 +373,50 @@ impl ReadStats {
                 .zip(&self.errors)
                 .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
                 .collect(),
+            problems: flatten(&self.problems),
+            limited: flatten(&self.limited),
+            consecutive_failures: backoff.failures,
+            backoff_seconds: backoff
+                .until
+                .map(|u| u.saturating_duration_since(Instant::now()).as_secs_f64())
+                .unwrap_or(0.0),
         }
+    }
+}
+
+fn flatten(m: &Mutex<BTreeMap<(String, &'static str), u64>>) -> Vec<(String, &'static str, u64)> {
+    m.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|((q, r), n)| (q.clone(), *r, *n))
+        .collect()
+}
+
+/// The [`PROBLEM_REASONS`] entry of a failed read.
+pub(crate) fn problem_reason(e: &ReadError) -> &'static str {
+    use super::remote::frames::FrameError;
+    use super::remote::xor::ChunkError;
+    match e {
+        ReadError::Unavailable(_) => "unavailable",
+        ReadError::Timeout(_) => "timeout",
+        ReadError::Status { .. } => "http_status",
+        ReadError::Config(_) => "config",
+        ReadError::Decode(_) => "not_protobuf",
+        ReadError::Frame(f) => match f {
+            FrameError::Truncated { .. } => "truncated",
+            FrameError::Checksum { .. } => "checksum",
+            FrameError::TooLarge { .. } => "frame_too_large",
+            FrameError::Io { .. } => "unavailable",
+            FrameError::BadLength { .. }
+            | FrameError::Message { .. }
+            | FrameError::QueryIndex { .. } => "bad_frame",
+        },
+        ReadError::Chunk { source, .. } => match source {
+            ChunkError::UnknownEncoding { .. } => "unknown_encoding",
+            ChunkError::Corrupt(_) => "corrupt_chunk",
+        },
+        ReadError::TooLarge(_) => "too_large",
+        ReadError::Backoff { .. } => "backoff",
     }
 }
 

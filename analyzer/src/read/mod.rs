@@ -65,6 +65,15 @@ pub enum ReadError {
     /// The answer exceeded a configured size limit.
     #[error("answer too large: {0}")]
     TooLarge(String),
+    /// The source failed several times in a row and is not asked again
+    /// before its backoff ends.
+    #[error("source backing off for {seconds:.1} s more after {failures} failed reads in a row")]
+    Backoff {
+        /// Seconds left.
+        seconds: f64,
+        /// Consecutive failures so far.
+        failures: u32,
+    },
 }
 
 impl ReadError {
@@ -80,8 +89,72 @@ impl ReadError {
             ReadError::Frame(_) => "frame",
             ReadError::Chunk { .. } => "chunk",
             ReadError::TooLarge(_) => "too_large",
+            ReadError::Backoff { .. } => "backoff",
         }
     }
+
+    /// Whether the failure says the source is down or overloaded (no
+    /// answer, a timeout, HTTP 429 or 5xx), so that it is given time
+    /// before being asked again.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            ReadError::Unavailable(_) | ReadError::Timeout(_) => true,
+            ReadError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+thread_local! {
+    /// The read scope of this thread (see [`in_query`]).
+    static SCOPE: std::cell::RefCell<Option<Scope>> = const { std::cell::RefCell::new(None) };
+}
+
+/// What a source learns about the read it serves and tells back, without
+/// widening [`Source::read`]: the engine runs each query's reads on one
+/// thread, inside [`in_query`].
+struct Scope {
+    query: String,
+    partial: bool,
+}
+
+/// Runs `f` (the reads of one query) with `query` as the name under which
+/// sources count problems in their answers; returns `f`'s result and
+/// whether a source reported the answer as partial (a series lost to a
+/// corrupt chunk, a stream cut short, a limit hit), in which case series
+/// missing from it must keep their state rather than be dropped.
+pub fn in_query<R>(query: &str, f: impl FnOnce() -> R) -> (R, bool) {
+    let previous = SCOPE.with(|s| {
+        s.borrow_mut().replace(Scope {
+            query: query.to_string(),
+            partial: false,
+        })
+    });
+    let r = f();
+    let partial = SCOPE.with(|s| {
+        let mine = std::mem::replace(&mut *s.borrow_mut(), previous);
+        mine.is_some_and(|m| m.partial)
+    });
+    (r, partial)
+}
+
+/// The query the current read serves (empty outside [`in_query`]).
+pub(crate) fn current_query() -> String {
+    SCOPE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map(|m| m.query.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// Tells the enclosing [`in_query`] that the answer lacks some series.
+pub(crate) fn mark_partial() {
+    SCOPE.with(|s| {
+        if let Some(m) = s.borrow_mut().as_mut() {
+            m.partial = true;
+        }
+    });
 }
 
 /// A place series are read from.

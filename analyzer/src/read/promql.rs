@@ -221,6 +221,7 @@ impl Source for QueryRange {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SeriesData>, ReadError> {
+        self.stats.check_backoff()?;
         let started = Instant::now();
         let mut tally = (0u64, 0u64);
         let result = self.read_inner(query, from_ms, to_ms, &mut tally);

@@ -1,3 +1,4 @@
 //! The analyzer's own web page.
 
+pub mod access;
 pub mod page;

@@ -82,7 +82,7 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
                     .join(", ")
             ),
             c.threshold
-                .map(|t| format!(" · threshold {:?} {}", t.direction, t.value))
+                .map(|t| format!(" · threshold {:?} {}", t.direction, t.label()))
                 .map(|s| escape(&s))
                 .unwrap_or_default(),
         );
@@ -134,7 +134,7 @@ fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
     let breach = q
         .config
         .threshold
-        .and_then(|th| t.breach_seconds(th.value, th.direction))
+        .and_then(|th| t.breach(&th))
         .map(|s| {
             if s.is_infinite() {
                 "not foreseen".to_string()
@@ -232,12 +232,149 @@ fn sparkline(t: &Tracked, threshold: f64) -> String {
     s
 }
 
+/// Who looks at the page and what they may do there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Viewer<'a> {
+    /// The authenticated user (then the forms do not ask for a name).
+    pub user: Option<&'a str>,
+    /// Whether the forms are shown (operators).
+    pub can_act: bool,
+    /// The CSRF token the forms carry (see `web::access`).
+    pub token: &'a str,
+    /// Grafana's base URL (`output.grafana_url`), for links.
+    pub grafana_url: Option<&'a str>,
+}
+
+/// Renders the "Active alerts" section for an anonymous operator without
+/// Grafana links (see [`render_alerts_for`]).
+pub fn render_alerts(views: &[AlertView]) -> String {
+    render_alerts_for(
+        views,
+        &Viewer {
+            can_act: true,
+            ..Viewer::default()
+        },
+    )
+}
+
+/// A link into one of imd's Grafana dashboards (`grafana/dashboards`),
+/// with the series' `job`, `instance` and `query` as the dashboard's
+/// variables; `None` without a Grafana URL.
+pub fn grafana_link<'a>(
+    base: Option<&str>,
+    dashboard: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    let base = base?.trim_end_matches('/');
+    let mut url = format!("{base}/d/{dashboard}/{dashboard}?");
+    let mut vars = Vec::new();
+    for (k, v) in labels {
+        if matches!(k, "job" | "instance" | "query") {
+            vars.push(format!("var-{k}={}", url_encode(v)));
+        }
+    }
+    url.push_str(&vars.join("&"));
+    Some(url)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The "Current anomalies" section: series scoring at least `threshold`
+/// now, highest first, each with its small chart and a link into Grafana's
+/// anomaly explorer.
+pub fn render_anomalies(engine: &Engine, threshold: f64, grafana_url: Option<&str>) -> String {
+    let mut hot: Vec<&Tracked> = engine
+        .tracked()
+        .into_iter()
+        .filter(|t| t.score() >= threshold)
+        .collect();
+    hot.sort_by(|a, b| b.score().total_cmp(&a.score()));
+    let mut h = String::from("<h2 id=\"anomalies\">Current anomalies</h2>");
+    if hot.is_empty() {
+        h.push_str("<p class=\"muted\">No series is anomalous now.</p>");
+        return h;
+    }
+    h.push_str("<table class=\"anomalies\"><tr><th>query</th><th>series</th><th>value</th><th>score</th><th>last minutes</th><th></th></tr>");
+    let queries = engine.queries();
+    for t in hot {
+        let q = queries
+            .get(t.query)
+            .map(|q| q.config.name.as_str())
+            .unwrap_or("");
+        let name = t
+            .labels
+            .iter()
+            .find(|(k, _)| k == "__name__")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let labels: Vec<String> = t
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "__name__")
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        let link = grafana_link(
+            grafana_url,
+            "imd-anomaly-explorer",
+            t.labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("query", q)]),
+        )
+        .map(|u| format!("<a href=\"{}\">Grafana</a>", escape(&u)))
+        .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=\"hot\"><td>{}</td><td><code>{}{{{}}}</code></td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            escape(q),
+            escape(name),
+            escape(&labels.join(", ")),
+            t.value().map(num).unwrap_or_default(),
+            t.score(),
+            sparkline(t, threshold),
+            link
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
 /// Renders the "Active alerts" section: every alert the lifecycle knows
 /// (open and recently resolved), with forms posting to `/alerts/ack` and
-/// `/alerts/resolve` for the open ones. Every label, annotation and name is
-/// escaped.
-pub fn render_alerts(views: &[AlertView]) -> String {
+/// `/alerts/resolve` for the open ones when the viewer may act (each with
+/// the CSRF token, and a name field only when nobody is logged in). Every
+/// label, annotation and name is escaped.
+pub fn render_alerts_for(views: &[AlertView], viewer: &Viewer) -> String {
     let mut h = String::from("<h2 id=\"alerts\">Active alerts</h2>");
+    match (viewer.user, viewer.can_act) {
+        (Some(u), true) => {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Signed in as <b>{}</b> (operator).</p>",
+                escape(u)
+            );
+        }
+        (u, false) => {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">{} Read-only: acknowledging and resolving need the operator role.</p>",
+                u.map(|u| format!("Signed in as <b>{}</b> (viewer).", escape(u)))
+                    .unwrap_or_default()
+            );
+        }
+        (None, true) => {}
+    }
     if views.is_empty() {
         h.push_str("<p class=\"muted\">No alerts.</p>");
         return h;
@@ -286,7 +423,14 @@ pub fn render_alerts(views: &[AlertView]) -> String {
             escape(&resolved),
             fp = escape(&v.fingerprint),
         );
-        if v.resolved.is_none() {
+        if let Some(u) = grafana_link(
+            viewer.grafana_url,
+            "imd-anomaly-explorer",
+            v.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ) {
+            let _ = write!(h, "<a href=\"{}\">Grafana</a> ", escape(&u));
+        }
+        if v.resolved.is_none() && viewer.can_act {
             for (path, label, show) in [
                 ("/alerts/ack", "Acknowledge", v.acknowledged.is_none()),
                 ("/alerts/resolve", "Resolve", true),
@@ -294,13 +438,19 @@ pub fn render_alerts(views: &[AlertView]) -> String {
                 if !show {
                     continue;
                 }
+                let name = if viewer.user.is_some() {
+                    ""
+                } else {
+                    "<input name=\"by\" placeholder=\"your name\" required maxlength=\"256\" size=\"10\">"
+                };
                 let _ = write!(
                     h,
                     "<form method=\"post\" action=\"{path}\" class=\"act\">\
                      <input type=\"hidden\" name=\"fingerprint\" value=\"{}\">\
-                     <input name=\"by\" placeholder=\"your name\" required maxlength=\"256\" size=\"10\">\
+                     <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">{name}\
                      <button type=\"submit\">{label}</button></form>",
-                    escape(&v.fingerprint)
+                    escape(&v.fingerprint),
+                    escape(viewer.token),
                 );
             }
         }
@@ -395,5 +545,61 @@ mod tests {
             "{h}"
         );
         assert!(render_alerts(&[]).contains("No alerts."));
+    }
+
+    #[test]
+    fn forms_carry_the_token_and_viewers_get_none() {
+        let mut v = view("h1", "bob");
+        v.acknowledged = None;
+        let op = render_alerts_for(
+            &[v.clone()],
+            &Viewer {
+                user: Some("alice"),
+                can_act: true,
+                token: "123.abc",
+                grafana_url: Some("http://grafana:3000/"),
+            },
+        );
+        assert!(op.contains("name=\"csrf_token\" value=\"123.abc\""), "{op}");
+        assert!(
+            !op.contains("name=\"by\""),
+            "a logged-in user is not asked who they are"
+        );
+        assert!(op.contains("Signed in as <b>alice</b> (operator)"), "{op}");
+        assert!(
+            op.contains("href=\"http://grafana:3000/d/imd-anomaly-explorer/imd-anomaly-explorer?var-instance=h1\""),
+            "{op}"
+        );
+        let viewer = render_alerts_for(
+            &[v],
+            &Viewer {
+                user: Some("bob"),
+                can_act: false,
+                token: "123.abc",
+                grafana_url: None,
+            },
+        );
+        assert!(!viewer.contains("<form"), "{viewer}");
+        assert!(viewer.contains("Read-only"), "{viewer}");
+    }
+
+    #[test]
+    fn grafana_links_carry_the_dashboard_variables() {
+        let u = grafana_link(
+            Some("https://g.example/grafana"),
+            "imd-forecasts",
+            [
+                ("instance", "a b:9100"),
+                ("query", "load"),
+                ("mode", "x"),
+                ("job", "node"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            "https://g.example/grafana/d/imd-forecasts/imd-forecasts?var-instance=a%20b%3A9100&var-query=load&var-job=node"
+        );
+        assert!(grafana_link(None, "imd-forecasts", []).is_none());
     }
 }

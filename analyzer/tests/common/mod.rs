@@ -111,6 +111,11 @@ impl Proc {
         assert!(ok, "kill -{signal} {} failed", self.name);
     }
 
+    /// The child's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The child's exit status if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child

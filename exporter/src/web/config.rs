@@ -20,6 +20,85 @@ pub struct WebConfig {
     /// Users allowed in, with bcrypt hashes of their passwords. Empty = no auth.
     #[serde(default)]
     pub basic_auth_users: BTreeMap<String, String>,
+    /// imd's addition: who may act (acknowledge, resolve) on the analyzer's
+    /// page and API. Absent: everyone who gets in is an operator.
+    #[serde(default)]
+    pub roles: Option<RolesConfig>,
+    /// imd's addition: believe a user (and groups) header set by an
+    /// authenticating proxy (oauth2-proxy, an OIDC gateway), but only on
+    /// connections from the proxy's addresses.
+    #[serde(default)]
+    pub trusted_proxy: Option<TrustedProxyConfig>,
+}
+
+/// `roles`: viewers see the page and read the API; operators also
+/// acknowledge and resolve alerts. A user in both lists is an operator.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    /// User names (basic auth or proxy) that are operators.
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// User names that are viewers.
+    #[serde(default)]
+    pub viewers: Vec<String>,
+    /// Proxy groups whose members are operators.
+    #[serde(default)]
+    pub operator_groups: Vec<String>,
+    /// Proxy groups whose members are viewers.
+    #[serde(default)]
+    pub viewer_groups: Vec<String>,
+    /// The role of an authenticated user listed nowhere: `viewer`
+    /// (default), `operator`, or `none` (refused with 403). Requests
+    /// without a user (no auth configured) get at most `viewer`.
+    #[serde(default)]
+    pub default: DefaultRole,
+}
+
+/// `roles.default`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultRole {
+    /// Sees, cannot act.
+    #[default]
+    Viewer,
+    /// Sees and acts.
+    Operator,
+    /// Refused.
+    None,
+}
+
+/// `trusted_proxy`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxyConfig {
+    /// The header holding the authenticated user, e.g. `X-Forwarded-User`.
+    pub user_header: String,
+    /// The header holding the user's groups, comma-separated, e.g.
+    /// `X-Forwarded-Groups`.
+    #[serde(default)]
+    pub groups_header: Option<String>,
+    /// Addresses (CIDR, or one address) connections from which are the
+    /// proxy's; the headers are removed from every other request.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl TrustedProxyConfig {
+    /// The parsed `trusted_proxies` (entries that do not parse are left
+    /// out; `validate` rejects them).
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|s| parse_net(s).ok())
+            .collect()
+    }
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR range (like 127.0.0.1/32)"))
 }
 
 /// `tls_server_config`, as exporter-toolkit names its keys.
@@ -121,6 +200,7 @@ impl WebConfig {
                 ));
             }
         }
+        self.validate_roles(file)?;
         for name in self.http_server_config.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(ConfigError::at_key(
@@ -220,6 +300,66 @@ impl WebConfig {
     }
 }
 
+impl WebConfig {
+    fn validate_roles(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |key: String, msg: String| ConfigError::at_key(file, &key, msg);
+        if let Some(p) = &self.trusted_proxy {
+            for (key, name) in [
+                ("user_header", Some(&p.user_header)),
+                ("groups_header", p.groups_header.as_ref()),
+            ] {
+                if let Some(name) = name
+                    && (name.is_empty()
+                        || axum::http::HeaderName::from_bytes(name.as_bytes()).is_err())
+                {
+                    return Err(err(
+                        format!("trusted_proxy.{key}"),
+                        format!("invalid header name {name:?}"),
+                    ));
+                }
+            }
+            if p.trusted_proxies.is_empty() {
+                return Err(err(
+                    "trusted_proxy.trusted_proxies".into(),
+                    "list the proxy's addresses (e.g. [127.0.0.1/32]); the user header is believed from them only".into(),
+                ));
+            }
+            for (i, s) in p.trusted_proxies.iter().enumerate() {
+                parse_net(s).map_err(|m| err(format!("trusted_proxy.trusted_proxies[{i}]"), m))?;
+            }
+        }
+        if let Some(r) = &self.roles {
+            if self.basic_auth_users.is_empty() && self.trusted_proxy.is_none() {
+                return Err(err(
+                    "roles".into(),
+                    "roles need users: set basic_auth_users or trusted_proxy".into(),
+                ));
+            }
+            // Without a proxy, users are the basic-auth users: a name not
+            // among them is a typo.
+            if self.trusted_proxy.is_none() {
+                for (key, list) in [("operators", &r.operators), ("viewers", &r.viewers)] {
+                    for (i, u) in list.iter().enumerate() {
+                        if !self.basic_auth_users.contains_key(u) {
+                            return Err(err(
+                                format!("roles.{key}[{i}]"),
+                                format!("no user {u:?} in basic_auth_users"),
+                            ));
+                        }
+                    }
+                }
+                if !(r.operator_groups.is_empty() && r.viewer_groups.is_empty()) {
+                    return Err(err(
+                        "roles.operator_groups".into(),
+                        "groups come from trusted_proxy.groups_header, which is not set".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Headers that describe the body or the connection: overriding them would
 /// corrupt responses, so the config may not set them.
 const SERVER_HEADERS: &[&str] = &[
@@ -270,6 +410,43 @@ mod tests {
         assert!(e.contains("invalid header value"), "{e}");
         check("http_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n")
             .unwrap();
+    }
+
+    #[test]
+    fn roles_and_trusted_proxy_are_checked() {
+        let hash = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze";
+        let c = check(&format!(
+            "basic_auth_users:\n  alice: {hash}\n  bob: {hash}\nroles:\n  operators: [alice]\n  viewers: [bob]\n  default: none\n"
+        ))
+        .unwrap();
+        let r = c.roles.unwrap();
+        assert_eq!((r.operators.len(), r.default), (1, DefaultRole::None));
+        let e = check(&format!(
+            "basic_auth_users:\n  alice: {hash}\nroles:\n  operators: [alice, carol]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("key `roles.operators[1]`") && e.contains("carol"),
+            "{e}"
+        );
+        let e = check("roles:\n  operators: [alice]\n").unwrap_err();
+        assert!(e.contains("key `roles`"), "{e}");
+        let e = check("roles:\n  operatorz: [alice]\n").unwrap_err();
+        assert!(e.contains("unknown field `operatorz`"), "{e}");
+        let c = check(
+            "trusted_proxy:\n  user_header: X-Forwarded-User\n  groups_header: X-Forwarded-Groups\n  trusted_proxies: [127.0.0.1/32, '::1']\nroles:\n  operator_groups: [sre]\n",
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxy.unwrap().networks().len(), 2);
+        let e = check("trusted_proxy:\n  user_header: X-User\n  trusted_proxies: [10.0.0.0/33]\n")
+            .unwrap_err();
+        assert!(e.contains("key `trusted_proxy.trusted_proxies[0]`"), "{e}");
+        let e =
+            check("trusted_proxy:\n  user_header: X-User\n  trusted_proxies: []\n").unwrap_err();
+        assert!(e.contains("trusted_proxy.trusted_proxies"), "{e}");
+        let e = check("trusted_proxy:\n  user_header: 'X User'\n  trusted_proxies: [127.0.0.1]\n")
+            .unwrap_err();
+        assert!(e.contains("trusted_proxy.user_header"), "{e}");
     }
 
     #[test]

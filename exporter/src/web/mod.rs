@@ -11,6 +11,7 @@ mod server;
 mod signal;
 mod tls;
 
+pub use auth::{Identity, Role};
 pub use config::WebConfig;
 pub use listen::parse_listen_address;
 pub use metrics::{exposition_response, health_routes};

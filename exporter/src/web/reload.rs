@@ -1,5 +1,7 @@
 //! Configuration reload as Prometheus does it, shared by both imd binaries:
-//! on `SIGHUP` or `POST /-/reload` the configuration file is read again; a
+//! on `SIGHUP` or `POST /-/reload` the configuration file is read again (the
+//! HTTP endpoint only with `--web.enable-lifecycle`, as Prometheus: without
+//! it anyone who can reach the port could make the process reload); a
 //! new configuration that does not load is logged and rejected and the old
 //! one keeps running. The outcome is published as
 //! `<prefix>_config_last_reload_successful` and
@@ -100,14 +102,23 @@ impl Reloader {
     }
 
     /// `POST /-/reload`: 200 when the new configuration is in force, 500
-    /// with the reason when it was rejected (as Prometheus answers).
-    pub fn route<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
+    /// with the reason when it was rejected (as Prometheus answers). When
+    /// `lifecycle` is false (no `--web.enable-lifecycle`) it answers 403
+    /// "Lifecycle API is not enabled." as Prometheus does; SIGHUP still
+    /// reloads.
+    pub fn route<S: Clone + Send + Sync + 'static>(self: &Arc<Self>, lifecycle: bool) -> Router<S> {
         let me = self.clone();
         Router::new().route(
             "/-/reload",
             post(move || {
                 let r = me.clone();
                 async move {
+                    if !lifecycle {
+                        return (
+                            StatusCode::FORBIDDEN,
+                            "Lifecycle API is not enabled.\n".to_string(),
+                        );
+                    }
                     match tokio::task::spawn_blocking(move || r.reload("/-/reload")).await {
                         Ok(Ok(())) => (StatusCode::OK, String::new()),
                         Ok(Err(e)) => (

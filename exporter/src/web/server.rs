@@ -78,6 +78,14 @@ pub async fn serve(
                 let app = app.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    // The peer's address, for `trusted_proxy` (axum's
+                    // `ConnectInfo` extractor reads it too).
+                    let app = tower::ServiceBuilder::new()
+                        .map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                            r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            r
+                        })
+                        .service(app);
                     let service = TowerToHyperService::new(app);
                     let mut builder = Builder::new(TokioExecutor::new());
                     builder

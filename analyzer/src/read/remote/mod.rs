@@ -8,6 +8,14 @@
 //! content type says which one came. Staleness markers end a series and are
 //! dropped; points outside the asked range (whole chunks carry them) are
 //! trimmed.
+//!
+//! Bad input costs as little as the framing allows: a series with an
+//! unusable chunk is left out of this read, a broken stream keeps the series
+//! received whole before the break, points going back in time are dropped,
+//! and a read stops at the samples limit; each case is counted by reason in
+//! the source's [`ReadStats`] and reported to [`super::in_query`] as a
+//! partial answer, so that the engine keeps the state of the series missing
+//! from it.
 
 pub mod frames;
 pub mod proto;
@@ -34,6 +42,10 @@ pub fn is_stale_marker(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// Default of [`RemoteReadOptions::max_samples`]: 20 million samples, about
+/// 320 MB of points.
+pub const DEFAULT_MAX_SAMPLES: usize = 20_000_000;
+
 /// Which answer to ask for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +71,9 @@ pub struct RemoteReadOptions {
     pub max_frame_bytes: usize,
     /// Largest accepted SAMPLES answer, compressed and decompressed.
     pub max_response_bytes: usize,
+    /// The most samples one read decodes; the series decoded whole before
+    /// the limit are kept, the rest of the answer is not read.
+    pub max_samples: usize,
 }
 
 impl RemoteReadOptions {
@@ -71,6 +86,7 @@ impl RemoteReadOptions {
             mode: ResponseMode::PreferStreamed,
             max_frame_bytes: frames::DEFAULT_MAX_FRAME_BYTES,
             max_response_bytes: 512 << 20,
+            max_samples: DEFAULT_MAX_SAMPLES,
         }
     }
 }
@@ -83,6 +99,7 @@ pub struct RemoteRead {
     mode: ResponseMode,
     max_frame_bytes: usize,
     max_response_bytes: usize,
+    max_samples: usize,
     stats: Arc<ReadStats>,
 }
 
@@ -107,9 +124,9 @@ struct Tally {
 impl RemoteRead {
     /// A source for `opts`; checks the URL and loads TLS/auth files.
     pub fn new(opts: &RemoteReadOptions) -> Result<RemoteRead, ReadError> {
-        if opts.max_frame_bytes == 0 || opts.max_response_bytes == 0 {
+        if opts.max_frame_bytes == 0 || opts.max_response_bytes == 0 || opts.max_samples == 0 {
             return Err(ReadError::Config(
-                "max_frame_bytes and max_response_bytes must be above zero".into(),
+                "max_frame_bytes, max_response_bytes and max_samples must be above zero".into(),
             ));
         }
         Ok(RemoteRead {
@@ -118,6 +135,7 @@ impl RemoteRead {
             mode: opts.mode,
             max_frame_bytes: opts.max_frame_bytes,
             max_response_bytes: opts.max_response_bytes,
+            max_samples: opts.max_samples,
             stats: Arc::new(ReadStats::default()),
         })
     }
@@ -259,19 +277,41 @@ impl RemoteRead {
         let mut out = Vec::new();
         for ts in msg.results.into_iter().flat_map(|r| r.timeseries) {
             tally.samples += ts.samples.len() as u64;
-            let points = ts
-                .samples
-                .iter()
-                .map(|s| Point {
-                    t: s.timestamp,
-                    v: s.value,
-                })
-                .collect();
+            if tally.samples > self.max_samples as u64 {
+                self.samples_limit_hit(&ts.labels);
+                break;
+            }
+            let mut points = Vec::with_capacity(ts.samples.len());
+            let mut checks = PointChecks::default();
+            for s in &ts.samples {
+                checks.push(
+                    &mut points,
+                    Point {
+                        t: s.timestamp,
+                        v: s.value,
+                    },
+                );
+            }
+            checks.count(&self.stats);
             if let Some(s) = finish(ts.labels, points, from_ms, to_ms) {
                 out.push(s);
             }
         }
         Ok(out)
+    }
+
+    /// Records that a read stopped at the samples limit, in `series`.
+    fn samples_limit_hit(&self, series: &[proto::Label]) {
+        self.stats.limited("samples");
+        self.stats.problem("samples_limit", 1);
+        super::mark_partial();
+        tracing::warn!(
+            url = %http::redact(&self.url),
+            query = %super::current_query(),
+            limit = self.max_samples,
+            at_series = %label_text(series),
+            "the answer has more samples than global.max_samples_per_read; the rest is not read"
+        );
     }
 
     fn decode_streamed(
@@ -288,51 +328,148 @@ impl RemoteRead {
         let result = (|| {
             let mut stream = SeriesStream::new(&mut body, self.max_frame_bytes);
             let mut out = Vec::new();
-            while let Some(series) = stream.next_series().map_err(|e| match e {
-                FrameError::Io { source, .. } => http::body_error(&self.url, &source),
-                other => ReadError::Frame(other),
-            })? {
-                let mut points = Vec::new();
-                for chunk in &series.chunks {
-                    if chunk.max_time_ms < from_ms || chunk.min_time_ms > to_ms {
-                        continue;
+            loop {
+                let series = match stream.next_series() {
+                    Ok(Some(series)) => series,
+                    Ok(None) => break,
+                    Err(FrameError::Io { source, .. }) => {
+                        return Err(http::body_error(&self.url, &source));
                     }
-                    let chunk_error = |source| ReadError::Chunk {
-                        series: label_text(&series.labels),
-                        source,
-                    };
-                    match ChunkEncoding::try_from(chunk.r#type) {
-                        Ok(ChunkEncoding::Xor) => {}
-                        other => {
-                            return Err(chunk_error(xor::ChunkError::UnknownEncoding {
-                                encoding: chunk.r#type,
-                                name: match other {
-                                    Ok(ChunkEncoding::Histogram) => "native histogram",
-                                    Ok(ChunkEncoding::FloatHistogram) => "native float histogram",
-                                    Ok(_) => "unset",
-                                    Err(_) => "not known to this version",
-                                },
-                            }));
+                    // Nothing usable arrived: the read failed.
+                    Err(e) if out.is_empty() => return Err(ReadError::Frame(e)),
+                    // The series handed out so far arrived whole (a series
+                    // is complete once the next one starts); the one in
+                    // progress and the rest are lost for this read.
+                    Err(e) => {
+                        let e = ReadError::Frame(e);
+                        self.stats.problem(http::problem_reason(&e), 1);
+                        super::mark_partial();
+                        tracing::warn!(
+                            url = %http::redact(&self.url),
+                            query = %super::current_query(),
+                            kept_series = out.len(),
+                            error = %e,
+                            "remote-read stream broken; keeping the series received before the break"
+                        );
+                        break;
+                    }
+                };
+                match self.decode_series(&series, from_ms, to_ms, tally) {
+                    Ok(Some(points)) => {
+                        if let Some(s) = finish(series.labels, points, from_ms, to_ms) {
+                            out.push(s);
                         }
                     }
-                    let mut d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
-                    points.reserve(d.num_samples());
-                    while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
-                        tally.samples += 1;
-                        points.push(Point {
-                            t,
-                            v: f64::from_bits(bits),
-                        });
+                    // The samples limit: stop reading.
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.stats.problem(http::problem_reason(&e), 1);
+                        super::mark_partial();
+                        tracing::warn!(
+                            url = %http::redact(&self.url),
+                            query = %super::current_query(),
+                            error = %e,
+                            "series left out of this read"
+                        );
                     }
-                }
-                if let Some(s) = finish(series.labels, points, from_ms, to_ms) {
-                    out.push(s);
                 }
             }
             Ok(out)
         })();
         tally.bytes += body.count;
         result
+    }
+}
+
+impl RemoteRead {
+    /// The points of one streamed series' chunks that overlap
+    /// `[from_ms, to_ms]`; `Ok(None)` when the samples limit was reached
+    /// (counted), `Err` when a chunk is unusable (the series is lost for
+    /// this read).
+    fn decode_series(
+        &self,
+        series: &proto::ChunkedSeries,
+        from_ms: i64,
+        to_ms: i64,
+        tally: &mut Tally,
+    ) -> Result<Option<Vec<Point>>, ReadError> {
+        let mut points = Vec::new();
+        let mut checks = PointChecks::default();
+        for chunk in &series.chunks {
+            if chunk.max_time_ms < from_ms || chunk.min_time_ms > to_ms {
+                continue;
+            }
+            let chunk_error = |source| ReadError::Chunk {
+                series: label_text(&series.labels),
+                source,
+            };
+            match ChunkEncoding::try_from(chunk.r#type) {
+                Ok(ChunkEncoding::Xor) => {}
+                other => {
+                    return Err(chunk_error(xor::ChunkError::UnknownEncoding {
+                        encoding: chunk.r#type,
+                        name: match other {
+                            Ok(ChunkEncoding::Histogram) => "native histogram",
+                            Ok(ChunkEncoding::FloatHistogram) => "native float histogram",
+                            Ok(_) => "unset",
+                            Err(_) => "not known to this version",
+                        },
+                    }));
+                }
+            }
+            let mut d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
+            if tally.samples + d.num_samples() as u64 > self.max_samples as u64 {
+                self.samples_limit_hit(&series.labels);
+                return Ok(None);
+            }
+            points.reserve(d.num_samples());
+            // Chunks may overlap each other (merged by `finish`), but the
+            // samples of one chunk must move forward in time.
+            checks.last_t = None;
+            while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
+                tally.samples += 1;
+                checks.push(
+                    &mut points,
+                    Point {
+                        t,
+                        v: f64::from_bits(bits),
+                    },
+                );
+            }
+        }
+        checks.count(&self.stats);
+        Ok(Some(points))
+    }
+}
+
+/// Per-series checks of decoded points: a point not after the previous one
+/// (of the same chunk, or sample list) is dropped; infinite values are
+/// passed on (a value that overflowed is still a value) but counted.
+/// NaN values pass as they are: the engine treats every non-finite value
+/// as a missing point.
+#[derive(Default)]
+struct PointChecks {
+    last_t: Option<i64>,
+    non_monotonic: u64,
+    infinite: u64,
+}
+
+impl PointChecks {
+    fn push(&mut self, points: &mut Vec<Point>, p: Point) {
+        if self.last_t.is_some_and(|last| p.t <= last) {
+            self.non_monotonic += 1;
+            return;
+        }
+        self.last_t = Some(p.t);
+        if p.v.is_infinite() {
+            self.infinite += 1;
+        }
+        points.push(p);
+    }
+
+    fn count(&self, stats: &ReadStats) {
+        stats.problem("non_monotonic", self.non_monotonic);
+        stats.problem("infinite", self.infinite);
     }
 }
 
@@ -377,9 +514,13 @@ impl Source for RemoteRead {
         if from_ms > to_ms {
             return Ok(Vec::new());
         }
+        self.stats.check_backoff()?;
         let start = Instant::now();
         let mut tally = Tally::default();
         let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
+        if result.as_ref().is_ok_and(|s| s.is_empty()) {
+            self.stats.problem("empty", 1);
+        }
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
         self.stats.record(
             start.elapsed(),
@@ -603,23 +744,52 @@ mod tests {
         };
         cut_chunk.chunks[0].data.truncate(12);
         let cut_chunk = streamed(vec![cut_chunk]);
-        let cases: Vec<(super::http::testserver::Answer, &str, &str)> = vec![
+        // (answer, kind of the failed read or None when the read succeeds
+        // without the bad series, the problem reason counted, text).
+        type Case = (
+            super::http::testserver::Answer,
+            Option<&'static str>,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 (200, STREAMED, good[..good.len() - 3].to_vec()),
-                "frame",
+                Some("frame"),
+                "truncated",
                 "truncated",
             ),
-            ((200, STREAMED, bad_crc), "frame", "checksum"),
-            ((200, STREAMED, histogram), "chunk", "native histogram"),
-            ((200, STREAMED, cut_chunk), "chunk", "corrupt XOR chunk"),
+            (
+                (200, STREAMED, bad_crc),
+                Some("frame"),
+                "checksum",
+                "checksum",
+            ),
+            (
+                (200, STREAMED, vec![0xff, 0xff, 0xff, 0xff, 0x0f]),
+                Some("frame"),
+                "frame_too_large",
+                "over the limit",
+            ),
+            (
+                (200, STREAMED, frame(&[0xff, 0xff])),
+                Some("frame"),
+                "bad_frame",
+                "ChunkedReadResponse",
+            ),
+            ((200, STREAMED, histogram), None, "unknown_encoding", ""),
+            ((200, STREAMED, cut_chunk), None, "corrupt_chunk", ""),
+            ((200, STREAMED, vec![]), None, "empty", ""),
             (
                 (200, "application/x-protobuf", b"not snappy".to_vec()),
-                "decode",
+                Some("decode"),
+                "not_protobuf",
                 "snappy",
             ),
             (
                 (200, "text/html", b"<html>".to_vec()),
-                "decode",
+                Some("decode"),
+                "not_protobuf",
                 "not a remote-read answer",
             ),
             (
@@ -628,28 +798,312 @@ mod tests {
                     "application/x-streamed-protobuf; proto=other.Msg",
                     vec![],
                 ),
-                "decode",
+                Some("decode"),
+                "not_protobuf",
                 "other.Msg",
             ),
             (
                 (400, "text/plain", b"bad matcher".to_vec()),
+                Some("http_status"),
                 "http_status",
                 "bad matcher",
             ),
         ];
         let (url, _) = serve(cases.iter().map(|c| c.0.clone()).collect());
         let s = source(&url, ResponseMode::PreferStreamed);
-        for (i, (_, kind, text)) in cases.iter().enumerate() {
-            let err = s.read(&sel(), 0, 5000).unwrap_err();
-            assert_eq!(err.kind(), *kind, "case {i}: {err}");
-            assert!(err.to_string().contains(text), "case {i}: {err}");
+        let count = |reason: &str| {
+            s.stats()
+                .snapshot()
+                .problems
+                .iter()
+                .find(|p| p.0 == "q" && p.1 == reason)
+                .map_or(0, |p| p.2)
+        };
+        for (i, (_, kind, reason, text)) in cases.iter().enumerate() {
+            let before = count(reason);
+            let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+            match kind {
+                Some(kind) => {
+                    let err = got.unwrap_err();
+                    assert_eq!(err.kind(), *kind, "case {i}: {err}");
+                    assert!(err.to_string().contains(text), "case {i}: {err}");
+                }
+                None => {
+                    assert!(got.unwrap().is_empty(), "case {i}");
+                    assert_eq!(partial, *reason != "empty", "case {i}");
+                }
+            }
+            assert_eq!(count(reason), before + 1, "case {i}: {reason}");
         }
         let st = s.stats().snapshot();
         assert_eq!(st.reads, cases.len() as u64);
         assert!(
-            st.errors.contains(&("frame", 2)) && st.errors.contains(&("chunk", 2)),
+            st.errors.contains(&("frame", 4)) && st.errors.contains(&("chunk", 0)),
             "{st:?}"
         );
+        assert_eq!(st.consecutive_failures, 0, "no outage among these");
+    }
+
+    fn good_series(name: &str, t0: i64, n: i64) -> ChunkedSeries {
+        ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", name)],
+            chunks: vec![xor_chunk(
+                &(0..n).map(|i| (t0 + i * 10, i as f64)).collect::<Vec<_>>(),
+            )],
+        }
+    }
+
+    fn jobs(got: &[SeriesData]) -> Vec<String> {
+        got.iter()
+            .map(|s| s.labels.iter().find(|l| l.0 == "job").unwrap().1.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_series_is_lost_alone_and_counted() {
+        let mut corrupt = good_series("corrupt", 1000, 5);
+        corrupt.chunks[0].data.truncate(12);
+        let mut histogram = good_series("histogram", 1000, 3);
+        histogram.chunks[0].r#type = ChunkEncoding::Histogram as i32;
+        let mut unknown = good_series("unknown", 1000, 3);
+        unknown.chunks[0].r#type = 42;
+        // 1000, 1010, 990 (backwards), 1020, 1020 (repeated): two dropped.
+        let backwards = ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", "backwards")],
+            chunks: vec![xor_chunk(&[
+                (1000, 1.0),
+                (1010, 2.0),
+                (990, 3.0),
+                (1020, 4.0),
+                (1020, 5.0),
+            ])],
+        };
+        let special = ChunkedSeries {
+            labels: vec![label("__name__", "up"), label("job", "special")],
+            chunks: vec![xor_chunk(&[
+                (1000, f64::INFINITY),
+                (1010, f64::NAN),
+                (1020, f64::NEG_INFINITY),
+                (1030, f64::from_bits(STALE_NAN_BITS)),
+                (1040, 1.0),
+            ])],
+        };
+        let body = streamed(vec![
+            good_series("a", 1000, 5),
+            corrupt,
+            histogram,
+            backwards,
+            unknown,
+            special,
+            good_series("z", 1000, 5),
+        ]);
+        let (url, _) = serve(vec![(200, STREAMED, body)]);
+        let s = source(&url, ResponseMode::PreferStreamed);
+        let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+        let got = got.unwrap();
+        assert!(partial, "series were lost: the answer is partial");
+        assert_eq!(jobs(&got), vec!["a", "backwards", "special", "z"]);
+        let t = |i: usize| got[i].points.iter().map(|p| p.t).collect::<Vec<_>>();
+        assert_eq!(t(1), vec![1000, 1010, 1020], "backwards points dropped");
+        // Infinite values and NaN pass (the engine skips non-finite
+        // values); the staleness marker ends nothing here but is dropped.
+        assert_eq!(t(2), vec![1000, 1010, 1020, 1040]);
+        assert!(got[2].points[1].v.is_nan());
+        let problems = s.stats().snapshot().problems;
+        for (reason, n) in [
+            ("corrupt_chunk", 1),
+            ("unknown_encoding", 2),
+            ("non_monotonic", 2),
+            ("infinite", 2),
+        ] {
+            assert!(
+                problems.contains(&("q".to_string(), reason, n)),
+                "{reason}: {problems:?}"
+            );
+        }
+        let st = s.stats().snapshot();
+        assert_eq!(st.errors.iter().map(|e| e.1).sum::<u64>(), 0, "{st:?}");
+    }
+
+    #[test]
+    fn a_broken_stream_keeps_the_series_received_whole_before_the_break() {
+        // One frame per series; a series is known to be whole once the next
+        // one starts, so the one before a broken frame is lost with it (it
+        // might have continued there).
+        let frames: Vec<Vec<u8>> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|j| streamed(vec![good_series(j, 1000, 5)]))
+            .collect();
+        let upto = |n: usize| frames[..n].concat();
+        // Cut inside d's frame: a and b arrived whole, c maybe not.
+        let mut cut = upto(3);
+        cut.extend_from_slice(&frames[3][..7]);
+        // c's frame corrupt: only a.
+        let mut bad = upto(4);
+        bad[frames[0].len() + frames[1].len() + 8] ^= 0x40;
+        // d's frame announces more than the limit: a and b.
+        let mut big = upto(3);
+        big.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let (url, _) = serve(vec![
+            (200, STREAMED, cut),
+            (200, STREAMED, bad),
+            (200, STREAMED, big),
+        ]);
+        let s = source(&url, ResponseMode::PreferStreamed);
+        let read = || crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+        for want in [vec!["a", "b"], vec!["a"], vec!["a", "b"]] {
+            let (got, partial) = read();
+            assert_eq!(jobs(&got.unwrap()), want);
+            assert!(partial);
+        }
+        let problems = s.stats().snapshot().problems;
+        for reason in ["truncated", "checksum", "frame_too_large"] {
+            assert!(
+                problems.contains(&("q".to_string(), reason, 1)),
+                "{reason}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_samples_limit_stops_the_read_and_keeps_what_came_before() {
+        let body = streamed(
+            ["a", "b", "c", "d"]
+                .iter()
+                .map(|j| good_series(j, 1000, 10))
+                .collect(),
+        );
+        let samples = |series: &[&str]| {
+            let resp = ReadResponse {
+                results: vec![QueryResult {
+                    timeseries: series
+                        .iter()
+                        .map(|j| TimeSeries {
+                            labels: vec![label("__name__", "up"), label("job", j)],
+                            samples: (0..10)
+                                .map(|i| Sample {
+                                    value: 1.0,
+                                    timestamp: 1000 + i * 10,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }],
+            };
+            snap::raw::Encoder::new()
+                .compress_vec(&resp.encode_to_vec())
+                .unwrap()
+        };
+        let (url, _) = serve(vec![
+            (200, STREAMED, body.clone()),
+            (200, "application/x-protobuf", samples(&["a", "b", "c"])),
+            (200, STREAMED, body),
+        ]);
+        let mut o = RemoteReadOptions::new(format!("{url}/api/v1/read"));
+        o.max_samples = 25;
+        let s = RemoteRead::new(&o).unwrap();
+        for _ in 0..2 {
+            let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+            assert_eq!(jobs(&got.unwrap()), vec!["a", "b"]);
+            assert!(partial);
+        }
+        let st = s.stats().snapshot();
+        assert_eq!(st.limited, vec![("q".to_string(), "samples", 2)]);
+        assert!(
+            st.samples_decoded <= 2 * 25,
+            "decoding stops at the limit: {}",
+            st.samples_decoded
+        );
+        // With room for everything, nothing is limited.
+        let mut o = RemoteReadOptions::new(format!("{url}/api/v1/read"));
+        o.max_samples = 40;
+        let s = RemoteRead::new(&o).unwrap();
+        let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+        assert_eq!(jobs(&got.unwrap()).len(), 4);
+        assert!(!partial);
+        assert!(s.stats().snapshot().limited.is_empty());
+    }
+
+    #[test]
+    fn outages_back_off_with_jitter_and_a_success_resets() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = source(
+            &format!("http://127.0.0.1:{port}"),
+            ResponseMode::PreferStreamed,
+        );
+        let err = s.read(&sel(), 0, 5000).unwrap_err();
+        assert_eq!(err.kind(), "unavailable", "{err}");
+        // Within the backoff the source is not asked.
+        let err = s.read(&sel(), 0, 5000).unwrap_err();
+        assert_eq!(err.kind(), "backoff", "{err}");
+        let st = s.stats().snapshot();
+        assert_eq!(st.consecutive_failures, 1);
+        assert!(
+            st.backoff_seconds > 0.4 && st.backoff_seconds <= 1.0,
+            "{}",
+            st.backoff_seconds
+        );
+        assert_eq!(st.reads, 1, "a refused read is not sent");
+        assert!(st.errors.contains(&("backoff", 1)));
+        std::thread::sleep(std::time::Duration::from_millis(1050));
+        // Second outage in a row: about twice as long.
+        s.read(&sel(), 0, 5000).unwrap_err();
+        let st = s.stats().snapshot();
+        assert_eq!(st.consecutive_failures, 2);
+        assert!(
+            st.backoff_seconds > 0.9 && st.backoff_seconds <= 2.0,
+            "{}",
+            st.backoff_seconds
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets_on_success() {
+        let st = ReadStats::default();
+        let down = ReadError::Unavailable("x".into());
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            st.record(std::time::Duration::ZERO, 0, 0, 0, Some(&down));
+            waits.push(st.snapshot().backoff_seconds);
+        }
+        let max = super::http::BACKOFF_MAX.as_secs_f64();
+        for (i, w) in waits.iter().enumerate() {
+            let full = (2f64.powi(i as i32)).min(max);
+            assert!(*w > full * 0.5 - 0.01 && *w <= full, "{i}: {w}");
+        }
+        // Jitter: the waits are not all exactly the doubled value.
+        assert!(
+            waits
+                .iter()
+                .enumerate()
+                .any(|(i, w)| (w - 2f64.powi(i as i32).min(max)).abs() > 0.01)
+        );
+        // A bad answer is not an outage; a success resets.
+        st.record(
+            std::time::Duration::ZERO,
+            0,
+            0,
+            0,
+            Some(&ReadError::Decode("x".into())),
+        );
+        assert_eq!(st.snapshot().consecutive_failures, 12);
+        st.record(std::time::Duration::ZERO, 0, 0, 0, None);
+        let snap = st.snapshot();
+        assert_eq!((snap.consecutive_failures, snap.backoff_seconds), (0, 0.0));
+        assert!(st.check_backoff().is_ok());
+        // HTTP 503 and 429 are outages, 400 is not.
+        for (status, outage) in [(503, true), (429, true), (400, false)] {
+            let e = ReadError::Status {
+                url: String::new(),
+                status,
+                body: String::new(),
+            };
+            assert_eq!(e.is_outage(), outage, "{status}");
+        }
     }
 
     #[test]

@@ -38,82 +38,82 @@ pub enum ChunkError {
     Corrupt(String),
 }
 
-/// Reads bits most significant first from a byte slice, 64 at a time.
+/// Reads bits most significant first from a byte slice. `pos` counts the
+/// bits read so far; every read loads the eight (unaligned) bytes that hold
+/// the next bits as one big-endian word, so a read of up to 57 bits is one
+/// load, one shift and one bounds check, with no per-bit loop.
 struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` to load.
-    offset: usize,
-    /// Loaded bits; the next bit to read is bit `valid - 1`.
-    buffer: u64,
-    /// How many of `buffer`'s low bits are still unread.
-    valid: u32,
+    /// Bits read so far.
+    pos: usize,
+    /// Bits in `data`.
+    len: usize,
 }
 
 impl<'a> BitReader<'a> {
     fn new(data: &'a [u8]) -> Self {
         BitReader {
             data,
-            offset: 0,
-            buffer: 0,
-            valid: 0,
+            pos: 0,
+            len: data.len() * 8,
         }
     }
 
-    /// Loads up to eight more bytes; false when the data is exhausted.
-    #[inline]
-    fn refill(&mut self) -> bool {
-        let rest = &self.data[self.offset..];
-        if rest.len() >= 8 {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&rest[..8]);
-            self.buffer = u64::from_be_bytes(word);
-            self.offset += 8;
-            self.valid = 64;
-            return true;
-        }
-        if rest.is_empty() {
-            return false;
-        }
-        self.buffer = rest.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-        self.valid = 8 * rest.len() as u32;
-        self.offset = self.data.len();
-        true
+    /// Bits not read yet.
+    #[inline(always)]
+    fn remaining(&self) -> usize {
+        self.len - self.pos
     }
 
-    #[inline]
-    fn bit(&mut self) -> Option<bool> {
-        if self.valid == 0 && !self.refill() {
-            return None;
-        }
-        self.valid -= 1;
-        Some((self.buffer >> self.valid) & 1 == 1)
+    /// The next bits, left-aligned: at least the top 57 are the stream's
+    /// next bits; bits past the end of the data read as zeros (callers
+    /// check [`BitReader::remaining`] before consuming them).
+    #[inline(always)]
+    fn peek(&self) -> u64 {
+        let byte = self.pos >> 3;
+        let word = match self.data.get(byte..).and_then(|r| r.first_chunk::<8>()) {
+            Some(w) => u64::from_be_bytes(*w),
+            None => self.peek_tail(byte),
+        };
+        word << (self.pos & 7)
+    }
+
+    /// [`BitReader::peek`]'s word within the last seven bytes, zero-padded.
+    #[cold]
+    fn peek_tail(&self, byte: usize) -> u64 {
+        let mut w = [0u8; 8];
+        let rest = self.data.get(byte..).unwrap_or(&[]);
+        w[..rest.len()].copy_from_slice(rest);
+        u64::from_be_bytes(w)
+    }
+
+    /// Marks `n` bits as read (the caller has checked that they exist).
+    #[inline(always)]
+    fn skip(&mut self, n: usize) {
+        self.pos += n;
     }
 
     /// The next `n` bits (0..=64) as the low bits of a word.
-    #[inline]
+    #[inline(always)]
     fn bits(&mut self, n: u32) -> Option<u64> {
+        if n as usize > self.remaining() {
+            return None;
+        }
         if n == 0 {
             return Some(0);
         }
-        if n <= self.valid {
-            self.valid -= n;
-            return Some((self.buffer >> self.valid) & mask(n));
+        if n <= 57 {
+            let v = self.peek() >> (64 - n);
+            self.pos += n as usize;
+            return Some(v);
         }
-        // Take what is left of this word, then the rest from the next one.
-        let have = self.valid;
-        let high = if have == 0 {
-            0
-        } else {
-            self.buffer & mask(have)
-        };
-        let need = n - have;
-        self.valid = 0;
-        if !self.refill() || need > self.valid {
-            return None;
-        }
-        self.valid -= need;
-        let low = (self.buffer >> self.valid) & mask(need);
-        Some(if have == 0 { low } else { (high << need) | low })
+        // Wider than one load guarantees: the high 32 bits, then the rest.
+        let high = self.peek() >> 32;
+        self.pos += 32;
+        let low_n = n - 32;
+        let low = self.peek() >> (64 - low_n);
+        self.pos += low_n as usize;
+        Some((high << low_n) | low)
     }
 
     fn byte(&mut self) -> Option<u8> {
@@ -146,11 +146,6 @@ impl<'a> BitReader<'a> {
         let x = (u >> 1) as i64;
         Ok(if u & 1 != 0 { !x } else { x })
     }
-}
-
-#[inline]
-fn mask(n: u32) -> u64 {
-    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
 /// Iterates over the samples of one XOR chunk.
@@ -214,10 +209,14 @@ impl<'a> XorDecoder<'a> {
         }
     }
 
+    #[inline(always)]
     fn step(&mut self) -> Result<(), String> {
         const ENDED: &str = "data ends early";
         let r = &mut self.reader;
-        match self.read {
+        // `w` holds the next bits (at least 57 of them, left-aligned) and
+        // `used` how many of them the timestamp took: the value's control
+        // bits, and often its meaningful bits too, come from the same word.
+        let (w, used) = match self.read {
             0 => {
                 self.t = r.varint()?;
                 self.value_bits = r.bits(64).ok_or(ENDED)?;
@@ -226,35 +225,62 @@ impl<'a> XorDecoder<'a> {
             1 => {
                 self.t_delta = r.uvarint()?;
                 self.t = self.t.wrapping_add(self.t_delta as i64);
+                (r.peek(), 0)
             }
             _ => {
-                // Unary bucket prefix of at most four bits.
-                let mut prefix = 0u8;
-                for _ in 0..4 {
-                    prefix <<= 1;
-                    if !r.bit().ok_or(ENDED)? {
-                        break;
+                // The bucket's unary prefix is the count of leading ones
+                // (at most four); the 14/17/20-bit buckets fit in one word
+                // with their prefix.
+                let w = r.peek();
+                let (used, dod) = match (!w).leading_zeros() {
+                    0 => (1, 0),
+                    1 => (16, signed_bucket((w << 2) >> 50, 14)),
+                    2 => (20, signed_bucket((w << 3) >> 47, 17)),
+                    3 => (24, signed_bucket((w << 4) >> 44, 20)),
+                    _ => {
+                        if r.remaining() < 4 {
+                            return Err(ENDED.into());
+                        }
+                        r.skip(4);
+                        let dod = r.bits(64).ok_or(ENDED)? as i64;
+                        self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
+                        self.t = self.t.wrapping_add(self.t_delta as i64);
+                        let w = r.peek();
+                        return self.value(w, 0);
                     }
-                    prefix |= 1;
-                }
-                let dod: i64 = match prefix {
-                    0b0 => 0,
-                    0b10 => signed_bucket(r.bits(14).ok_or(ENDED)?, 14),
-                    0b110 => signed_bucket(r.bits(17).ok_or(ENDED)?, 17),
-                    0b1110 => signed_bucket(r.bits(20).ok_or(ENDED)?, 20),
-                    _ => r.bits(64).ok_or(ENDED)? as i64,
                 };
                 self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
                 self.t = self.t.wrapping_add(self.t_delta as i64);
+                (w, used)
             }
-        }
-        // The value, XOR-ed with the previous one.
-        if !r.bit().ok_or(ENDED)? {
+        };
+        self.value(w, used)
+    }
+
+    /// Decodes the value, XOR-ed with the previous one, whose control bits
+    /// start `used` bits into `w` (the reader still stands before those
+    /// `used` bits): `0` (same value), `10` (previous window) or `11` (new
+    /// window: 5 bits of leading zeros, 6 of meaningful-bit count).
+    #[inline(always)]
+    fn value(&mut self, w: u64, used: usize) -> Result<(), String> {
+        const ENDED: &str = "data ends early";
+        let r = &mut self.reader;
+        let avail = r.remaining();
+        let c = w << used;
+        let control = if c >> 63 == 0 {
+            if used + 1 > avail {
+                return Err(ENDED.into());
+            }
+            r.skip(used + 1);
             return Ok(());
-        }
-        if r.bit().ok_or(ENDED)? {
-            let leading = r.bits(5).ok_or(ENDED)? as u32;
-            let mut significant = r.bits(6).ok_or(ENDED)? as u32;
+        } else if (c >> 62) & 1 == 0 {
+            2
+        } else {
+            if used + 13 > avail {
+                return Err(ENDED.into());
+            }
+            let leading = ((c >> 57) & 31) as u32;
+            let mut significant = ((c >> 51) & 63) as u32;
             if significant == 0 {
                 significant = 64;
             }
@@ -265,9 +291,24 @@ impl<'a> XorDecoder<'a> {
             }
             self.leading = leading;
             self.trailing = 64 - leading - significant;
-        }
+            13
+        };
         let significant = 64 - self.leading - self.trailing;
-        let xor = r.bits(significant).ok_or(ENDED)?;
+        let total = used + control + significant as usize;
+        let xor = if total <= 57 {
+            // Everything is in `w`.
+            if total > avail {
+                return Err(ENDED.into());
+            }
+            r.skip(total);
+            (c << control) >> (64 - significant)
+        } else {
+            if used + control > avail {
+                return Err(ENDED.into());
+            }
+            r.skip(used + control);
+            r.bits(significant).ok_or(ENDED)?
+        };
         self.value_bits ^= xor << self.trailing;
         Ok(())
     }

@@ -1,0 +1,422 @@
+//! Multivariate queries in the engine: every input is read, its series are
+//! grouped by the query's `group_by` labels, the inputs of each group are
+//! aligned by timestamp (on the first input's timestamps, each other input's
+//! latest value within the lookback) and one multivariate detector per group
+//! scores the aligned rows.
+//!
+//! Each group is published like a series — `imd_anomaly_score` with the
+//! group's labels, `query` and `model` — through a [`Tracked`] entry whose
+//! value is the first input's, and each input's share in the latest score as
+//! `imd_anomaly_contribution{input=...}` ([`contribution_family`]). Groups
+//! are fitted when first seen (on the older part of their history, the
+//! newer part scored online, as single series are) and on `fit_every`. Their
+//! detectors are not saved across restarts: a restart refits them.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use imd_exporter::exposition::Family;
+
+use super::{CycleReport, Engine, EngineOptions, QueryState, Tracked};
+use crate::model::learned::multivariate::{Multivariate, align};
+use crate::model::{self, Forecast, Model, ModelError, Point};
+use crate::query::{MultiTarget, Query, Target};
+use crate::read::rate::per_second;
+use crate::read::{Labels, Source};
+
+/// Recent points kept per group for display (as for single series).
+const RECENT: usize = 240;
+
+/// The detector of one group and its latest contributions.
+pub struct Group {
+    model: Multivariate,
+    /// Contribution of each input to the latest score, in input order.
+    pub contributions: Vec<f64>,
+}
+
+/// Groups of a query by their labels.
+pub(super) type Groups = HashMap<Labels, Group>;
+
+/// Stands in for the anomaly model of a group's [`Tracked`] entry, so that
+/// it is published under the detector's name; the scoring is the group's.
+struct Named(&'static str);
+
+impl Model for Named {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn fit(&mut self, _history: &[Point]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn score(&self, _point: Point) -> f64 {
+        0.0
+    }
+    fn update(&mut self, _point: Point) {}
+    fn forecast(&self, _steps: usize, _level: f64) -> Option<Forecast> {
+        None
+    }
+    fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn load(&mut self, _state: serde_json::Value) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+/// The group key of a series: its `group_by` labels (missing ones empty,
+/// left out), sorted.
+fn group_key(labels: &Labels, group_by: &[String]) -> Labels {
+    let mut key: Labels = group_by
+        .iter()
+        .filter_map(|g| {
+            labels
+                .iter()
+                .find(|(k, _)| k == g)
+                .map(|(k, v)| (k.clone(), v.clone()))
+        })
+        .collect();
+    key.sort();
+    key
+}
+
+/// Reads every input over `[from, to]` into groups: per group, one series
+/// per input (series of an input in one group summed at equal timestamps).
+fn read_groups(
+    mt: &MultiTarget,
+    source: &dyn Source,
+    from: i64,
+    to: i64,
+    shard: Option<(u64, u64)>,
+) -> Result<BTreeMap<Labels, Vec<Vec<Point>>>, crate::read::ReadError> {
+    let k = mt.inputs.len();
+    let mut sums: BTreeMap<Labels, Vec<BTreeMap<i64, f64>>> = BTreeMap::new();
+    for (j, (_, selector, rate)) in mt.inputs.iter().enumerate() {
+        for row in source.read(selector, from, to)? {
+            let key = group_key(&row.labels, &mt.group_by);
+            if let Some((index, count)) = shard
+                && crate::shard::owner(&key, count) != index
+            {
+                continue;
+            }
+            let points = if *rate {
+                per_second(&row.points)
+            } else {
+                row.points
+            };
+            let slot = &mut sums.entry(key).or_insert_with(|| vec![BTreeMap::new(); k])[j];
+            for p in points.iter().filter(|p| p.v.is_finite()) {
+                *slot.entry(p.t).or_insert(0.0) += p.v;
+            }
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, inputs)| inputs.iter().all(|s| !s.is_empty()))
+        .map(|(key, inputs)| {
+            let series = inputs
+                .into_iter()
+                .map(|s| s.into_iter().map(|(t, v)| Point { t, v }).collect())
+                .collect();
+            (key, series)
+        })
+        .collect())
+}
+
+/// Scores and takes in the rows newer than the group's last one.
+fn take(group: &mut Group, tracked: &mut Tracked, rows: &[(i64, Vec<f64>)]) -> usize {
+    let mut n = 0;
+    let since = tracked.last_t;
+    for (t, values) in rows.iter().filter(|r| r.0 > since) {
+        let s = group.model.score(*t, values);
+        group.model.update(*t, values);
+        group.contributions = s.contributions;
+        tracked.last_t = *t;
+        if tracked.recent.len() == RECENT {
+            tracked.recent.pop_front();
+        }
+        tracked.recent.push_back((*t, values[0], s.score));
+        n += 1;
+    }
+    n
+}
+
+/// A new group: fitted on the older part of its rows, the newer part
+/// (at most [`RECENT`]) scored online.
+fn new_group(
+    qi: usize,
+    q: &Query,
+    mt: &MultiTarget,
+    labels: Labels,
+    rows: &[(i64, Vec<f64>)],
+) -> Result<(Group, Tracked), ModelError> {
+    let names = mt.inputs.iter().map(|i| i.0.clone()).collect();
+    let mut model = Multivariate::new(&q.config.anomaly_model, names, q.config.params.clone())?;
+    let split = rows.len() - (rows.len() / 2).min(RECENT);
+    let (older, newer) = rows.split_at(split);
+    model.fit(older)?;
+    let name = model.name();
+    let k = mt.inputs.len();
+    let mut group = Group {
+        model,
+        contributions: vec![1.0 / k as f64; k],
+    };
+    let mut tracked = Tracked {
+        query: qi,
+        labels,
+        anomaly: Box::new(Named(name)),
+        forecaster: Box::new(Named("none")),
+        last_t: older.last().map(|r| r.0).unwrap_or(i64::MIN),
+        recent: older
+            .iter()
+            .rev()
+            .take(RECENT)
+            .rev()
+            .map(|r| (r.0, r.1[0], 0.0))
+            .collect::<VecDeque<_>>(),
+        forecast: None,
+        expected: None,
+        band: None,
+    };
+    take(&mut group, &mut tracked, newer);
+    Ok((group, tracked))
+}
+
+/// One cycle of a multivariate query (the counterpart of the per-series
+/// cycle in the engine).
+pub(super) fn cycle(
+    st: &mut QueryState,
+    source: &dyn Source,
+    now_ms: i64,
+    options: &EngineOptions,
+) -> CycleReport {
+    let mut report = CycleReport::default();
+    let Target::Multivariate(mt) = &st.query.target else {
+        return report;
+    };
+    let q = &st.query;
+    let qi = st.index;
+    // Saved state is per series; groups refit after a restart.
+    st.restored.clear();
+    let history_from = now_ms - q.config.history.as_millis() as i64;
+    let lookback = options.lookback_ms;
+    let refit = match st.last_read_ms {
+        None => true,
+        Some(_) => options
+            .fit_every_ms
+            .is_some_and(|f| now_ms - st.last_fit_ms >= f),
+    };
+    let from = match st.last_read_ms {
+        Some(last) if !refit => (last - lookback).max(history_from),
+        _ => history_from,
+    };
+    let started = Instant::now();
+    let groups = match read_groups(mt, source, from, now_ms, options.shard) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(query = %q.config.name, error = %e, "read failed");
+            report.read_errors += 1;
+            return report;
+        }
+    };
+    // Groups first seen in an incremental read get their whole history.
+    let mut full: Option<BTreeMap<Labels, Vec<Vec<Point>>>> = None;
+    report.read_seconds += started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    for (labels, series) in groups {
+        let rows = align(&series, lookback);
+        if rows.last().is_none_or(|r| r.0 < now_ms - lookback) {
+            continue;
+        }
+        report.series += 1;
+        seen.insert(labels.clone());
+        if let (Some(g), Some(t)) = (st.groups.get_mut(&labels), st.tracked.get_mut(&labels)) {
+            report.points += take(g, t, &rows);
+            if refit {
+                let fit_started = Instant::now();
+                if let Err(e) = g.model.fit(&rows) {
+                    tracing::warn!(query = %q.config.name, error = %e, "refit failed");
+                }
+                report.fit_seconds += fit_started.elapsed().as_secs_f64();
+                report.fitted += 1;
+            }
+            continue;
+        }
+        let rows = if from > history_from {
+            if full.is_none() {
+                full = read_groups(mt, source, history_from, now_ms, options.shard).ok();
+            }
+            full.as_ref()
+                .and_then(|f| f.get(&labels))
+                .map(|s| align(s, lookback))
+                .unwrap_or(rows)
+        } else {
+            rows
+        };
+        let fit_started = Instant::now();
+        let made = new_group(qi, q, mt, labels.clone(), &rows);
+        report.fit_seconds += fit_started.elapsed().as_secs_f64();
+        match made {
+            Ok((g, t)) => {
+                report.fitted += 1;
+                report.points += rows.len();
+                st.groups.insert(labels.clone(), g);
+                st.tracked.insert(labels, t);
+            }
+            Err(e) => {
+                tracing::warn!(query = %q.config.name, error = %e, "multivariate fit failed");
+            }
+        }
+    }
+    let before = st.tracked.len();
+    st.tracked.retain(|l, _| seen.contains(l));
+    st.groups.retain(|l, _| seen.contains(l));
+    report.dropped += before - st.tracked.len();
+    report.model_seconds += started.elapsed().as_secs_f64();
+    st.last_read_ms = Some(now_ms);
+    if refit {
+        st.last_fit_ms = now_ms;
+    }
+    report
+}
+
+/// `imd_anomaly_contribution`: each input's share in the latest score of
+/// every group of every multivariate query.
+pub fn contribution_family(engine: &Engine) -> Family {
+    let mut f = Family::gauge(
+        "imd_anomaly_contribution",
+        "Share of each input in the latest multivariate anomaly score (0 to 1, summing to 1 per group).",
+    );
+    for st in &engine.states {
+        let Target::Multivariate(mt) = &st.query.target else {
+            continue;
+        };
+        let mut groups: Vec<(&Labels, &Group)> = st.groups.iter().collect();
+        groups.sort_by(|a, b| a.0.cmp(b.0));
+        for (labels, g) in groups {
+            if st.tracked.get(labels).is_none_or(|t| t.recent.is_empty()) {
+                continue;
+            }
+            for ((name, _, _), c) in mt.inputs.iter().zip(&g.contributions) {
+                let mut l: Vec<(String, String)> = labels
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "query" | "model" | "input" => (format!("exported_{k}"), v.clone()),
+                        _ => (k.clone(), v.clone()),
+                    })
+                    .collect();
+                l.push(("query".into(), st.query.config.name.clone()));
+                l.push(("model".into(), g.model.name().into()));
+                l.push(("input".into(), name.clone()));
+                f.push(l, *c);
+            }
+        }
+    }
+    f
+}
+
+/// Checks that `model` can run a multivariate query (for callers outside
+/// the configuration, e.g. the command line).
+pub fn check_model(name: &str) -> Result<(), ModelError> {
+    if model::learned::multivariate::MODELS.contains(&name) {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!(
+            "the multivariate detector runs {}, not {name:?}",
+            model::learned::multivariate::MODELS.join(" or ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::store::Store;
+
+    fn query(yaml: &str) -> Query {
+        let entry: crate::config::QueryEntry = serde_yaml_ng::from_str(yaml).unwrap();
+        entry.build().unwrap()
+    }
+
+    const JOINT: &str = "name: joint\nmultivariate:\n  inputs:\n    a: {selector: imd_a}\n    b: {selector: imd_b}\n  group_by: [instance]\nanomaly_model: iforest\nhistory: 10h\n";
+
+    #[test]
+    fn groups_score_a_broken_relationship_and_publish_contributions() {
+        let store = Store::new(100 * 3_600_000, 100_000);
+        let (a, b) = crate::model::learned::multivariate::tests::correlated_pair(600, 590);
+        let fam = |name: &str, host: &str, v: f64| {
+            let mut f = Family::gauge(name, "x");
+            f.push([("instance", host)], v);
+            f
+        };
+        for (pa, pb) in a.iter().zip(&b) {
+            // Host h2 keeps the relationship throughout.
+            store.ingest(
+                pa.t,
+                &[
+                    fam("imd_a", "h1", pa.v),
+                    fam("imd_b", "h1", pb.v),
+                    fam("imd_a", "h2", pa.v),
+                    fam("imd_b", "h2", 2.0 * pa.v),
+                ],
+            );
+        }
+        let now = a.last().unwrap().t;
+        let mut e = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        let r = e.cycle(&store, now);
+        assert_eq!((r.series, r.fitted), (2, 2));
+        let t = e.tracked();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0].labels,
+            vec![("instance".to_string(), "h1".to_string())]
+        );
+        assert_eq!(t[0].anomaly_model(), "iforest");
+        let fault_max = t[0]
+            .recent
+            .iter()
+            .filter(|r| r.0 >= a[590].t)
+            .map(|r| r.2)
+            .fold(0.0, f64::max);
+        assert!(fault_max >= 0.99, "h1 fault {fault_max}");
+        assert!(t[1].score() < 0.99, "h2 {}", t[1].score());
+        let f = contribution_family(&e);
+        assert_eq!(f.samples.len(), 4);
+        // An incremental cycle takes the next row only.
+        let next = now + 300_000;
+        store.ingest(
+            next,
+            &[
+                fam("imd_a", "h1", 50.0),
+                fam("imd_b", "h1", 100.0),
+                fam("imd_a", "h2", 50.0),
+                fam("imd_b", "h2", 100.0),
+            ],
+        );
+        let r = e.cycle(&store, next);
+        assert_eq!((r.points, r.fitted), (2, 0));
+    }
+
+    #[test]
+    fn bad_multivariate_queries_name_the_key() {
+        let err = |yaml: &str| {
+            let entry: crate::config::QueryEntry = serde_yaml_ng::from_str(yaml).unwrap();
+            entry.build().unwrap_err().0
+        };
+        assert_eq!(
+            err(&JOINT.replace("    b: {selector: imd_b}\n", "")),
+            ".multivariate.inputs"
+        );
+        assert_eq!(
+            err(&JOINT.replace("selector: imd_b", "selector: 'imd_b{'")),
+            ".multivariate.inputs.b.selector"
+        );
+        assert_eq!(
+            err(&JOINT.replace("[instance]", "[\"a-b\"]")),
+            ".multivariate.group_by[0]"
+        );
+        assert_eq!(err(&JOINT.replace("iforest", "mad")), ".anomaly_model");
+        assert_eq!(err(&format!("{JOINT}selector: up\n")), ".multivariate");
+        assert!(check_model("ocsvm").is_ok() && check_model("auto").is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! Learned anomaly detectors: models trained on feature windows of a
+//! series' history (see [`features`]) rather than on a statistical model of
+//! the series itself.
+//!
+//! What they share lives here: a seeded random generator, the calibration
+//! of raw detector outputs to the [0, 1] scores the statistical models give,
+//! and [`Univariate`], which runs any [`Detector`] on one series behind the
+//! [`Model`] trait. Learned parameters are kept as `f32` so that saved state
+//! (JSON) restores them bit for bit.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::season::{detect, regular};
+use super::window::Window;
+use super::{Forecast, Model, ModelError, ModelParams, Point};
+
+pub mod autoencoder;
+pub mod features;
+pub mod iforest;
+pub mod lstm;
+pub mod multivariate;
+mod nn;
+pub mod ocsvm;
+
+use features::{FeatureSpec, Scaler};
+
+/// Fewest feature rows a detector is trained on; with less history the
+/// model scores 0.
+pub const MIN_ROWS: usize = 24;
+/// Most feature rows (the newest) a detector is trained on.
+pub const MAX_ROWS: usize = 20_000;
+/// Most training rows whose raw outputs calibrate the score.
+const CALIBRATION_ROWS: usize = 4_000;
+
+/// A small seeded generator (SplitMix64): the same seed gives the same
+/// models on every platform and version, which a library generator does
+/// not promise.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
+    }
+
+    /// `k` distinct indices of `0..n`, in random order (all of them, shuffled,
+    /// when `k >= n`).
+    pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..n).collect();
+        let k = k.min(n);
+        for i in 0..k {
+            let j = i + self.below(n - i);
+            idx.swap(i, j);
+        }
+        idx.truncate(k);
+        idx
+    }
+}
+
+/// Maps a detector's raw output (higher = more unusual) to a score in
+/// [0, 1] that reads like the statistical models' scores: on the training
+/// history the score is the empirical rank (uniform, as `score_from_z` of a
+/// normal deviation is), and above the 90th percentile the tail is an
+/// exponential fitted to the excesses (peaks over threshold), so outputs
+/// beyond anything seen approach 1 smoothly instead of stopping at the
+/// largest training rank. A score of 0.99 is then a 1-in-100 output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Quantiles of the training outputs at ranks 0, 1/(n-1), …, 1 (up to
+    /// 101 of them).
+    quantiles: Vec<f32>,
+    /// Where the fitted tail starts (the 90th percentile).
+    tail_from: f32,
+    /// Mean excess over `tail_from` of the training outputs above it.
+    tail_scale: f32,
+}
+
+/// Share of the training outputs in the fitted tail.
+const TAIL_MASS: f64 = 0.1;
+
+impl Calibration {
+    /// Calibration from the raw outputs on training rows.
+    pub fn new(raw: &[f64]) -> Calibration {
+        let mut s: Vec<f64> = raw.iter().copied().filter(|x| x.is_finite()).collect();
+        s.sort_by(f64::total_cmp);
+        if s.is_empty() {
+            s.push(0.0);
+        }
+        let q = |p: f64| -> f64 {
+            let x = p * (s.len() - 1) as f64;
+            let (i, f) = (x.floor() as usize, x - x.floor());
+            let j = (i + 1).min(s.len() - 1);
+            s[i] + f * (s[j] - s[i])
+        };
+        let k = s.len().min(101);
+        let quantiles: Vec<f32> = (0..k)
+            .map(|i| q(i as f64 / (k.max(2) - 1) as f64) as f32)
+            .collect();
+        let tail_from = q(1.0 - TAIL_MASS);
+        let excess: Vec<f64> = s
+            .iter()
+            .filter(|x| **x > tail_from)
+            .map(|x| x - tail_from)
+            .collect();
+        let spread = (q(0.75) - q(0.25)).abs();
+        let mean_excess = excess.iter().sum::<f64>() / excess.len().max(1) as f64;
+        // A floor keeps a flat training distribution from turning every
+        // tiny excess into an alarm.
+        let floor = (0.05 * spread).max(1e-6 * tail_from.abs()).max(1e-9);
+        Calibration {
+            quantiles,
+            tail_from: tail_from as f32,
+            tail_scale: mean_excess.max(floor) as f32,
+        }
+    }
+
+    /// The calibrated score of a raw output.
+    pub fn score(&self, raw: f64) -> f64 {
+        if !raw.is_finite() {
+            return if raw == f64::INFINITY { 1.0 } else { 0.0 };
+        }
+        let tail_from = self.tail_from as f64;
+        if raw > tail_from {
+            let excess = (raw - tail_from) / self.tail_scale as f64;
+            return (1.0 - TAIL_MASS * (-excess).exp()).clamp(0.0, 1.0);
+        }
+        let q = &self.quantiles;
+        let n = q.len();
+        if n < 2 {
+            return 0.0;
+        }
+        // Rank by interpolation between the stored quantiles.
+        let pos = q.partition_point(|x| (*x as f64) < raw);
+        let rank = if pos == 0 {
+            0.0
+        } else if pos >= n {
+            1.0
+        } else {
+            let (a, b) = (q[pos - 1] as f64, q[pos] as f64);
+            let f = if b > a { (raw - a) / (b - a) } else { 1.0 };
+            (pos - 1) as f64 + f.clamp(0.0, 1.0)
+        };
+        (rank / (n - 1) as f64).clamp(0.0, 1.0 - TAIL_MASS)
+    }
+}
+
+/// A trainable detector on standardised feature rows: what `iforest` and
+/// `ocsvm` provide, and what [`Univariate`] and
+/// [`multivariate::Multivariate`] run.
+pub trait Detector: Sized + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The model name.
+    const NAME: &'static str;
+    /// Trains on standardised rows (all of equal length).
+    fn train(rows: &[Vec<f64>], params: &ModelParams) -> Result<Self, ModelError>;
+    /// Raw output for one standardised row: higher is more unusual.
+    fn raw(&self, row: &[f64]) -> f64;
+}
+
+/// Subsamples `rows` evenly to at most `k` (keeps order).
+pub fn evenly(rows: &[Vec<f64>], k: usize) -> Vec<&[f64]> {
+    if rows.len() <= k {
+        return rows.iter().map(|r| r.as_slice()).collect();
+    }
+    (0..k)
+        .map(|i| rows[i * rows.len() / k].as_slice())
+        .collect()
+}
+
+/// What a [`Univariate`] model learned at its last fit.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(bound(deserialize = "D: DeserializeOwned"))]
+struct Fitted<D> {
+    spec: FeatureSpec,
+    scaler: Scaler,
+    detector: D,
+    calibration: Calibration,
+}
+
+/// Saved state of a [`Univariate`] model.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(bound(deserialize = "D: DeserializeOwned"))]
+struct Saved<D> {
+    window: Window,
+    fitted: Option<Fitted<D>>,
+}
+
+/// A detector run on one series: features of each point from the points
+/// before it, standardised as at the last fit, scored and calibrated.
+/// Training happens in [`Model::fit`] (the engine calls it when a series is
+/// first seen and every `fit_every`); until the first fit with enough
+/// history the model fits itself once its window holds enough points.
+/// These models detect only: they do not forecast.
+pub struct Univariate<D: Detector> {
+    params: ModelParams,
+    window: Window,
+    fitted: Option<Fitted<D>>,
+}
+
+impl<D: Detector> Univariate<D> {
+    /// A model that has seen nothing yet.
+    pub fn new(params: ModelParams) -> Univariate<D> {
+        let window = Window::new(
+            params
+                .window
+                .max(FeatureSpec::MIN_LOOKBACK + MIN_ROWS.max(params.min_points)),
+        );
+        Univariate {
+            params,
+            window,
+            fitted: None,
+        }
+    }
+
+    fn train(&mut self, history: &[Point]) -> Result<(), ModelError> {
+        let points: Vec<Point> = history
+            .iter()
+            .copied()
+            .filter(|p| p.v.is_finite())
+            .collect();
+        let season = self.params.season.or_else(|| detected_season(&points));
+        let spec = FeatureSpec::choose(&points, season, MIN_ROWS.max(self.params.min_points));
+        let capacity = self
+            .params
+            .window
+            .max(spec.lookback() + MIN_ROWS.max(self.params.min_points));
+        self.window = Window::new(capacity);
+        self.window.fill(&points);
+        let rows = spec.rows(&points);
+        let rows = &rows[rows.len().saturating_sub(MAX_ROWS)..];
+        if rows.len() < MIN_ROWS.max(self.params.min_points) {
+            self.fitted = None;
+            return Ok(());
+        }
+        let scaler = Scaler::fit(rows);
+        let scaled: Vec<Vec<f64>> = rows.iter().map(|r| scaler.apply(r)).collect();
+        let detector = D::train(&scaled, &self.params)?;
+        let raw: Vec<f64> = evenly(&scaled, CALIBRATION_ROWS)
+            .into_iter()
+            .map(|r| detector.raw(r))
+            .collect();
+        self.fitted = Some(Fitted {
+            spec,
+            scaler,
+            detector,
+            calibration: Calibration::new(&raw),
+        });
+        Ok(())
+    }
+}
+
+/// The shortest season found in `points` (regularised), if any.
+pub fn detected_season(points: &[Point]) -> Option<usize> {
+    let mut w = Window::new(points.len().max(1));
+    w.fill(points);
+    let step = w.step_ms()?;
+    detect(&regular(points, step)).first().copied()
+}
+
+impl<D: Detector> Model for Univariate<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
+    }
+
+    fn fit(&mut self, history: &[Point]) -> Result<(), ModelError> {
+        self.train(history)
+    }
+
+    fn score(&self, point: Point) -> f64 {
+        let Some(f) = &self.fitted else {
+            return 0.0;
+        };
+        if !point.v.is_finite() || self.window.len() < f.spec.lookback() {
+            return 0.0;
+        }
+        let past: Vec<f64> = self.window.values().collect();
+        let row = f.spec.row(&past, point);
+        f.calibration.score(f.detector.raw(&f.scaler.apply(&row)))
+    }
+
+    fn update(&mut self, point: Point) {
+        self.window.push(point);
+        let enough = FeatureSpec::MIN_LOOKBACK + MIN_ROWS.max(self.params.min_points);
+        if self.fitted.is_none() && self.window.len() >= enough {
+            let points: Vec<Point> = self.window.points().collect();
+            if let Err(e) = self.train(&points) {
+                tracing::debug!(model = D::NAME, error = %e, "first fit failed");
+            }
+        }
+    }
+
+    fn forecast(&self, _steps: usize, _level: f64) -> Option<Forecast> {
+        None
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let saved = SavedRef {
+            window: &self.window,
+            fitted: self.fitted.as_ref(),
+        };
+        serde_json::to_value(saved).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), ModelError> {
+        let s: Saved<D> = serde_json::from_value(state).map_err(|e| ModelError::BadState {
+            model: D::NAME,
+            reason: e.to_string(),
+        })?;
+        self.window = s.window;
+        self.fitted = s.fitted;
+        Ok(())
+    }
+}
+
+/// [`Saved`] by reference, for saving without cloning the detector.
+#[derive(Serialize)]
+struct SavedRef<'a, D: Serialize> {
+    window: &'a Window,
+    fitted: Option<&'a Fitted<D>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_is_a_rank_with_a_smooth_tail() {
+        let raw: Vec<f64> = (0..1000).map(|i| i as f64 / 1000.0).collect();
+        let c = Calibration::new(&raw);
+        assert!((c.score(0.5) - 0.5).abs() < 0.02, "{}", c.score(0.5));
+        assert!(c.score(-1.0) == 0.0);
+        let at_max = c.score(0.999);
+        assert!((0.97..0.995).contains(&at_max), "{at_max}");
+        assert!(c.score(1.3) > 0.999);
+        assert!(c.score(1.3) < 1.0 || c.score(5.0) == 1.0);
+        // Monotone.
+        let mut prev = 0.0;
+        for i in 0..300 {
+            let s = c.score(i as f64 / 200.0);
+            assert!(s >= prev, "not monotone at {i}");
+            prev = s;
+        }
+    }
+
+    #[test]
+    fn rng_is_seeded_and_samples_without_repeats() {
+        let a: Vec<u64> = {
+            let mut r = Rng::new(7);
+            (0..5).map(|_| r.next_u64()).collect()
+        };
+        let mut r = Rng::new(7);
+        assert_eq!(a, (0..5).map(|_| r.next_u64()).collect::<Vec<_>>());
+        let mut s = Rng::new(1).sample(100, 30);
+        s.sort();
+        s.dedup();
+        assert_eq!(s.len(), 30);
+        assert!(s.iter().all(|i| *i < 100));
+    }
+}

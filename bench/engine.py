@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The analyzer's engine at scale: --series (10,000) series with --days (7)
+of 1-minute history, fitted in the first cycle and then scored every minute.
+
+Run from the repository root (bench/run does it for you):
+
+    python3 bench/engine.py --bin target/bench/release/imd-analyzer [--models mad,drift auto,auto]
+
+For each model pair it runs `imd-analyzer bench-engine` (a hidden command:
+the engine's own cycle over a generated source that serves the series as a
+remote-read answer would, decoded afresh on each read; the series are split
+among --queries queries, analysed two at a time as in the run mode) in a
+process of its own, and reports: initial fit time (wall and CPU), CPU per
+steady-state cycle and its share of one core at a 1-minute interval
+(target: under 0.25), RSS after the cycles minus RSS before the engine, per
+series, and the peak RSS (target: under 1 GiB).
+
+Prints a table and writes it to bench/out/engine-<date>.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "bench", "release", "imd-analyzer"))
+    ap.add_argument("--series", type=int, default=10000)
+    ap.add_argument("--days", type=float, default=7)
+    ap.add_argument("--cycles", type=int, default=10)
+    ap.add_argument("--queries", type=int, default=10)
+    ap.add_argument("--models", default="mad,drift auto,auto",
+                    help="space-separated ANOMALY,FORECAST pairs (default: 'mad,drift auto,auto')")
+    ap.add_argument("--auto-series", type=int, default=100,
+                    help="series for pairs with `auto` (it fits for about a second per series on 7 days, so "
+                         "10,000 would take hours on 2 cores); its fit time is scaled up linearly to --series")
+    ap.add_argument("--window", type=int, help="model window in points (default: the models' default)")
+    ap.add_argument("--shard-count", type=int, default=1, help="measure shard 0 of this many")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
+    ap.add_argument("--json", help="also write the figures as JSON here")
+    args = ap.parse_args()
+    if not os.access(args.bin, os.X_OK):
+        sys.exit(f"{args.bin} not found: build it with bench/run")
+    results = []
+    for pair in args.models.split():
+        n = min(args.series, args.auto_series) if "auto" in pair else args.series
+        cmd = [args.bin, "bench-engine", "--series", str(n), "--days", str(args.days),
+               "--cycles", str(args.cycles), "--models", pair, "--queries", str(args.queries),
+               "--shard-count", str(args.shard_count)]
+        if args.window:
+            cmd += ["--window", str(args.window)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"bench-engine {pair} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        scale = args.series / n
+        res["scaled_from"] = n if n < args.series else None
+        res["fit_wall_at_series"] = res["fit_wall_seconds"] * scale
+        res["fit_cpu_at_series"] = res["fit_cpu_seconds"] * scale
+        res["cycle_cpu_at_series"] = res["cycle_cpu_seconds"] * scale
+        res["share_at_series"] = res["core_share_at_step"] * scale
+        res["mib_at_series"] = res["rss_per_series_kib"] * args.series / 1024 + res["rss_before_mib"]
+        results.append(res)
+        print(f"{pair}: fit {res['fit_wall_seconds']:.1f} s, cycle {res['cycle_cpu_seconds'] * 1000:.0f} ms CPU",
+              flush=True)
+
+    now = datetime.datetime.now().astimezone()
+    lines = [
+        f"# Engine at scale, {now:%Y-%m-%d %H:%M %Z}",
+        "",
+        f"- {args.series} series x {args.days:g} days of 1-minute history ({results[0]['history_points']} points each),"
+        f" {args.queries} queries, {args.cycles} steady cycles one minute apart"
+        + (f", shard 0 of {args.shard_count}" if args.shard_count > 1 else ""),
+        f"- command: python3 bench/engine.py --series {args.series} --days {args.days:g} --cycles {args.cycles}"
+        f" --models '{args.models}'",
+        "",
+        "| models | series measured | fit wall s | fit CPU s | CPU per cycle, ms | share of one core at 1 min | "
+        "RSS per series, KiB | RSS after, MiB | peak RSS, MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['models']} | {r['tracked']} | {r['fit_wall_seconds']:.1f} | {r['fit_cpu_seconds']:.1f} | "
+            f"{r['cycle_cpu_seconds'] * 1000:.0f} | {r['core_share_at_step']:.4f} | {r['rss_per_series_kib']:.1f} | "
+            f"{r['rss_after_mib']:.0f} | {r['hwm_mib']:.0f} |")
+    lines += [
+        "",
+        f"At {args.series} series (measured, or scaled linearly from the series measured):",
+        "",
+        "| models | fit wall s | fit CPU s | CPU per cycle, s | share of one core | memory, MiB | "
+        "under 1/4 core | under 1 GiB |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        note = f" (scaled from {r['scaled_from']})" if r["scaled_from"] else ""
+        mem = max(r["mib_at_series"], r["hwm_mib"]) if not r["scaled_from"] else r["mib_at_series"]
+        lines.append(
+            f"| {r['models']}{note} | {r['fit_wall_at_series']:.0f} | {r['fit_cpu_at_series']:.0f} | "
+            f"{r['cycle_cpu_at_series']:.3f} | {r['share_at_series']:.4f} | {mem:.0f} | "
+            f"{'yes' if r['share_at_series'] < 0.25 else 'NO'} | {'yes' if mem < 1024 else 'NO'} |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"engine-{now:%Y-%m-%d}.md"), "w") as f:
+        f.write(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main()
