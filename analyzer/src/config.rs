@@ -143,6 +143,12 @@ pub struct SourceConfig {
     /// query_range only: resolution of the query.
     #[serde(default = "default_step", with = "humantime_serde")]
     pub step: Duration,
+    /// query_range only: read up to this long before now (default 0), for
+    /// back ends whose newest points are provisional: VictoriaMetrics
+    /// answers the points within its `-search.latencyOffset` (30s) of now
+    /// with the value before them, and imd never reads a point twice.
+    #[serde(default, with = "humantime_serde")]
+    pub query_offset: Duration,
     /// Timeout, authentication, headers and TLS, as Prometheus names them.
     #[serde(flatten)]
     pub http: HttpOptions,
@@ -278,6 +284,12 @@ impl Config {
             check_url(&s.url).map_err(|m| err(format!("sources[{i}].url"), m))?;
             if s.step.is_zero() {
                 return Err(err(format!("sources[{i}].step"), "must be positive".into()));
+            }
+            if s.kind != SourceKind::QueryRange && !s.query_offset.is_zero() {
+                return Err(err(
+                    format!("sources[{i}].query_offset"),
+                    "only a source of type query_range takes a query_offset".into(),
+                ));
             }
         }
         if self.global.infer_every.is_zero() {
@@ -443,6 +455,15 @@ mod tests {
         assert_eq!(c.global.infer_every, Duration::from_secs(60));
         assert_eq!(c.queries()[0].0, 0);
         assert_eq!(c.queries()[0].1.config.anomaly_model, "mad");
+    }
+
+    #[test]
+    fn query_offset_is_for_query_range_sources() {
+        let y = "sources:\n  - name: vm\n    url: http://localhost:8428\n    type: TYPE\n    query_offset: 30s\nqueries: []\n";
+        let c = check(&y.replace("TYPE", "query_range")).unwrap();
+        assert_eq!(c.sources[0].query_offset, Duration::from_secs(30));
+        let e = check(&y.replace("TYPE", "remote_read")).unwrap_err();
+        assert!(e.contains("key `sources[0].query_offset`"), "{e}");
     }
 
     #[test]

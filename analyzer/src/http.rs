@@ -139,10 +139,21 @@ impl fmt::Display for SettingsError {
 
 /// A secret given inline or read from a file at each use, so that a rotated
 /// token is picked up without a restart.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum SecretSource {
     Inline(String),
     File(PathBuf),
+}
+
+/// Shows the file but never the inline secret (a derived `Debug` would, in
+/// any `{:?}` of the settings).
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<secret>)"),
+            SecretSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
 }
 
 impl SecretSource {
@@ -194,7 +205,7 @@ enum Auth {
 }
 
 /// What a request carries to authenticate, read fresh for each request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// Nothing.
     None,
@@ -202,6 +213,21 @@ pub enum Credentials {
     Basic(String, Option<String>),
     /// A bearer token.
     Bearer(String),
+}
+
+/// Shows the user name but never the password or token.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic(user, password) => f
+                .debug_tuple("Basic")
+                .field(user)
+                .field(&password.as_ref().map(|_| "<secret>"))
+                .finish(),
+            Credentials::Bearer(_) => f.write_str("Bearer(<secret>)"),
+        }
+    }
 }
 
 /// Options checked and TLS material loaded, ready to configure a reqwest
@@ -409,6 +435,37 @@ impl ClientSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let opts = HttpOptions {
+            basic_auth: Some(BasicAuth {
+                username: "imd".into(),
+                password: Some(Secret("pw-inline-1".into())),
+                password_file: None,
+            }),
+            ..HttpOptions::default()
+        };
+        let auth = Auth::Basic {
+            username: "imd".into(),
+            password: Some(SecretSource::Inline("pw-inline-2".into())),
+        };
+        let shown = format!(
+            "{opts:?} {auth:?} {:?} {:?} {:?}",
+            Auth::Bearer(SecretSource::Inline("tok-3".into())),
+            Credentials::Basic("imd".into(), Some("pw-4".into())),
+            Credentials::Bearer("tok-5".into()),
+        );
+        for secret in ["pw-inline-1", "pw-inline-2", "tok-3", "pw-4", "tok-5"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("imd") && shown.contains("<secret>"),
+            "{shown}"
+        );
+        let file = format!("{:?}", SecretSource::File("/etc/imd/token".into()));
+        assert_eq!(file, "File(\"/etc/imd/token\")");
+    }
 
     #[test]
     fn mistakes_name_their_key() {

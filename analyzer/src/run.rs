@@ -231,6 +231,7 @@ fn build_source(
         SourceKind::QueryRange => {
             let mut o = PromqlOptions::new(base, s.step);
             o.http = s.http.clone();
+            o.query_offset = s.query_offset;
             let r = QueryRange::new(&o)?;
             let stats = r.stats();
             (Box::new(r), stats)

@@ -1,8 +1,8 @@
 //! The learned detectors end to end: seeded determinism, ROC AUC against
 //! scikit-learn's IsolationForest and OneClassSVM on the same labelled
 //! feature rows, the multivariate `score` command, and the analyzer
-//! running `iforest`, `ocsvm` and a multivariate query against a real
-//! Prometheus.
+//! running `iforest`, `ocsvm`, `ensemble` and a multivariate query against
+//! a real Prometheus.
 //!
 //! Print the AUC comparison with
 //! `cargo test -p imd-analyzer --test learned_models -- --nocapture`.
@@ -327,7 +327,8 @@ fn value(line: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// The analyzer against a real Prometheus: `iforest` and `ocsvm` on single
+/// The analyzer against a real Prometheus: `iforest`, `ocsvm` and an
+/// `ensemble` (of `mad` and `iforest`, from the configuration) on single
 /// series, and a multivariate query whose two inputs break their
 /// relationship at the end of the history.
 #[test]
@@ -361,7 +362,8 @@ fn analyzer_publishes_learned_scores_and_contributions() {
          queries:\n\
          \x20 - name: forest\n    selector: imd_mv_a\n    anomaly_model: iforest\n    history: 5h\n\
          \x20 - name: svm\n    selector: imd_mv_b\n    anomaly_model: ocsvm\n    history: 5h\n    params: {{ocsvm: {{nu: 0.05}}}}\n\
-         \x20 - name: joint\n    multivariate:\n      inputs:\n        a: {{selector: imd_mv_a}}\n        b: {{selector: imd_mv_b}}\n      group_by: [instance]\n    anomaly_model: iforest\n    history: 5h\n"
+         \x20 - name: joint\n    multivariate:\n      inputs:\n        a: {{selector: imd_mv_a}}\n        b: {{selector: imd_mv_b}}\n      group_by: [instance]\n    anomaly_model: iforest\n    history: 5h\n\
+         \x20 - name: ens\n    selector: imd_mv_a\n    anomaly_model: ensemble\n    history: 5h\n    params: {{members: [mad, iforest]}}\n"
     );
     let file = dir.path().join("imd-analyzer.yml");
     std::fs::write(&file, &config).unwrap();
@@ -404,6 +406,11 @@ fn analyzer_publishes_learned_scores_and_contributions() {
     };
     assert!(find("forest").contains("model=\"iforest\""));
     assert!(find("svm").contains("model=\"ocsvm\""));
+    assert!(
+        find("ens").contains("model=\"ensemble\""),
+        "{}",
+        find("ens")
+    );
     let joint = find("joint");
     assert!(
         joint.contains("instance=\"h1\"") && joint.contains("model=\"iforest\""),
@@ -411,7 +418,7 @@ fn analyzer_publishes_learned_scores_and_contributions() {
     );
     assert!(!joint.contains("__name__"), "{joint}");
     assert!(value(&joint) >= 0.99, "the broken relationship: {joint}");
-    for q in ["forest", "svm"] {
+    for q in ["forest", "svm", "ens"] {
         let v = value(&find(q));
         assert!((0.0..=1.0).contains(&v), "{q}: {v}");
     }

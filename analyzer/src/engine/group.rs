@@ -10,13 +10,17 @@
 //! `imd_anomaly_contribution{input=...}` ([`contribution_family`]). Groups
 //! are fitted when first seen (on the older part of their history, the
 //! newer part scored online, as single series are) and on `fit_every`. Their
-//! detectors are not saved across restarts: a restart refits them.
+//! detectors are saved with the single series' state ([`save`]: a
+//! [`SavedSeries`] with the group's labels and a `group` part) and, after a
+//! restart, a group picks its detector up when first seen instead of being
+//! refitted; state that does not load (other inputs, damaged) is refitted.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use imd_exporter::exposition::Family;
 
+use super::persist::{SavedGroup, SavedSeries};
 use super::{CycleReport, Engine, EngineOptions, QueryState, Tracked};
 use crate::model::learned::multivariate::{Multivariate, align};
 use crate::model::{self, Forecast, Model, ModelError, Point};
@@ -181,6 +185,57 @@ fn new_group(
     Ok((group, tracked))
 }
 
+/// A group's state for saving, under its query's name: its entry's, with
+/// the detector's state as the anomaly model's.
+pub(super) fn save(query: &str, group: &Group, tracked: &Tracked) -> SavedSeries {
+    let mut s = tracked.save(query);
+    s.anomaly = (group.model.name().to_string(), group.model.save());
+    s.group = Some(SavedGroup {
+        contributions: group.contributions.clone(),
+    });
+    s
+}
+
+/// Rebuilds a group from saved state and takes in the rows newer than it
+/// (returned with how many were taken); an error when the state does not
+/// load, and the group is then refitted.
+fn resume(
+    qi: usize,
+    q: &Query,
+    mt: &MultiTarget,
+    saved: SavedSeries,
+    rows: &[(i64, Vec<f64>)],
+) -> Result<(Group, Tracked, usize), ModelError> {
+    let names = mt.inputs.iter().map(|i| i.0.clone()).collect();
+    let mut model = Multivariate::new(&q.config.anomaly_model, names, q.config.params.clone())?;
+    model.load(saved.anomaly.1)?;
+    let name = model.name();
+    let k = mt.inputs.len();
+    let contributions = saved
+        .group
+        .map(|g| g.contributions)
+        .filter(|c| c.len() == k && c.iter().all(|v| v.is_finite()))
+        .unwrap_or_else(|| vec![1.0 / k as f64; k]);
+    let mut group = Group {
+        model,
+        contributions,
+    };
+    let skip = saved.recent.len().saturating_sub(RECENT);
+    let mut tracked = Tracked {
+        query: qi,
+        labels: saved.labels,
+        anomaly: Box::new(Named(name)),
+        forecaster: Box::new(Named("none")),
+        last_t: saved.last_t,
+        recent: saved.recent.into_iter().skip(skip).collect(),
+        forecast: None,
+        expected: None,
+        band: None,
+    };
+    let taken = take(&mut group, &mut tracked, rows);
+    Ok((group, tracked, taken))
+}
+
 /// One cycle of a multivariate query (the counterpart of the per-series
 /// cycle in the engine).
 pub(super) fn cycle(
@@ -195,9 +250,10 @@ pub(super) fn cycle(
     };
     let q = &st.query;
     let qi = st.index;
-    // Saved state is per series; groups refit after a restart.
-    st.restored.clear();
     let history_from = now_ms - q.config.history.as_millis() as i64;
+    // Saved groups that have not come back within the history window are
+    // forgotten.
+    st.restored.retain(|_, s| s.last_t >= history_from);
     let lookback = options.lookback_ms;
     let refit = match st.last_read_ms {
         None => true,
@@ -253,6 +309,20 @@ pub(super) fn cycle(
         } else {
             rows
         };
+        if let Some(saved) = st.restored.remove(&labels) {
+            match resume(qi, q, mt, saved, &rows) {
+                Ok((g, t, taken)) => {
+                    report.resumed += 1;
+                    report.points += taken;
+                    st.groups.insert(labels.clone(), g);
+                    st.tracked.insert(labels, t);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(query = %q.config.name, group = ?labels, error = %e, "saved group state unusable; refitting");
+                }
+            }
+        }
         let fit_started = Instant::now();
         let made = new_group(qi, q, mt, labels.clone(), &rows);
         report.fit_seconds += fit_started.elapsed().as_secs_f64();
@@ -395,6 +465,134 @@ mod tests {
         );
         let r = e.cycle(&store, next);
         assert_eq!((r.points, r.fitted), (2, 0));
+    }
+
+    fn fam(name: &str, host: &str, v: f64) -> Family {
+        let mut f = Family::gauge(name, "x");
+        f.push([("instance", host)], v);
+        f
+    }
+
+    /// A store with rows `range` of an unbroken correlated pair on host h1,
+    /// and the pair's times.
+    fn pair_store(store: &Store, range: std::ops::Range<usize>) -> Vec<i64> {
+        let (a, b) = crate::model::learned::multivariate::tests::correlated_pair(640, 10_000);
+        for i in range {
+            store.ingest(
+                a[i].t,
+                &[fam("imd_a", "h1", a[i].v), fam("imd_b", "h1", b[i].v)],
+            );
+        }
+        a.iter().map(|p| p.t).collect()
+    }
+
+    #[test]
+    fn a_restart_resumes_groups_from_saved_state_without_refitting() {
+        let store = Store::new(100 * 3_600_000, 100_000);
+        let t = pair_store(&store, 0..600);
+        let now = t[599];
+        let mut e = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        assert_eq!(e.cycle(&store, now).fitted, 1);
+        // Through the state file, as at a restart.
+        let dir = tempfile::tempdir().unwrap();
+        let file = super::super::persist::StateFile::in_dir(dir.path()).unwrap();
+        file.save(e.snapshot()).unwrap();
+        let saved = file.load();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].labels, vec![("instance".into(), "h1".into())]);
+        assert_eq!(saved[0].anomaly.0, "iforest");
+        assert_eq!(saved[0].group.as_ref().unwrap().contributions.len(), 2);
+        let mut e2 = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        assert_eq!(e2.restore(saved.clone()), 1);
+        assert_eq!(e2.snapshot(), saved, "kept as it was until seen");
+        // Ten new rows: the original takes them online, the restarted
+        // engine resumes from the file and takes the same rows.
+        pair_store(&store, 600..610);
+        let later = t[609];
+        let r1 = e.cycle(&store, later);
+        let r2 = e2.cycle(&store, later);
+        assert_eq!((r1.fitted, r1.points), (0, 10));
+        assert_eq!((r2.resumed, r2.fitted, r2.points), (1, 0, 10));
+        let (o, n) = (e.tracked()[0], e2.tracked()[0]);
+        assert_eq!(n.recent, o.recent, "same history and bit-identical scores");
+        let new: Vec<f64> = n.recent.iter().filter(|r| r.0 > now).map(|r| r.2).collect();
+        assert_eq!(new.len(), 10);
+        assert!(
+            new.iter().any(|s| *s > 0.0),
+            "scored by a trained model: {new:?}"
+        );
+        assert_eq!(
+            contribution_family(&e2).samples,
+            contribution_family(&e).samples
+        );
+        // A refit at this point would have scored them otherwise.
+        let mut fresh = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        assert_eq!(fresh.cycle(&store, later).fitted, 1);
+        let refit: Vec<f64> = fresh.tracked()[0]
+            .recent
+            .iter()
+            .filter(|r| r.0 > now)
+            .map(|r| r.2)
+            .collect();
+        assert_ne!(refit, new);
+        // Saved groups are forgotten once their last point leaves the
+        // history window (10 h), kept until then.
+        let empty = Store::new(100 * 3_600_000, 100_000);
+        let mut e3 = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        e3.restore(saved.clone());
+        e3.cycle(&empty, now + 9 * 3_600_000);
+        assert_eq!(e3.snapshot().len(), 1);
+        e3.cycle(&empty, now + 11 * 3_600_000);
+        assert!(e3.snapshot().is_empty());
+    }
+
+    #[test]
+    fn unusable_saved_groups_are_refitted() {
+        let store = Store::new(100 * 3_600_000, 100_000);
+        let t = pair_store(&store, 0..600);
+        let now = t[599];
+        let mut e = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        e.cycle(&store, now);
+        let saved = e.snapshot();
+        // Same query name and detector, other inputs: refitted.
+        let other = query(&JOINT.replace("    b: {", "    c: {"));
+        let mut e2 = Engine::new(vec![other.clone()], EngineOptions::default());
+        assert_eq!(e2.restore(saved.clone()), 1);
+        let r = e2.cycle(&store, now);
+        assert_eq!((r.resumed, r.fitted, r.series), (0, 1, 1));
+        assert_eq!(e2.tracked()[0].recent.len(), e.tracked()[0].recent.len());
+        // The warning says why.
+        let Target::Multivariate(mt) = &other.target else {
+            panic!("not multivariate");
+        };
+        let err = resume(0, &other, mt, saved[0].clone(), &[]).err().unwrap();
+        assert!(err.to_string().contains("saved for inputs"), "{err}");
+        // Damaged detector state: refitted too.
+        let mut damaged = saved.clone();
+        damaged[0].anomaly.1 = serde_json::json!({"inputs": 3, "trees": []});
+        let mut e3 = Engine::new(vec![query(JOINT)], EngineOptions::default());
+        assert_eq!(e3.restore(damaged), 1);
+        let r = e3.cycle(&store, now);
+        assert_eq!((r.resumed, r.fitted), (0, 1));
+        // A group's state is not offered to a plain query of the same name
+        // and model, nor a series' to a group.
+        let plain = query("name: joint\nselector: imd_a\nanomaly_model: iforest\n");
+        assert_eq!(
+            Engine::new(vec![plain], EngineOptions::default()).restore(saved.clone()),
+            0
+        );
+        let mut series = saved[0].clone();
+        series.group = None;
+        assert_eq!(
+            Engine::new(vec![query(JOINT)], EngineOptions::default()).restore(vec![series]),
+            0
+        );
+        // Nor one saved by the other detector.
+        let svm = query(&JOINT.replace("iforest", "ocsvm"));
+        assert_eq!(
+            Engine::new(vec![svm], EngineOptions::default()).restore(saved),
+            0
+        );
     }
 
     #[test]

@@ -166,9 +166,10 @@ impl Engine {
         }
     }
 
-    /// Offers saved state: a series seen later whose query and model names
-    /// still match resumes from it instead of being refitted. State of
-    /// queries that no longer exist is ignored. Returns how many were taken.
+    /// Offers saved state: a series (or a multivariate group) seen later
+    /// whose query and model names still match resumes from it instead of
+    /// being refitted. State of queries that no longer exist is ignored.
+    /// Returns how many were taken.
     pub fn restore(&mut self, saved: Vec<SavedSeries>) -> usize {
         let mut n = 0;
         for s in saved {
@@ -180,7 +181,19 @@ impl Engine {
                 continue;
             };
             let c = &st.query.config;
-            if c.anomaly_model != s.anomaly.0 || c.forecast_model != s.forecaster.0 {
+            // A group's state goes to a multivariate query with the same
+            // detector, a series' to a plain query with the same models.
+            let fits = match st.query.target {
+                crate::query::Target::Multivariate(_) => {
+                    s.group.is_some() && c.anomaly_model == s.anomaly.0
+                }
+                _ => {
+                    s.group.is_none()
+                        && c.anomaly_model == s.anomaly.0
+                        && c.forecast_model == s.forecaster.0
+                }
+            };
+            if !fits {
                 continue;
             }
             st.restored.insert(s.labels.clone(), s);
@@ -189,13 +202,16 @@ impl Engine {
         n
     }
 
-    /// The state of every tracked series (and of restored series not seen
-    /// again yet), to be saved.
+    /// The state of every tracked series and group (and of restored ones
+    /// not seen again yet), to be saved.
     pub fn snapshot(&self) -> Vec<SavedSeries> {
         let mut out = Vec::new();
         for st in &self.states {
-            for t in st.tracked.values() {
-                out.push(t.save(&st.query.config.name));
+            for (labels, t) in &st.tracked {
+                out.push(match st.groups.get(labels) {
+                    Some(g) => group::save(&st.query.config.name, g, t),
+                    None => t.save(&st.query.config.name),
+                });
             }
             out.extend(st.restored.values().cloned());
         }

@@ -27,6 +27,19 @@ pub struct SavedSeries {
     pub last_t: i64,
     /// Recent (time, value, score) triples.
     pub recent: Vec<(i64, f64, f64)>,
+    /// Set for a group of a multivariate query, whose labels are the
+    /// group's and whose `anomaly` is the group's detector; absent for
+    /// single series (and in files written before groups were saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<SavedGroup>,
+}
+
+/// What a group saves besides its detector.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SavedGroup {
+    /// Each input's share in the latest score, in input order.
+    #[serde(default)]
+    pub contributions: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,8 +118,25 @@ mod tests {
             forecaster: ("drift".into(), serde_json::Value::Null),
             last_t: 5,
             recent: vec![(5, 1.0, 0.5)],
+            group: None,
         };
-        f.save(vec![s.clone()]).unwrap();
+        let g = SavedGroup {
+            contributions: vec![0.25, 0.75],
+        };
+        let group = SavedSeries {
+            group: Some(g.clone()),
+            ..s.clone()
+        };
+        f.save(vec![s.clone(), group.clone()]).unwrap();
+        assert_eq!(f.load(), vec![s.clone(), group]);
+        // A single series is written as before groups were saved, and a
+        // file of that time (no `group`) still loads.
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        assert_eq!(text.matches("\"group\"").count(), 1, "{text}");
+        let old = r#"{"version":1,"series":[{"query":"q","labels":[["__name__","x"]],
+            "anomaly":["mad",{"a":1}],"forecaster":["drift",null],"last_t":5,
+            "recent":[[5,1.0,0.5]]}]}"#;
+        std::fs::write(f.path(), old).unwrap();
         assert_eq!(f.load(), vec![s]);
         std::fs::write(f.path(), b"{ half a file").unwrap();
         assert!(f.load().is_empty());

@@ -73,6 +73,7 @@ impl Tracked {
             forecaster: (self.forecaster.name().to_string(), self.forecaster.save()),
             last_t: self.last_t,
             recent: self.recent.iter().copied().collect(),
+            group: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct PromqlOptions {
     pub http: HttpOptions,
     /// Distance between points; best equal to the scrape interval.
     pub step: Duration,
+    /// Reads end this long before the time asked for, so that the newest
+    /// points are final (VictoriaMetrics rewrites those within its
+    /// `-search.latencyOffset` of now).
+    pub query_offset: Duration,
     /// Most points per series in one request (Prometheus refuses more than
     /// 11 000).
     pub max_points_per_request: usize,
@@ -43,6 +47,7 @@ impl PromqlOptions {
             url: url.into(),
             http: HttpOptions::default(),
             step,
+            query_offset: Duration::ZERO,
             max_points_per_request: 11_000,
             max_response_bytes: 256 << 20,
         }
@@ -55,6 +60,7 @@ pub struct QueryRange {
     endpoint: reqwest::Url,
     http: HttpClient,
     step_ms: i64,
+    offset_ms: i64,
     max_points: i64,
     max_response_bytes: usize,
     stats: Arc<ReadStats>,
@@ -88,6 +94,7 @@ impl QueryRange {
             endpoint,
             http: HttpClient::new(&opts.http)?,
             step_ms,
+            offset_ms: i64::try_from(opts.query_offset.as_millis()).unwrap_or(i64::MAX),
             max_points: i64::try_from(opts.max_points_per_request).unwrap_or(i64::MAX),
             max_response_bytes: opts.max_response_bytes,
             stats: Arc::new(ReadStats::default()),
@@ -224,6 +231,7 @@ impl Source for QueryRange {
         self.stats.check_backoff()?;
         let started = Instant::now();
         let mut tally = (0u64, 0u64);
+        let to_ms = to_ms.saturating_sub(self.offset_ms);
         let result = self.read_inner(query, from_ms, to_ms, &mut tally);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
         self.stats.record(
@@ -446,6 +454,13 @@ mod tests {
         }
         // Nothing to ask for: no request.
         assert!(s.read(&sel, 16_000, 29_000).unwrap().is_empty());
+        let mut o = PromqlOptions::new("http://x", Duration::from_secs(15));
+        o.query_offset = Duration::from_secs(30);
+        let s = QueryRange::new(&o).unwrap();
+        assert!(
+            s.read(&sel, 16_000, 59_000).unwrap().is_empty(),
+            "ends at 29 s"
+        );
         assert!(QueryRange::new(&PromqlOptions::new("http://x", Duration::ZERO)).is_err());
         assert!(
             QueryRange::new(&PromqlOptions::new("http://x?a=b", Duration::from_secs(1))).is_err()

@@ -411,6 +411,7 @@ fn build_source(s: &crate::config::SourceConfig) -> anyhow::Result<Box<dyn Sourc
         SourceKind::QueryRange => {
             let mut o = crate::read::promql::PromqlOptions::new(base, s.step);
             o.http = s.http.clone();
+            o.query_offset = s.query_offset;
             Box::new(crate::read::promql::QueryRange::new(&o)?)
         }
     })

@@ -289,7 +289,7 @@ impl Cpu {
             return Vec::new();
         };
         let read =
-            |p: &Path| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+            |p: &Path| -> Option<u64> { super::util::read_regular(p).ok()?.trim().parse().ok() };
         let mut packages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
         let mut cores: BTreeMap<(u64, u64), Option<u64>> = BTreeMap::new();
         for entry in entries.flatten() {

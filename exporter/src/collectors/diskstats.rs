@@ -210,7 +210,7 @@ fn line_values(d: &procfs::DiskStat) -> Vec<f64> {
 /// node_exporter.
 fn udev_properties(dir: &Path, major: i32, minor: i32) -> HashMap<String, String> {
     let path = dir.join(format!("b{major}:{minor}"));
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = super::util::read_regular(&path) else {
         return HashMap::new();
     };
     text.lines()

@@ -247,12 +247,12 @@ impl Filesystem {
         // /proc/1/mounts shows the mounts of the host's (or container's)
         // init; with hidepid it may be unreadable, then fall back to our own.
         let mut path = self.paths.proc("1/mounts");
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::util::read_regular(&path) {
             Ok(t) => t,
             Err(first) => {
                 tracing::debug!(error = %first, "reading {} failed, falling back to mounts", path.display());
                 path = self.paths.proc("mounts");
-                std::fs::read_to_string(&path).map_err(|source| CollectError::Io {
+                super::util::read_regular(&path).map_err(|source| CollectError::Io {
                     path: path.clone(),
                     source,
                 })?

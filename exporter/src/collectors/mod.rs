@@ -175,6 +175,27 @@ pub trait Collector: Send + Sync {
     fn collect(&self) -> Result<Vec<Family>, CollectError>;
 }
 
+/// Longest message of a [`CollectError::Parse`] that is shown whole.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Clips a message to [`MAX_MESSAGE_BYTES`] (at a character boundary), so a
+/// huge bad line quoted in it is not logged at every scrape.
+fn clip_message(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... (clipped, {} bytes in all)",
+        &message[..end],
+        message.len()
+    )
+    .into()
+}
+
 /// Why a collector could not produce its metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -186,8 +207,9 @@ pub enum CollectError {
         /// Why.
         source: std::io::Error,
     },
-    /// A file's content was not as expected.
-    #[error("parsing {path}: {message}")]
+    /// A file's content was not as expected. The message is shown clipped:
+    /// it may quote a line of the file, which can be megabytes long.
+    #[error("parsing {path}: {}", clip_message(.message))]
     Parse {
         /// The file.
         path: PathBuf,

@@ -90,7 +90,7 @@ const NUMERIC: [(&str, &str, bool); 15] = [
 /// with EINVAL / EOPNOTSUPP / ENODATA (e.g. `speed` of a virtual device or
 /// `carrier` of a device that is down).
 fn attribute(path: &Path) -> Result<Option<String>, CollectError> {
-    match std::fs::read_to_string(path) {
+    match super::util::read_regular(path) {
         Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e)

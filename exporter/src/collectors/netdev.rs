@@ -67,7 +67,18 @@ const COLUMNS: [&str; 16] = [
 /// leaves no blank after the colon (`eth0:123456789012`), and loses order.
 fn parse(path: &std::path::Path, text: &str) -> Result<Vec<(String, [u64; 16])>, CollectError> {
     let mut out = Vec::new();
-    // Two header lines, then one line per interface.
+    // Two header lines, then one line per interface. The headers are
+    // checked (both have column groups split by '|'), so that a file that is
+    // only one or two lines of something else is not read as no interfaces.
+    for (i, line) in text.lines().enumerate().take(2) {
+        if !line.contains('|') {
+            return Err(parse_error(
+                path,
+                i + 1,
+                "not the /proc/net/dev header (no '|' between column groups)",
+            ));
+        }
+    }
     for (i, line) in text.lines().enumerate().skip(2) {
         if line.trim().is_empty() {
             continue;
@@ -132,7 +143,7 @@ impl Collector for NetDev {
                 .sys("class/net")
                 .join(name)
                 .join("statistics/rx_nohandler");
-            if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(text) = super::util::read_regular(&file) {
                 match text.trim().parse::<u64>() {
                     Ok(v) => {
                         nohandler.push([("device", name.as_str())], v as f64);
@@ -273,6 +284,13 @@ mod tests {
         assert!(matches!(c.collect(), Err(CollectError::Parse { .. })));
         std::fs::remove_file(dir.path().join("proc/net/dev")).unwrap();
         assert!(matches!(c.collect(), Err(CollectError::Io { .. })));
+        // One line of something else is not "no interfaces".
+        std::fs::write(dir.path().join("proc/net/dev"), "7".repeat(100_000)).unwrap();
+        let e = c.collect().unwrap_err().to_string();
+        assert!(e.contains("line 1: not the /proc/net/dev header"), "{e}");
+        // An empty file is (no interfaces, as node_exporter reads it).
+        std::fs::write(dir.path().join("proc/net/dev"), "").unwrap();
+        assert!(c.collect().is_ok());
     }
 
     #[test]

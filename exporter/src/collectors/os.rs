@@ -69,7 +69,7 @@ impl Collector for OsRelease {
         let mut found = None;
         for file in FILES {
             let path = self.resolve(file);
-            match std::fs::read_to_string(&path) {
+            match super::util::read_regular(&path) {
                 Ok(text) => {
                     found = Some((path, text));
                     break;

@@ -78,7 +78,7 @@ impl Collector for Pressure {
         let mut out = Vec::new();
         for (resource, (some_name, some_help), full) in RESOURCES {
             let path = self.paths.proc(Path::new("pressure").join(resource));
-            let text = match std::fs::read_to_string(&path) {
+            let text = match super::util::read_regular(&path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(CollectError::NoData(format!(

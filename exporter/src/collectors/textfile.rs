@@ -148,7 +148,12 @@ fn prom_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads and parses one file; returns its families and its modification
 /// time (seconds, taken after parsing so that a failure does not look fresh).
 fn read_file(path: &Path, max_bytes: u64) -> Result<(Vec<Family>, f64), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    // A non-blocking open: a plain open of a FIFO blocks until a writer
+    // comes, before the file-type check below could refuse it.
+    let file = super::util::open_regular(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => "not a regular file".to_string(),
+        _ => format!("cannot open: {e}"),
+    })?;
     let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !meta.is_file() {
         // A FIFO would block the scrape, a directory cannot be parsed.

@@ -4,9 +4,44 @@ use std::path::Path;
 
 use super::CollectError;
 
+/// Opens a file for reading only if it is a regular file. The open is
+/// non-blocking, so a FIFO put where a /proc or /sys file should be fails at
+/// once instead of blocking the scrape until a writer comes, and a device
+/// (such as a link to /dev/zero, which never ends) is refused too. /proc and
+/// /sys files are regular files; non-blocking mode changes nothing for them.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what} (refused: only regular files are read)"),
+        ));
+    }
+    Ok(file)
+}
+
+/// `std::fs::read_to_string` through [`open_regular`]: never blocks on a
+/// FIFO, never reads a device.
+pub fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_regular(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Reads a whole file as text, with the path in the error.
 pub fn read_string(path: &Path) -> Result<String, CollectError> {
-    std::fs::read_to_string(path).map_err(|source| CollectError::Io {
+    read_regular(path).map_err(|source| CollectError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -130,6 +165,43 @@ impl DeviceFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_quoted_line_is_clipped_in_the_error() {
+        let line = format!("é{}", "7".repeat(1 << 20));
+        let e = parse_error(Path::new("/proc/x"), 3, format!("bad {line:?}")).to_string();
+        assert!(
+            e.starts_with("parsing /proc/x: line 3: bad \"é777"),
+            "{}",
+            &e[..40]
+        );
+        assert!(e.len() < 1200, "{} bytes", e.len());
+        assert!(e.ends_with("bytes in all)"), "{}", &e[e.len() - 60..]);
+        let short = parse_error(Path::new("/proc/x"), 1, "short").to_string();
+        assert_eq!(short, "parsing /proc/x: line 1: short");
+    }
+
+    #[test]
+    fn fifos_devices_and_directories_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Before the fix this blocked forever in open(2).
+        let e = read_string(&fifo).unwrap_err().to_string();
+        assert!(
+            e.contains("fifo") && e.contains("not a regular file"),
+            "{e}"
+        );
+        let e = read_string(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(read_string(&zero).is_err());
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "1.5\n").unwrap();
+        assert_eq!(read_number(&ok).unwrap(), 1.5);
+        assert!(read_regular(Path::new("/proc/loadavg")).is_ok());
+    }
 
     #[test]
     fn filters_are_anchored() {

@@ -106,7 +106,9 @@ impl Tail {
     /// Opens a regular file for reading from its beginning; returns it with
     /// its current size.
     pub fn open(path: &Path) -> io::Result<(Tail, u64)> {
-        let file = File::open(path)?;
+        // Non-blocking open: the poller checked the type, but a FIFO put in
+        // the file's place since must not block the scrape in open(2).
+        let file = crate::collectors::util::open_regular(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::other("not a regular file"));
