@@ -15,6 +15,14 @@ steady-state cycle and its share of one core at a 1-minute interval
 (target: under 0.25), RSS after the cycles minus RSS before the engine, per
 series, and the peak RSS (target: under 1 GiB).
 
+A pair with `auto` is measured on --auto-series series and scaled up to
+--series. What does not grow with the series (the cycle's own work, the
+process's memory before it) must not be scaled with them, and reading and
+decoding the generated answer is the same work whatever the models: so
+when a pair without `auto` is measured at --series too, it is also run at
+--auto-series, and the `auto` figure at --series is that pair's measured
+one plus the difference between the two at --auto-series, scaled up.
+
 Prints a table and writes it to bench/out/engine-<date>.md.
 """
 
@@ -33,7 +41,10 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "bench", "release", "imd-analyzer"))
     ap.add_argument("--series", type=int, default=10000)
     ap.add_argument("--days", type=float, default=7)
-    ap.add_argument("--cycles", type=int, default=10)
+    # 60 one-minute cycles: long enough to include the periodic refits
+    # (every season, at most every 48 points) that dominate auto's cost;
+    # 10 cycles would miss them and flatter it.
+    ap.add_argument("--cycles", type=int, default=60)
     ap.add_argument("--queries", type=int, default=10)
     ap.add_argument("--models", default="mad,drift auto,auto",
                     help="space-separated ANOMALY,FORECAST pairs (default: 'mad,drift auto,auto')")
@@ -47,11 +58,9 @@ def main():
     args = ap.parse_args()
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} not found: build it with bench/run")
-    results = []
-    for pair in args.models.split():
-        n = min(args.series, args.auto_series) if "auto" in pair else args.series
+    def measure(pair, n):
         cmd = [args.bin, "bench-engine", "--series", str(n), "--days", str(args.days),
-               "--cycles", str(args.cycles), "--models", pair, "--queries", str(args.queries),
+               "--cycles", str(args.cycles), "--models", pair, "--queries", str(min(args.queries, n)),
                "--shard-count", str(args.shard_count)]
         if args.window:
             cmd += ["--window", str(args.window)]
@@ -59,16 +68,47 @@ def main():
         if r.returncode != 0:
             sys.exit(f"bench-engine {pair} failed ({r.returncode}):\n{r.stderr[-3000:]}")
         res = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{pair} at {n} series: fit {res['fit_wall_seconds']:.1f} s, "
+              f"cycle {res['cycle_cpu_seconds'] * 1000:.0f} ms CPU", flush=True)
+        return res
+
+    results = []
+    # The cheap pair measured at --series (and at the smaller counts): the
+    # reference that scaled pairs are added to.
+    full_ref = None
+    small_ref = {}
+    pairs = args.models.split()
+    # Pairs measured at --series first, so that the reference is known.
+    for pair in sorted(pairs, key=lambda p: "auto" in p):
+        n = min(args.series, args.auto_series) if "auto" in pair else args.series
+        res = measure(pair, n)
         scale = args.series / n
         res["scaled_from"] = n if n < args.series else None
-        res["fit_wall_at_series"] = res["fit_wall_seconds"] * scale
-        res["fit_cpu_at_series"] = res["fit_cpu_seconds"] * scale
-        res["cycle_cpu_at_series"] = res["cycle_cpu_seconds"] * scale
-        res["share_at_series"] = res["core_share_at_step"] * scale
-        res["mib_at_series"] = res["rss_per_series_kib"] * args.series / 1024 + res["rss_before_mib"]
+        res["reference"] = None
+        if n == args.series and full_ref is None:
+            full_ref = res
+        ref_n = None
+        if n < args.series and full_ref is not None:
+            if n not in small_ref:
+                small_ref[n] = measure(full_ref["models"], n)
+            ref_n = small_ref[n]
+        if ref_n is None:
+            res["fit_wall_at_series"] = res["fit_wall_seconds"] * scale
+            res["fit_cpu_at_series"] = res["fit_cpu_seconds"] * scale
+            res["cycle_cpu_at_series"] = res["cycle_cpu_seconds"] * scale
+            res["mib_at_series"] = res["rss_per_series_kib"] * args.series / 1024 + res["rss_before_mib"]
+        else:
+            res["reference"] = full_ref["models"]
+            for key in ("fit_wall", "fit_cpu", "cycle_cpu"):
+                extra = max(0.0, res[f"{key}_seconds"] - ref_n[f"{key}_seconds"])
+                res[f"{key}_at_series"] = full_ref[f"{key}_seconds"] + extra * scale
+            extra_kib = max(0.0, res["rss_per_series_kib"] - ref_n["rss_per_series_kib"])
+            res["mib_at_series"] = full_ref["rss_after_mib"] + extra_kib * args.series / 1024
+            res["model_cycle_ms_per_series"] = extra / n * 1000
+        step_s = res["cycle_cpu_seconds"] / res["core_share_at_step"] if res["core_share_at_step"] else 60.0
+        res["share_at_series"] = res["cycle_cpu_at_series"] / step_s
         results.append(res)
-        print(f"{pair}: fit {res['fit_wall_seconds']:.1f} s, cycle {res['cycle_cpu_seconds'] * 1000:.0f} ms CPU",
-              flush=True)
+    results.sort(key=lambda r: pairs.index(r["models"]) if r["models"] in pairs else len(pairs))
 
     now = datetime.datetime.now().astimezone()
     lines = [
@@ -91,14 +131,18 @@ def main():
             f"{r['rss_after_mib']:.0f} | {r['hwm_mib']:.0f} |")
     lines += [
         "",
-        f"At {args.series} series (measured, or scaled linearly from the series measured):",
+        f"At {args.series} series (measured; or scaled from the series measured: linearly, or, with a "
+        "reference, the reference pair's figure at this count plus the difference between the two at the "
+        "count measured, scaled):",
         "",
         "| models | fit wall s | fit CPU s | CPU per cycle, s | share of one core | memory, MiB | "
         "under 1/4 core | under 1 GiB |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
-        note = f" (scaled from {r['scaled_from']})" if r["scaled_from"] else ""
+        note = f" (scaled from {r['scaled_from']}" if r["scaled_from"] else ""
+        if r["scaled_from"]:
+            note += f", over {r['reference']})" if r["reference"] else ", linearly)"
         mem = max(r["mib_at_series"], r["hwm_mib"]) if not r["scaled_from"] else r["mib_at_series"]
         lines.append(
             f"| {r['models']}{note} | {r['fit_wall_at_series']:.0f} | {r['fit_cpu_at_series']:.0f} | "

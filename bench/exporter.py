@@ -19,7 +19,10 @@ same device/mount filters, warms each up, then scrapes each in turn, alone:
 * N/4 (at least 50) scrapes with `Accept-Encoding: gzip`, as Prometheus asks:
   latency p50/p99 and compressed bytes;
 * RSS: VmRSS from /proc/PID/status sampled every 50 scrapes (maximum), and
-  VmHWM (the kernel's peak) at the end.
+  VmHWM (the kernel's peak) at the end;
+* what the plain bytes are made of: # HELP / # TYPE lines against sample
+  lines, and bytes per sample (the two exporters emit different numbers of
+  samples, so whole-response ratios alone mislead).
 
 It prints a table with both exporters and the ratio imd/node_exporter, with
 the machine (nproc, CPU model, kernel) and the date, and writes the same to
@@ -123,10 +126,11 @@ def stop(proc):
 def scrape_series(port, pid, count, gzip_ok, deadline):
     """`count` sequential scrapes over one keep-alive connection. Returns
     latencies (s), the last body size, CPU seconds used, max VmRSS (KiB),
-    sample lines in the last body, and how many scrapes were done."""
+    sample lines in the last body, and how many scrapes were done, and the
+    bytes of the last (uncompressed) body's # HELP / # TYPE lines."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Accept-Encoding": "gzip"} if gzip_ok else {"Accept-Encoding": "identity"}
-    latencies, size, lines, max_rss = [], 0, 0, 0
+    latencies, size, lines, max_rss, meta = [], 0, 0, 0, 0
     cpu0 = cpu_seconds(pid)
     try:
         for i in range(count):
@@ -145,10 +149,12 @@ def scrape_series(port, pid, count, gzip_ok, deadline):
             if i % 50 == 0 or i == count - 1:
                 max_rss = max(max_rss, status_kib(pid, "VmRSS"))
                 text = gzip.decompress(body) if gzip_ok else body
-                lines = sum(1 for l in text.split(b"\n") if l and not l.startswith(b"#"))
+                split = text.split(b"\n")
+                lines = sum(1 for l in split if l and not l.startswith(b"#"))
+                meta = sum(len(l) + 1 for l in split if l.startswith(b"#"))
     finally:
         conn.close()
-    return latencies, size, cpu_seconds(pid) - cpu0, max_rss, lines, len(latencies)
+    return latencies, size, cpu_seconds(pid) - cpu0, max_rss, lines, len(latencies), meta
 
 
 def machine():
@@ -217,9 +223,10 @@ def main():
             try:
                 wait_ready(proc, port, name, log)
                 scrape_series(port, proc.pid, args.warmup, False, deadline)
-                lat, size, cpu, rss, lines, n = scrape_series(port, proc.pid, args.scrapes, False, deadline)
+                lat, size, cpu, rss, lines, n, meta = scrape_series(
+                    port, proc.pid, args.scrapes, False, deadline)
                 gz_n = max(50, args.scrapes // 4)
-                glat, gsize, _, grss, _, gn = scrape_series(port, proc.pid, gz_n, True, deadline)
+                glat, gsize, _, grss, _, gn, _ = scrape_series(port, proc.pid, gz_n, True, deadline)
                 truncated |= n < args.scrapes or gn < gz_n
                 lat.sort()
                 glat.sort()
@@ -233,6 +240,10 @@ def main():
                     "bytes": size,
                     "gbytes": gsize,
                     "lines": lines,
+                    "meta": meta,
+                    "sample_bytes": size - meta,
+                    "per_sample": size / max(lines, 1),
+                    "gper_sample": gsize / max(lines, 1),
                     "rss": max(rss, grss) / 1024,
                     "hwm": status_kib(proc.pid, "VmHWM") / 1024,
                     "cpu1k": cpu / max(n, 1) * 1000,
@@ -255,6 +266,10 @@ def main():
         ("latency p99, ms (gzip)", lambda r: f"{r['gp99']:.2f}", "gp99"),
         ("response bytes (plain)", lambda r: f"{r['bytes']}", "bytes"),
         ("response bytes (gzip)", lambda r: f"{r['gbytes']}", "gbytes"),
+        ("of plain: # HELP / # TYPE lines", lambda r: f"{r['meta']}", "meta"),
+        ("of plain: sample lines", lambda r: f"{r['sample_bytes']}", "sample_bytes"),
+        ("bytes per sample (plain)", lambda r: f"{r['per_sample']:.1f}", "per_sample"),
+        ("bytes per sample (gzip)", lambda r: f"{r['gper_sample']:.1f}", "gper_sample"),
         ("RSS max, MiB (VmRSS sampled)", lambda r: f"{r['rss']:.1f}", "rss"),
         ("RSS peak, MiB (VmHWM)", lambda r: f"{r['hwm']:.1f}", "hwm"),
         ("CPU seconds per 1,000 scrapes", lambda r: f"{r['cpu1k']:.3f}", "cpu1k"),

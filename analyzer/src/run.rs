@@ -672,6 +672,10 @@ fn read_families(sources: &[NamedSource]) -> Vec<Family> {
         "imd_read_backoff_seconds",
         "Seconds before a failing source is asked again (0: not backing off).",
     );
+    let mut shard_reads = Family::counter(
+        "imd_read_shard_reads_total",
+        "Reads of a sharded replica by path: listed (the series listed first, only this shard's read) or filtered (every series read, the other shards' left out).",
+    );
     let mut failures = Family::gauge(
         "imd_read_consecutive_failures",
         "Reads in a row that found the source down, timed out or overloaded (0 after a success).",
@@ -709,9 +713,22 @@ fn read_families(sources: &[NamedSource]) -> Vec<Family> {
         }
         backoff.push(l, snap.backoff_seconds);
         failures.push(l, f64::from(snap.consecutive_failures));
+        for (path, n) in snap.shard_reads {
+            shard_reads.push([("source", s.name.as_str()), ("path", path)], n as f64);
+        }
     }
     vec![
-        reads, bytes, samples, series, seconds, errors, problems, limited, backoff, failures,
+        reads,
+        bytes,
+        samples,
+        series,
+        seconds,
+        errors,
+        problems,
+        limited,
+        backoff,
+        failures,
+        shard_reads,
     ]
 }
 

@@ -12,12 +12,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Proc, free_port, http_get, tempdir, wait_for};
+use common::{http_get, start_analyzer, tempdir, wait_for};
 use imd_analyzer::read::remote::proto::{
     Chunk, ChunkEncoding, ChunkedReadResponse, ChunkedSeries, Label,
 };
@@ -193,18 +192,7 @@ fn a_corrupt_series_is_lost_alone_and_counted_and_a_bad_answer_keeps_state() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (an, port) = start_analyzer(&file, dir.path(), &[]);
     let corrupt = "imd_read_problems_total{source=\"fake\",query=\"q\",reason=\"corrupt_chunk\"}";
     wait_for("the good series to be scored", 30, || {
         scored_jobs(&metrics(port)) == ["a", "z"]

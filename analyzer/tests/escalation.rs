@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::IntoResponse;
-use common::{Proc, free_port, require_tool, tempdir, wait_for};
+use common::{Proc, free_port, require_tool, start_analyzer, tempdir, wait_for};
 use serde_json::{Value, json};
 
 /// A runtime for the test's own servers.
@@ -438,23 +438,6 @@ alerting:
     cfg
 }
 
-fn start_analyzer(dir: &Path, config: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let mut p = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", config.display()),
-            format!("--storage.path={}", dir.join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=debug".to_string(),
-        ],
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
-    (p, port)
-}
-
 /// The analyzer's record of the test alert, if any.
 fn record(c: &reqwest::blocking::Client, port: u16) -> Option<Value> {
     let v = get_json(c, &format!("http://127.0.0.1:{port}/api/v1/alerts"));
@@ -510,7 +493,7 @@ impl Stack {
         let am_port = free_port();
         let am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
         let cfg = write_config(dir.path(), fakes.source_port, &[am_port], delays);
-        let (analyzer, an) = start_analyzer(dir.path(), &cfg);
+        let (analyzer, an) = start_analyzer(&cfg, dir.path(), &["--log.level=debug"]);
         Stack {
             analyzer,
             am,
@@ -847,7 +830,7 @@ fn a_killed_analyzer_resumes_escalation_without_repeating_a_level() {
         &[am_port, fakes.recorder_port],
         [4, 4],
     );
-    let (mut analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let (mut analyzer, an) = start_analyzer(&cfg, dir.path(), &["--log.level=debug"]);
     fakes.signal.set_spike(true);
     wait_for("level 0 at receiver a", 30, || {
         fakes.sink.count("/a", "firing", "0") == 1
@@ -862,7 +845,7 @@ fn a_killed_analyzer_resumes_escalation_without_repeating_a_level() {
         killed_at < level0 + Duration::from_secs(4),
         "too slow to test"
     );
-    let (mut analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let (mut analyzer, an) = start_analyzer(&cfg, dir.path(), &["--log.level=debug"]);
     let after = record(&http, an).expect("the alert survived the crash");
     assert_eq!(
         after["escalation"]["levels"][0],
@@ -887,7 +870,7 @@ fn a_killed_analyzer_resumes_escalation_without_repeating_a_level() {
     analyzer.kill();
     am.stop();
     let mut am = start_alertmanager(dir.path(), am_port, fakes.sink_port, bridge_port);
-    let (_analyzer, an) = start_analyzer(dir.path(), &cfg);
+    let (_analyzer, an) = start_analyzer(&cfg, dir.path(), &["--log.level=debug"]);
     wait_for("level 2 at receiver c", 30, || {
         fakes.sink.count("/c", "firing", "2") == 1
     });

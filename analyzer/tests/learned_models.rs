@@ -10,10 +10,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{
-    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, venv_tool, wait_for,
+    build_recent_tsdb, free_port, http_get, start_analyzer, start_prometheus_on, tempdir,
+    venv_tool, wait_for,
 };
 use imd_analyzer::cli::score::score_series;
 use imd_analyzer::model::learned::features::{FeatureSpec, Scaler};
@@ -381,18 +381,7 @@ fn analyzer_publishes_learned_scores_and_contributions() {
     assert!(!out.status.success());
     assert!(err.contains("queries[2].multivariate.group_by[0]"), "{err}");
 
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        bin,
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&file, dir.path(), &[]);
     wait_for("the multivariate contributions", 60, || {
         metric_lines(port, "imd_anomaly_contribution").len() == 2
     });

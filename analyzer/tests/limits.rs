@@ -8,10 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{
-    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, wait_for,
+    build_recent_tsdb, free_port, http_get, start_analyzer, start_prometheus_on, tempdir, wait_for,
 };
 
 fn sample(port: u16, prefix: &str) -> Option<f64> {
@@ -68,18 +67,7 @@ fn series_over_the_limit_are_left_out_and_counted() {
     assert!(err.contains("global.max_series_per_query"), "{err}");
 
     std::fs::write(&file, config(3)).unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        bin,
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (an, port) = start_analyzer(&file, dir.path(), &[]);
     let limited = "imd_analyzer_series_limited_total{query=\"a\"}";
     wait_for("two series to be left out", 20, || {
         sample(port, limited).is_some_and(|n| n >= 2.0)
@@ -156,18 +144,7 @@ fn samples_per_read_and_emitted_series_are_capped_and_counted() {
     }
 
     std::fs::write(&file, config(300, 3)).unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        bin,
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (an, port) = start_analyzer(&file, dir.path(), &[]);
     let limited = "imd_read_limited_total{source=\"prom\",query=\"a\",reason=\"samples\"}";
     // The first read (the whole history) stops at the limit; the series it
     // lacks are read on their own later (new series get their history read

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, wait_for,
+    Proc, build_recent_tsdb, free_port, http_get, start_analyzer, start_prometheus_on, tempdir,
+    wait_for,
 };
 
 const CLIENTS: usize = 8;
@@ -158,18 +159,7 @@ fn metrics_and_the_page_stay_flat_under_load() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&file, dir.path(), &[]);
     wait_for("every series to be scored", 30, || {
         http_get(port, "/metrics")
             .map(|(_, b)| {

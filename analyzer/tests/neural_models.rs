@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{
-    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, wait_for,
+    build_recent_tsdb, free_port, http_get, start_analyzer, start_prometheus_on, tempdir, wait_for,
 };
 use imd_analyzer::cli::score::score_series;
 use imd_analyzer::model::{self, ModelParams, Point};
@@ -230,18 +230,7 @@ fn analyzer_runs_the_neural_models_against_prometheus() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hiden"), "{err}");
 
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        bin,
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&file, dir.path(), &[]);
     wait_for("imd_forecast from the lstm", 90, || {
         !metric_lines(port, "imd_forecast").is_empty()
             && !metric_lines(port, "imd_anomaly_score").is_empty()

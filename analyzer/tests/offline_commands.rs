@@ -161,6 +161,75 @@ fn forecast_covers_every_series_and_step() {
 }
 
 #[test]
+fn forecast_threshold_adds_the_breach_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("series_id,timestamp,value\n");
+    for i in 0..100 {
+        // "up" climbs one per step; "flat" stays at 50.
+        text.push_str(&format!("up,{i},{i}\nflat,{i},50\n"));
+    }
+    let input = write(dir.path(), "in.csv", &text);
+    let out = dir.path().join("out.csv");
+    let breach = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec![
+            "forecast",
+            "--input",
+            &input,
+            "--horizon",
+            "10",
+            "--model",
+            "drift",
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("series_id,step,yhat,yhat_lower,yhat_upper,breach_steps")
+        );
+        let rows: Vec<(String, String)> = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), 6, "{l}");
+                (f[0].to_string(), f[5].to_string())
+            })
+            .collect();
+        assert_eq!(rows.len(), 20);
+        rows
+    };
+    // "up" forecasts 100, 101, …: 104.5 is crossed half-way into step 5,
+    // and the value is repeated on each of its rows; "flat" never gets there.
+    for (id, b) in breach(&["--threshold", "104.5"]) {
+        if id == "up" {
+            assert!((b.parse::<f64>().unwrap() - 5.5).abs() < 1e-6, "{b}");
+        } else {
+            assert_eq!(b, "", "{id}");
+        }
+    }
+    // Below 60: "flat" is already across (0), "up" never comes back.
+    for (id, b) in breach(&["--threshold", "60", "--threshold-direction", "below"]) {
+        assert_eq!(b, if id == "flat" { "0" } else { "" }, "{id}");
+    }
+    // The direction alone is refused.
+    let o = run(&[
+        "forecast",
+        "--input",
+        &input,
+        "--horizon",
+        "3",
+        "--threshold-direction",
+        "below",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+}
+
+#[test]
 fn backtest_prints_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(

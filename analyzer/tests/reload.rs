@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    Proc, am_active_alerts, build_recent_tsdb, free_port, http_get, start_alertmanager,
+    am_active_alerts, build_recent_tsdb, free_port, http_get, start_alertmanager, start_analyzer,
     start_prometheus_on, tempdir, wait_for,
 };
 
@@ -102,19 +102,7 @@ fn reload_rejects_bad_files_and_applies_good_ones_keeping_model_state() {
     let _prom = start_prometheus_on(&tsdb, dir.path(), prom_port, &[]);
     let file = dir.path().join("imd-analyzer.yml");
     std::fs::write(&file, config(prom_port, &[("a", "imd_reload_a", "mad")])).unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.enable-lifecycle".to_string(),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&file, dir.path(), &["--web.enable-lifecycle"]);
     wait_for("query a's series to be scored", 30, || {
         scored(port, "a") == HOSTS
     });
@@ -241,19 +229,7 @@ fn reload_moves_alerts_to_a_new_alertmanager_and_resolves_removed_rules() {
     };
     let file = dir.path().join("imd-analyzer.yml");
     std::fs::write(&file, config(am1, "ImdReloadSpike")).unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.enable-lifecycle".to_string(),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (_an, port) = start_analyzer(&file, dir.path(), &["--web.enable-lifecycle"]);
     let firing = |am: u16, name: &str| {
         am_active_alerts(am)
             .iter()
@@ -290,18 +266,7 @@ fn http_reload_needs_the_lifecycle_flag_and_sighup_does_not() {
     // Nothing listens on the source's port: reads fail, the analyzer runs.
     let file = dir.path().join("imd-analyzer.yml");
     std::fs::write(&file, config(free_port(), &[("a", "imd_reload_a", "mad")])).unwrap();
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.path(),
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&file, dir.path(), &[]);
     let when = "imd_analyzer_config_last_reload_success_timestamp_seconds";
     let started = metric(port, when).expect("reload timestamp");
     std::thread::sleep(Duration::from_millis(1100));

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::{
-    Proc, build_recent_tsdb, free_port, http_get, start_prometheus_on, tempdir, wait_for,
+    build_recent_tsdb, free_port, http_get, start_analyzer, start_prometheus_on, tempdir, wait_for,
 };
 
 const SRC_PASSWORD: &str = "srcpw-Q7v2kX9";
@@ -250,19 +250,7 @@ fn secrets_reach_the_servers_and_appear_nowhere_else() {
     assert!(check.status.success(), "--check-config failed:\n{printed}");
     assert_no_secret("--check-config output", &printed);
 
-    let port = free_port();
-    let mut an = Proc::spawn(
-        "imd-analyzer",
-        analyzer_bin(),
-        &[
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.path={}", d.join("state").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=debug".to_string(),
-        ],
-        d,
-    );
-    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    let (mut an, port) = start_analyzer(&cfg, d, &["--log.level=debug"]);
 
     // The secrets are in use: each server got its credentials.
     wait_for("the alert and remote write with credentials", 60, || {

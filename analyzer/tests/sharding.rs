@@ -5,7 +5,14 @@
 //! pair of them sending alerts to a real Alertmanager. Every series must be
 //! analysed by exactly one replica, the union must be the unsharded set with
 //! the same scores, and the alerts the replicas raise together must be the
-//! ones the unsharded analyzer raises.
+//! ones the unsharded analyzer raises. Each replica must also read only
+//! about its own share of the samples: it lists the series through
+//! `/api/v1/series` and reads only those it owns
+//! (`imd_read_shard_reads_total{path="listed"}`), which
+//! `imd_read_samples_total` per read shows against the unsharded reader.
+//! A fourth replica, shard 0 again, reads through a loopback front that
+//! refuses the series API: it must fall back to reading everything
+//! (`path="filtered"`) and analyse exactly what replica 0 analyses.
 
 mod common;
 
@@ -13,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use common::proxy::{Route, start_proxy};
 use common::{
     Proc, am_active_alerts as am_alerts, build_recent_tsdb, free_port, http_get, require_tool,
     start_alertmanager, start_prometheus_on, tempdir, wait_for,
@@ -29,8 +37,8 @@ fn value(i: usize, k: i64) -> f64 {
     10.0 + ((k * 7 + i as i64 * 3) % 11) as f64 * 0.1
 }
 
-/// Starts one analyzer reading Prometheus and alerting to `am_port`;
-/// `shard` are its sharding flags, `hostname` its `HOSTNAME`.
+/// Starts one analyzer reading Prometheus by remote read and alerting to
+/// `am_port`; `shard` are its sharding flags, `hostname` its `HOSTNAME`.
 fn start_analyzer(
     dir: &Path,
     name: &str,
@@ -39,13 +47,26 @@ fn start_analyzer(
     shard: &[&str],
     hostname: &str,
 ) -> (Proc, u16) {
+    start_analyzer_with(dir, name, prom_port, am_port, shard, hostname, "")
+}
+
+/// As [`start_analyzer`], with more settings of the source (YAML lines).
+fn start_analyzer_with(
+    dir: &Path,
+    name: &str,
+    prom_port: u16,
+    am_port: u16,
+    shard: &[&str],
+    hostname: &str,
+    source: &str,
+) -> (Proc, u16) {
     let port = free_port();
     let config = dir.join(format!("{name}.yml"));
     std::fs::write(
         &config,
         format!(
             "global:\n  infer_every: 2s\n  lookback_delta: 10m\n\
-             sources:\n  - name: prom\n    url: http://127.0.0.1:{prom_port}\n\
+             sources:\n  - name: prom\n    url: http://127.0.0.1:{prom_port}\n{source}\
              queries:\n  - name: q\n    selector: imd_shard_test\n    anomaly_model: mad\n    forecast_model: mad\n\
              \x20   params: {{window: 120, min_points: 8}}\n    history: 2h\n\
              alerting:\n  alertmanagers:\n    - url: http://127.0.0.1:{am_port}\n  resend_delay: 1s\n\
@@ -83,6 +104,43 @@ fn scores(port: u16) -> BTreeMap<String, f64> {
             let (labels, v) = l.rsplit_once(' ')?;
             Some((labels.to_string(), v.parse().ok()?))
         })
+        .collect()
+}
+
+/// The value of the self-metric line starting with `series` (name and
+/// labels as written), 0 when absent.
+fn metric(port: u16, series: &str) -> f64 {
+    let Ok((_, body)) = http_get(port, "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Samples decoded from the source and reads made so far.
+fn samples_and_reads(port: u16) -> (f64, f64) {
+    (
+        metric(port, "imd_read_samples_total{source=\"prom\"}"),
+        metric(port, "imd_read_requests_total{source=\"prom\"}"),
+    )
+}
+
+/// Samples decoded per read by each analyzer over its next three reads.
+/// A first read decodes a series' whole history and the later ones only
+/// its newest chunk, so only later reads are compared across processes
+/// (every analyzer here has made its first read before this is called).
+fn steady_samples_per_read(ports: &[u16]) -> Vec<f64> {
+    let before: Vec<(f64, f64)> = ports.iter().map(|p| samples_and_reads(*p)).collect();
+    let mut after = before.clone();
+    wait_for("three more reads by every analyzer", 30, || {
+        after = ports.iter().map(|p| samples_and_reads(*p)).collect();
+        after.iter().zip(&before).all(|(a, b)| a.1 >= b.1 + 3.0)
+    });
+    after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a.0 - b.0) / (a.1 - b.1))
         .collect()
 }
 
@@ -137,6 +195,35 @@ fn three_replicas_cover_every_series_once_and_raise_the_same_alerts() {
         ));
     }
 
+    // Shard 0 again, behind a front with no series API.
+    let no_listing = start_proxy(move |req| {
+        if req.path() == "/api/v1/series" {
+            Route::Answer(404, "404 page not found".into())
+        } else {
+            Route::Forward(prom_port)
+        }
+    });
+    let (_fallback, fallback) = start_analyzer(
+        dir.path(),
+        "fallback0",
+        no_listing.port,
+        am_sharded,
+        &["--shard.index=0", "--shard.count=3"],
+        "not-a-pod",
+    );
+
+    // Shard 1 through query_range: listed, then read by `or` of exact
+    // selectors.
+    let (_by_range, by_range) = start_analyzer_with(
+        dir.path(),
+        "range1",
+        prom_port,
+        am_sharded,
+        &["--shard.index=1", "--shard.count=3"],
+        "not-a-pod",
+        "    type: query_range\n    step: 15s\n",
+    );
+
     let all = {
         let mut s = BTreeMap::new();
         wait_for("the unsharded analyzer to score all 30 series", 60, || {
@@ -183,6 +270,96 @@ fn three_replicas_cover_every_series_once_and_raise_the_same_alerts() {
             "{labels}: sharded {s}, unsharded {score}"
         );
     }
+    // Without listing: the same series, read whole and filtered.
+    let mut got = BTreeMap::new();
+    wait_for(
+        "the replica without listing to score its series",
+        30,
+        || {
+            got = scores(fallback);
+            got.len() == scores(replicas[0].1).len()
+        },
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        scores(replicas[0].1).keys().collect::<Vec<_>>(),
+        "with and without listing, shard 0 analyses the same series"
+    );
+    let path = |port: u16, p: &str| {
+        metric(
+            port,
+            &format!("imd_read_shard_reads_total{{source=\"prom\",path=\"{p}\"}}"),
+        )
+    };
+    assert!(path(fallback, "filtered") >= 1.0 && path(fallback, "listed") == 0.0);
+    assert_eq!(
+        path(single, "listed"),
+        0.0,
+        "an unsharded analyzer reads directly"
+    );
+    for (i, (_, port)) in replicas.iter().enumerate() {
+        let (listed, filtered) = (path(*port, "listed"), path(*port, "filtered"));
+        assert!(
+            listed >= 1.0 && filtered == 0.0,
+            "replica {i}: listed {listed}, filtered {filtered}"
+        );
+    }
+
+    // The read cost: each replica decodes its share of the samples the
+    // unsharded analyzer decodes per read (the same chunks of fewer
+    // series); without listing, a replica decodes them all.
+    let mut ports = vec![single, fallback];
+    ports.extend(replicas.iter().map(|r| r.1));
+    let per_read = steady_samples_per_read(&ports);
+    let (single_per_read, fallback_per_read) = (per_read[0], per_read[1]);
+    assert!(single_per_read > 0.0);
+    eprintln!(
+        "samples per read: unsharded {single_per_read:.0}, shard 0 without listing {fallback_per_read:.0}"
+    );
+    assert!(
+        (fallback_per_read - single_per_read).abs() <= single_per_read * 0.1,
+        "without listing a replica reads every series: {fallback_per_read:.0} per read, \
+         one analyzer {single_per_read:.0}"
+    );
+    let mut replicas_per_read = 0.0;
+    for (i, (_, port)) in replicas.iter().enumerate() {
+        let owned = scores(*port).len() as f64;
+        let got = per_read[2 + i];
+        let share = single_per_read * owned / SERIES as f64;
+        eprintln!(
+            "replica {i}: {owned} of {SERIES} series, {got:.0} samples per read (its share: {share:.0})"
+        );
+        assert!(
+            (got - share).abs() <= share * 0.1 + 1.0,
+            "replica {i} reads {got:.0} samples per read for {owned} series; \
+             the unsharded analyzer {single_per_read:.0} for {SERIES}"
+        );
+        replicas_per_read += got;
+    }
+    assert!(
+        no_listing
+            .requests()
+            .iter()
+            .any(|(h, r)| h.path() == "/api/v1/series" && matches!(r, Route::Answer(404, _))),
+        "the replica tried to list first"
+    );
+    // query_range: the same series as replica 1 (sampled points, so the
+    // scores may differ), listed.
+    wait_for("the query_range replica to score its series", 30, || {
+        scores(by_range).keys().collect::<Vec<_>>()
+            == scores(replicas[1].1).keys().collect::<Vec<_>>()
+    });
+    assert!(
+        metric(
+            by_range,
+            "imd_read_shard_reads_total{source=\"prom\",path=\"listed\"}"
+        ) >= 1.0
+    );
+    assert!(
+        replicas_per_read <= single_per_read * 1.1,
+        "together the replicas read {replicas_per_read:.0} samples per read, one analyzer {single_per_read:.0}"
+    );
+
     let spikes = all.values().filter(|s| **s >= 0.99).count();
     assert_eq!(spikes, SERIES.div_ceil(7), "the spiking series score high");
 

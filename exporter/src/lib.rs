@@ -3,7 +3,7 @@
 //! both imd binaries share.
 //!
 //! The modules follow the path a scrape takes: `collectors` gather metric
-//! families, `scrape` runs them concurrently and times them, `exposition`
+//! families, `scrape` runs them in turn and times them, `exposition`
 //! writes the result in the Prometheus text or OpenMetrics format, and `web`
 //! serves it with TLS and basic auth as Prometheus' exporter-toolkit does.
 

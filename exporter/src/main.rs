@@ -190,8 +190,11 @@ fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<()> {
         .merge(reloader.route(cli.web.enable_lifecycle))
         .merge(web::health_routes(|| true));
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves HTTP: a scrape's work runs on a blocking-pool
+    // thread (spawn_blocking in `metrics`), so the runtime thread only
+    // parses requests and writes answers. More worker threads bought
+    // nothing here but resident memory and cross-thread wake-ups.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

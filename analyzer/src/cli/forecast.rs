@@ -1,10 +1,12 @@
 //! `forecast`: H steps past the end of every series of a file, with
-//! bounds, series processed in parallel.
+//! bounds, series processed in parallel; with `--threshold`, also the steps
+//! until each forecast crosses it.
 
 use anyhow::Context;
 
-use super::ForecastArgs;
+use super::{ForecastArgs, ThresholdDirection};
 use crate::model::{self, Forecast, Point};
+use crate::query::Direction;
 
 /// Fewest points a series needs to be forecast.
 pub const MIN_POINTS: usize = 3;
@@ -48,6 +50,9 @@ pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
     if a.horizon == 0 {
         anyhow::bail!("--horizon must be at least 1");
     }
+    if a.threshold.is_some_and(|v| !v.is_finite()) {
+        anyhow::bail!("--threshold must be a finite number");
+    }
     let series = super::csv::read(&a.input, true)?;
     let results = super::par_map(&series, |s| {
         forecast_series(&s.points(), &a.model, a.horizon, level, a.season)
@@ -55,7 +60,15 @@ pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
     let file = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    w.write_record(["series_id", "step", "yhat", "yhat_lower", "yhat_upper"])?;
+    let direction = match a.threshold_direction {
+        ThresholdDirection::Above => Direction::Above,
+        ThresholdDirection::Below => Direction::Below,
+    };
+    let mut header = vec!["series_id", "step", "yhat", "yhat_lower", "yhat_upper"];
+    if a.threshold.is_some() {
+        header.push("breach_steps");
+    }
+    w.write_record(&header)?;
     for (s, r) in series.iter().zip(results) {
         let f = r.map_err(|e| {
             anyhow::anyhow!(
@@ -65,20 +78,46 @@ pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
                 s.id
             )
         })?;
+        let breach = a
+            .threshold
+            .map(|v| breach_steps(&s.points(), &f, v, direction));
         for h in 0..a.horizon {
-            w.write_record([
+            let mut row = vec![
                 s.id.clone(),
                 (h + 1).to_string(),
                 f.mean[h].to_string(),
                 f.lower[h].to_string(),
                 f.upper[h].to_string(),
-            ])?;
+            ];
+            if let Some(b) = breach {
+                row.push(b.map(|b| b.to_string()).unwrap_or_default());
+            }
+            w.write_record(&row)?;
         }
     }
     // Flushes the CSV buffer and the file buffer under it.
     w.flush()
         .with_context(|| format!("writing {}", a.output.display()))?;
     Ok(())
+}
+
+/// Steps from the last of `points` until forecast `f`'s mean crosses
+/// `value` (the engine's breach time, in steps: 0 when the last point is
+/// already across), `None` when it does not within the forecast.
+pub fn breach_steps(
+    points: &[Point],
+    f: &Forecast,
+    value: f64,
+    direction: Direction,
+) -> Option<f64> {
+    let last = *points.last()?;
+    let step = (*f.t.first()? - last.t) as f64;
+    let at = model::threshold::crossing(last, f, |_| value, direction)?;
+    Some(if step > 0.0 {
+        ((at - last.t as f64) / step).max(0.0)
+    } else {
+        0.0
+    })
 }
 
 #[cfg(test)]
@@ -116,5 +155,23 @@ mod tests {
                 .contains("too short")
         );
         assert!(forecast_series(&pts[..5], "mstl", 3, 0.9, Some(24)).is_err());
+    }
+
+    #[test]
+    fn breach_steps_interpolate_like_the_engine() {
+        let pts: Vec<Point> = (0..10)
+            .map(|i| Point {
+                t: i * 1000,
+                v: i as f64,
+            })
+            .collect();
+        let f = forecast_series(&pts, "drift", 5, 0.9, None).unwrap();
+        // Drift forecasts 10, 11, 12, …: 11.5 is crossed half-way from step 2
+        // to step 3.
+        let b = breach_steps(&pts, &f, 11.5, Direction::Above).unwrap();
+        assert!((b - 2.5).abs() < 1e-9, "{b}");
+        assert_eq!(breach_steps(&pts, &f, 5.0, Direction::Above), Some(0.0));
+        assert_eq!(breach_steps(&pts, &f, 100.0, Direction::Above), None);
+        assert_eq!(breach_steps(&pts, &f, 5.0, Direction::Below), None);
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! imd-analyzer score --input IN.csv --output OUT.csv [--model auto]
-//! imd-analyzer forecast --input IN.csv --horizon H [--season S] [--level 95] --output OUT.csv [--model auto]
+//! imd-analyzer forecast --input IN.csv --horizon H [--season S] [--level 95] --output OUT.csv [--model auto] [--threshold V [--threshold-direction above|below]]
 //! imd-analyzer backtest --input IN.csv --horizon H [--season S] [--level 95] [--origins 3] [--models snaive,drift,ets,mstl,auto]
 //! ```
 
@@ -65,6 +65,24 @@ pub struct ForecastArgs {
     /// Model: snaive, drift, ets, mstl, auto (or zscore, mad, changepoint).
     #[arg(long, default_value = "auto")]
     pub model: String,
+    /// A threshold: adds the column `breach_steps`, the steps from each
+    /// series' last point until its forecast crosses the threshold
+    /// (interpolated, as `imd_forecast_breach_seconds`; 0: already across;
+    /// empty: not within the horizon).
+    #[arg(long, value_name = "V")]
+    pub threshold: Option<f64>,
+    /// Which side of `--threshold` is trouble.
+    #[arg(long, value_enum, default_value_t = ThresholdDirection::Above, requires = "threshold")]
+    pub threshold_direction: ThresholdDirection,
+}
+
+/// `--threshold-direction`: the crossing that counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThresholdDirection {
+    /// The forecast rises to the threshold or above.
+    Above,
+    /// The forecast falls to the threshold or below.
+    Below,
 }
 
 /// Flags of `backtest`.

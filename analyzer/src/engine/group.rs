@@ -168,7 +168,7 @@ fn new_group(
         query: qi,
         labels,
         anomaly: Box::new(Named(name)),
-        forecaster: Box::new(Named("none")),
+        forecaster: Some(Box::new(Named("none"))),
         last_t: older.last().map(|r| r.0).unwrap_or(i64::MIN),
         recent: older
             .iter()
@@ -225,7 +225,7 @@ fn resume(
         query: qi,
         labels: saved.labels,
         anomaly: Box::new(Named(name)),
-        forecaster: Box::new(Named("none")),
+        forecaster: Some(Box::new(Named("none"))),
         last_t: saved.last_t,
         recent: saved.recent.into_iter().skip(skip).collect(),
         forecast: None,

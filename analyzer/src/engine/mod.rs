@@ -262,11 +262,20 @@ impl Engine {
     /// forecast are not published as if they were current.
     pub fn published(&self) -> Vec<&Tracked> {
         let mut v = self.tracked();
-        if let Some(now) = self.last_cycle_ms {
-            let oldest = now - self.options.lookback_ms;
-            v.retain(|t| t.recent.back().is_some_and(|r| r.0 >= oldest));
-        }
+        v.retain(|t| self.is_fresh(t));
         v
+    }
+
+    /// Whether `t`'s latest point is within the lookback of the last cycle
+    /// (before the first cycle every series counts as fresh).
+    pub fn is_fresh(&self, t: &Tracked) -> bool {
+        match self.last_cycle_ms {
+            Some(now) => {
+                let oldest = now - self.options.lookback_ms;
+                t.recent.back().is_some_and(|r| r.0 >= oldest)
+            }
+            None => true,
+        }
     }
 
     /// One cycle over a single source (the in-process store, tests).
@@ -340,8 +349,15 @@ impl QueryState {
             _ => history_from,
         };
         let started = Instant::now();
-        let (rows, partial) =
-            crate::read::in_query(&q.config.name, || q.target.read(source, from, now_ms));
+        // A replica's own series only: sources that can list series read
+        // no others (see `read::pushdown`); the filter below stays for the
+        // ones that cannot, and for expressions.
+        let shard = options
+            .shard
+            .map(|(index, count)| crate::shard::Shard { index, count });
+        let (rows, partial) = crate::read::in_sharded_query(&q.config.name, shard, || {
+            q.target.read(source, from, now_ms)
+        });
         let rows = match rows {
             Ok(r) => r,
             Err(e) => {

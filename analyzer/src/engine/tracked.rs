@@ -20,7 +20,10 @@ pub struct Tracked {
     /// The source series' labels (sorted, with `__name__`).
     pub labels: Labels,
     pub(super) anomaly: Box<dyn Model>,
-    pub(super) forecaster: Box<dyn Model>,
+    /// The forecasting model; `None` when it is the anomaly model itself
+    /// (same name and parameters, hence the same fit and the same state:
+    /// one copy is kept and updated, not two).
+    pub(super) forecaster: Option<Box<dyn Model>>,
     pub(super) last_t: i64,
     /// Recent (time, value, score) triples, oldest first.
     pub recent: VecDeque<(i64, f64, f64)>,
@@ -34,6 +37,11 @@ pub struct Tracked {
 }
 
 impl Tracked {
+    /// The model that forecasts (the anomaly model when they are one).
+    fn forecaster(&self) -> &dyn Model {
+        self.forecaster.as_deref().unwrap_or(&*self.anomaly)
+    }
+
     /// Scores and takes in the points newer than the last one taken;
     /// returns how many were new.
     pub(super) fn take(&mut self, points: &[Point], level: f64) -> usize {
@@ -42,11 +50,13 @@ impl Tracked {
         for p in points.iter().filter(|p| p.t > since) {
             let score = self.anomaly.score(*p);
             self.expected = self
-                .forecaster
+                .forecaster()
                 .forecast(1, level)
                 .map(|f| (f.mean[0], f.lower[0], f.upper[0]));
             self.anomaly.update(*p);
-            self.forecaster.update(*p);
+            if let Some(f) = &mut self.forecaster {
+                f.update(*p);
+            }
             self.last_t = p.t;
             push_recent(&mut self.recent, (p.t, p.v, score));
             n += 1;
@@ -57,7 +67,7 @@ impl Tracked {
     /// Refits both models on `history` (the scores already given stay).
     pub(super) fn refit(&mut self, q: &Query, history: &[Point]) {
         self.band = learn_band(q, history);
-        for m in [&mut self.anomaly, &mut self.forecaster] {
+        for m in std::iter::once(&mut self.anomaly).chain(self.forecaster.as_mut()) {
             if let Err(e) = m.fit(history) {
                 tracing::warn!(query = %q.config.name, model = m.name(), error = %e, "refit failed; keeping the model as it was");
             }
@@ -70,7 +80,12 @@ impl Tracked {
             query: query.to_string(),
             labels: self.labels.clone(),
             anomaly: (self.anomaly.name().to_string(), self.anomaly.save()),
-            forecaster: (self.forecaster.name().to_string(), self.forecaster.save()),
+            // A shared model is saved under both names, so that the saved
+            // form does not depend on the sharing.
+            forecaster: (
+                self.forecaster().name().to_string(),
+                self.forecaster().save(),
+            ),
             last_t: self.last_t,
             recent: self.recent.iter().copied().collect(),
             group: None,
@@ -94,7 +109,7 @@ impl Tracked {
 
     /// Name of the forecasting model.
     pub fn forecast_model(&self) -> &'static str {
-        self.forecaster.name()
+        self.forecaster().name()
     }
 
     /// Forecast mean and bounds at the point closest to `at_ms`.
@@ -137,32 +152,12 @@ impl Tracked {
     fn breach_with(&self, level: impl Fn(i64) -> f64, direction: Direction) -> Option<f64> {
         let f = self.forecast.as_ref()?;
         let (last_t, last_v, _) = *self.recent.back()?;
-        // How far past the threshold a value is (>= 0: across).
-        let past = |t: i64, v: f64| match direction {
-            Direction::Above => v - level(t),
-            Direction::Below => level(t) - v,
+        let last = Point {
+            t: last_t,
+            v: last_v,
         };
-        let first = past(last_t, last_v);
-        if first >= 0.0 {
-            return Some(0.0);
-        }
-        // Interpolate between the last point before and the first point
-        // across, so that the answer does not jump by whole steps.
-        let mut prev = (last_t, first);
-        for (t, v) in f.t.iter().zip(&f.mean) {
-            let d = past(*t, *v);
-            if d >= 0.0 {
-                let frac = if d == prev.1 {
-                    1.0
-                } else {
-                    -prev.1 / (d - prev.1)
-                };
-                let at = prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64;
-                return Some(((at - last_t as f64) / 1000.0).max(0.0));
-            }
-            prev = (*t, d);
-        }
-        Some(f64::INFINITY)
+        let at = model::threshold::crossing(last, f, level, direction);
+        Some(at.map_or(f64::INFINITY, |at| ((at - last_t as f64) / 1000.0).max(0.0)))
     }
 }
 
@@ -176,11 +171,13 @@ pub(super) fn new_tracked(
     history: &[Point],
 ) -> Result<Tracked, model::ModelError> {
     let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params)?;
-    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params)?;
+    let mut forecaster = separate_forecaster(q)?;
     let split = history.len() - (history.len() / 2).min(RECENT);
     let (older, newer) = history.split_at(split);
     anomaly.fit(older)?;
-    forecaster.fit(older)?;
+    if let Some(f) = &mut forecaster {
+        f.fit(older)?;
+    }
     let mut t = Tracked {
         query: qi,
         labels,
@@ -212,11 +209,14 @@ pub(super) fn resume(
     points: &[Point],
 ) -> Option<(Tracked, usize)> {
     let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params).ok()?;
-    let mut forecaster = model::build(&q.config.forecast_model, &q.config.params).ok()?;
-    if let Err(e) = anomaly
+    let mut forecaster = separate_forecaster(q).ok()?;
+    let loaded = anomaly
         .load(saved.anomaly.1)
-        .and_then(|_| forecaster.load(saved.forecaster.1))
-    {
+        .and_then(|_| match &mut forecaster {
+            Some(f) => f.load(saved.forecaster.1),
+            None => Ok(()),
+        });
+    if let Err(e) = loaded {
         tracing::warn!(query = %q.config.name, error = %e, "saved state unusable; refitting");
         return None;
     }
@@ -234,6 +234,15 @@ pub(super) fn resume(
     let taken = t.take(points, q.config.level);
     refresh_forecast(&mut t, q);
     Some((t, taken))
+}
+
+/// The query's forecasting model when it is not its anomaly model (`None`:
+/// the same name with the same parameters, so one model serves both).
+fn separate_forecaster(q: &Query) -> Result<Option<Box<dyn Model>>, model::ModelError> {
+    if q.config.forecast_model == q.config.anomaly_model {
+        return Ok(None);
+    }
+    model::build(&q.config.forecast_model, &q.config.params).map(Some)
 }
 
 /// The query's learned threshold band on `history` (`None` without one).
@@ -269,7 +278,7 @@ pub(super) fn refresh_forecast(t: &mut Tracked, q: &Query) {
         0
     };
     let steps = (longest.max(breach_range) / step.max(1)).clamp(1, 10_000) as usize;
-    t.forecast = t.forecaster.forecast(steps, q.config.level);
+    t.forecast = t.forecaster().forecast(steps, q.config.level);
 }
 
 /// The points a query analyses: the values, or their per-second rate.
@@ -293,4 +302,51 @@ fn step_ms(recent: &VecDeque<(i64, f64, f64)>) -> Option<i64> {
     }
     let mid = d.len() / 2;
     Some(*d.select_nth_unstable(mid).1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::QueryConfig;
+
+    fn query(anomaly: &str, forecast: &str) -> Query {
+        let yaml = format!(
+            "name: q\nselector: 'm'\nanomaly_model: {anomaly}\nforecast_model: {forecast}\n"
+        );
+        let config: QueryConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+        Query::new(config)
+            .map_err(|(k, e)| format!("{k}: {e}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn one_model_serves_both_roles_when_they_are_the_same() {
+        let h = crate::model::testdata::noisy(400, 10.0, 1.0);
+        let labels: Labels = vec![("__name__".into(), "m".into())];
+        let q = query("snaive", "snaive");
+        let mut same = new_tracked(0, &q, labels.clone(), &h[..300]).unwrap();
+        assert!(same.forecaster.is_none());
+        // A separate forecaster of the same kind forecasts alike.
+        let other = query("mad", "snaive");
+        let mut two = new_tracked(0, &other, labels.clone(), &h[..300]).unwrap();
+        assert!(two.forecaster.is_some());
+        same.take(&h[300..350], 0.95);
+        two.take(&h[300..350], 0.95);
+        refresh_forecast(&mut same, &q);
+        refresh_forecast(&mut two, &other);
+        assert!(same.forecast.is_some());
+        assert_eq!(same.forecast, two.forecast);
+        assert_eq!(same.expected, two.expected);
+        // Saved under both roles; resumed as one model again.
+        let saved = same.save("q");
+        assert_eq!(saved.anomaly, saved.forecaster);
+        assert_eq!(saved.forecaster.0, "snaive");
+        let (mut back, _) = resume(0, &q, saved, &h[350..]).unwrap();
+        assert!(back.forecaster.is_none());
+        same.take(&h[350..], 0.95);
+        refresh_forecast(&mut same, &q);
+        assert_eq!(back.forecast, same.forecast);
+        assert_eq!(back.score(), same.score());
+        back.take(&h[350..], 0.95);
+    }
 }

@@ -22,6 +22,7 @@ pub fn new(params: ModelParams) -> Ets {
 
 struct EtsFitted {
     model: FittedAutoETS,
+    /// The fitted data, until the residuals are taken.
     y: Vec<f64>,
 }
 
@@ -58,8 +59,9 @@ impl Fitted for EtsFitted {
         Some((f.point, se))
     }
 
-    fn residuals(&self) -> Vec<f64> {
-        in_sample_errors(self.model.predict_in_sample(None).ok(), &self.y)
+    fn residuals(&mut self) -> Vec<f64> {
+        let y = std::mem::take(&mut self.y);
+        in_sample_errors(self.model.predict_in_sample(None).ok(), &y)
     }
 }
 

@@ -26,6 +26,7 @@ pub fn new(params: ModelParams) -> Mstl {
 struct MstlFitted {
     model: FittedMSTLModel,
     periods: Vec<usize>,
+    /// The fitted data, until the residuals are taken.
     y: Vec<f64>,
 }
 
@@ -80,11 +81,12 @@ impl Fitted for MstlFitted {
     /// from one cycle earlier, as forecasts take it: the decomposition fits
     /// each point's own seasonal value, so its plain in-sample errors are
     /// too small for scores and bounds.
-    fn residuals(&self) -> Vec<f64> {
-        let mut e = in_sample_errors(self.model.predict_in_sample(None).ok(), &self.y);
+    fn residuals(&mut self) -> Vec<f64> {
+        let y = std::mem::take(&mut self.y);
+        let mut e = in_sample_errors(self.model.predict_in_sample(None).ok(), &y);
         let seasonal = self.model.fit().seasonal();
         let longest = self.periods.iter().max().copied().unwrap_or(0);
-        if e.len() != self.y.len() || seasonal.len() != self.periods.len() || longest >= e.len() {
+        if e.len() != y.len() || seasonal.len() != self.periods.len() || longest >= e.len() {
             return e;
         }
         for (p, comp) in self.periods.iter().zip(seasonal) {
@@ -120,6 +122,30 @@ mod tests {
         for (k, mean) in f.mean.iter().enumerate() {
             assert!((mean - v(240 + k as i64)).abs() < 1.0, "step {k}: {mean}");
             assert!(f.lower[k] < *mean && *mean < f.upper[k]);
+        }
+    }
+
+    #[test]
+    fn first_steps_do_not_depend_on_the_horizon() {
+        // What lets `refit` keep one prediction and slice it.
+        let y: Vec<f64> = (0..300)
+            .map(|i| {
+                30.0 + 0.05 * i as f64
+                    + 4.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin()
+                    + if i % 7 < 3 { 0.4 } else { -0.3 }
+            })
+            .collect();
+        let fits = [
+            MstlFitter.fit(&y, &[24]).unwrap(),
+            super::super::ets::EtsFitter.fit(&y, &[]).unwrap(),
+        ];
+        for f in fits {
+            let (mean, se) = f.predict(super::super::refit::PREDICTED).unwrap();
+            for h in [1, 2, 17, 48, 100] {
+                let (m, s) = f.predict(h).unwrap();
+                assert_eq!(m[..], mean[..h]);
+                assert_eq!(s[..], se[..h]);
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //! window (and the seasons found): loading refits it, which gives the same
 //! model again since the fits are deterministic.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::resid::Errors;
@@ -37,8 +39,10 @@ pub trait Fitter: Send + Sync {
 pub trait Fitted: Send + Sync {
     /// Means and standard errors 1..=h steps after the fitted data.
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)>;
-    /// In-sample one-step errors.
-    fn residuals(&self) -> Vec<f64>;
+    /// In-sample one-step errors. Asked once, right after the fit: a
+    /// fitted model may let go of what only this needs (its copy of the
+    /// data).
+    fn residuals(&mut self) -> Vec<f64>;
 }
 
 /// The longest gap between refits, in points.
@@ -49,13 +53,40 @@ const ONLINE_ERRORS: usize = 240;
 const ONLINE_FROM: usize = 30;
 /// Held-out points that seed the online errors at fit time.
 const SEED_POINTS: usize = 48;
+/// Steps after the fit whose means and standard errors are worked out
+/// once, at the fit: every point until the next refit is scored against
+/// them (at most `MAX_REFIT_EVERY` steps out) and a short forecast reaches
+/// a little further; longer forecasts ask the fitted model.
+pub(super) const PREDICTED: usize = MAX_REFIT_EVERY + 64;
 
 /// What was learned at the last refit.
 struct State {
     fitted: Box<dyn Fitted>,
+    /// `fitted.predict(PREDICTED)`, kept.
+    predicted: Option<(Vec<f64>, Vec<f64>)>,
     last_t: i64,
     step: i64,
     errors: Errors,
+}
+
+/// Means and standard errors 1..=h steps ahead, kept or worked out.
+type Predicted<'a> = (Cow<'a, [f64]>, Cow<'a, [f64]>);
+
+impl State {
+    /// Means and standard errors 1..=h steps after the fit: from those
+    /// kept when they reach that far (a batch forecaster's first steps do
+    /// not depend on how many more are asked for), else from the model.
+    fn predict(&self, h: usize) -> Option<Predicted<'_>> {
+        match &self.predicted {
+            Some((mean, se)) if h <= mean.len() => {
+                Some((Cow::Borrowed(&mean[..h]), Cow::Borrowed(&se[..h])))
+            }
+            _ => {
+                let (mean, se) = self.fitted.predict(h)?;
+                Some((Cow::Owned(mean), Cow::Owned(se)))
+            }
+        }
+    }
 }
 
 /// A batch forecaster run online.
@@ -108,7 +139,7 @@ impl<F: Fitter> Refitting<F> {
     fn online_error(&self, point: Point) -> Option<f64> {
         let s = self.state.as_ref()?;
         let h = Self::steps_to(s, point.t).max(1);
-        let (mean, se) = s.fitted.predict(h)?;
+        let (mean, se) = s.predict(h)?;
         Some((point.v - mean[h - 1]) / growth(&se, h - 1))
     }
 
@@ -159,9 +190,10 @@ impl<F: Fitter> Refitting<F> {
             return;
         }
         match self.fitter.fit(&y, &self.seasons) {
-            Ok(fitted) => {
+            Ok(mut fitted) => {
                 let errors = Errors::new(&fitted.residuals(), last.v);
                 self.state = Some(State {
+                    predicted: fitted.predict(PREDICTED),
                     fitted,
                     last_t: last.t,
                     step,
@@ -264,7 +296,7 @@ impl<F: Fitter> Model for Refitting<F> {
             return 0.0;
         }
         let h = Self::steps_to(s, point.t).max(1);
-        let Some((mean, se)) = s.fitted.predict(h) else {
+        let Some((mean, se)) = s.predict(h) else {
             return 0.0;
         };
         let growth = growth(&se, h - 1);
@@ -294,7 +326,7 @@ impl<F: Fitter> Model for Refitting<F> {
         let s = self.state.as_ref()?;
         let last = self.window.last()?;
         let h0 = Self::steps_to(s, last.t);
-        let (mean, se) = s.fitted.predict(h0 + steps)?;
+        let (mean, se) = s.predict(h0 + steps)?;
         let half = match &self.online_errors {
             Some(o) => o.half_width(level).max(s.errors.half_width(level)),
             None => s.errors.half_width(level),

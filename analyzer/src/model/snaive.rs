@@ -3,18 +3,94 @@
 //! The baseline every other forecaster must beat. The season comes from
 //! the `season` parameter or is detected on the history at fit time.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use super::resid::Errors;
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
-use super::{Forecast, Model, ModelError, ModelParams, Point};
+use super::{Forecast, Model, ModelError, ModelParams, Point, score_from_z};
+
+/// Levels whose bound half-widths the cache keeps (the query's level and
+/// the odd other one); a further level is computed afresh on each call.
+const CACHED_LEVELS: usize = 4;
 
 /// Seasonal naive over a window of at least four seasons.
 pub struct SNaive {
     params: ModelParams,
     window: Window,
     season: usize,
+    /// The fitted view of the current window, summarised. Scoring,
+    /// forecasting at one or more horizons and checking readiness all ask
+    /// for the view between two points; working it out (a grid, seasonal
+    /// errors and their sorts, thousands of points) once per window
+    /// instead of on every call is most of the model's cost online.
+    cache: RefCell<Cache>,
+}
+
+/// What [`SNaive`] keeps of its view between calls.
+#[derive(Default)]
+struct Cache {
+    /// The view of the current window (`Some(None)`: too short for one);
+    /// `None` once the window has changed.
+    view: Option<Option<Summary>>,
+    /// Levels asked for (as bits), whose half-widths the summary holds.
+    levels: Vec<u64>,
+}
+
+/// A [`View`] without what the calls no longer need: the last season of
+/// the grid (all a forecast repeats), the robust scale and the bound
+/// half-widths at the levels asked for, not the sorted errors.
+struct Summary {
+    /// The last season of the grid; `None` when it is the window's last
+    /// season (evenly spaced points are their own grid).
+    tail: Option<Vec<f64>>,
+    step: i64,
+    last_t: i64,
+    sigma: f64,
+    halves: Vec<(u64, f64)>,
+}
+
+impl Summary {
+    fn of(v: View, s: usize, levels: &[u64], window: &Window) -> Summary {
+        let n = v.y.len();
+        Summary {
+            tail: (!window.evenly_spaced()).then(|| v.y[n - s..].to_vec()),
+            step: v.step,
+            last_t: v.last_t,
+            sigma: v.errors.sigma,
+            halves: levels
+                .iter()
+                .map(|l| (*l, v.errors.half_width(f64::from_bits(*l))))
+                .collect(),
+        }
+    }
+
+    /// Mean and scale growth `h` steps after the last point (the value
+    /// `k` seasons before, for the fewest `k` that reach the grid).
+    fn at(&self, window: &Window, s: usize, h: usize) -> (f64, f64) {
+        let k = h.div_ceil(s);
+        let back = k * s - h;
+        let v = match &self.tail {
+            Some(tail) => tail[s - 1 - back],
+            None => window.value_back(back).unwrap_or(f64::NAN),
+        };
+        (v, (k as f64).sqrt())
+    }
+
+    /// [`Errors::score`] with the kept scale.
+    fn score(&self, e: f64, growth: f64) -> f64 {
+        score_from_z(e / (self.sigma * growth.max(1.0)))
+    }
+
+    fn half(&self, level: f64) -> Option<f64> {
+        let bits = level.to_bits();
+        self.halves
+            .iter()
+            .find(|(l, _)| *l == bits)
+            .map(|(_, h)| *h)
+    }
 }
 
 /// The saved state: the season and the window.
@@ -43,7 +119,58 @@ impl SNaive {
             params,
             window,
             season,
+            cache: RefCell::default(),
         }
+    }
+
+    /// The forecast `steps` ahead from a summary, bounds `half` wide at
+    /// one season ahead.
+    fn forecast_with(&self, v: &Summary, half: f64, steps: usize) -> Forecast {
+        let mut f = Forecast {
+            t: future_times(v.last_t, v.step, steps),
+            mean: Vec::with_capacity(steps),
+            lower: Vec::with_capacity(steps),
+            upper: Vec::with_capacity(steps),
+        };
+        for h in 1..=steps {
+            let (mean, growth) = v.at(&self.window, self.season, h);
+            f.mean.push(mean);
+            f.lower.push(mean - half * growth);
+            f.upper.push(mean + half * growth);
+        }
+        f
+    }
+
+    /// Forgets the view after the window or the season changed.
+    fn changed(&mut self) {
+        self.cache.get_mut().view = None;
+    }
+
+    /// The summarised view of the current window, with the half-width at
+    /// `level` when one is given; `None` while the window is too short.
+    fn summary<R>(&self, level: Option<f64>, f: impl FnOnce(&Summary, f64) -> R) -> Option<R> {
+        let s = self.season;
+        let mut cache = self.cache.borrow_mut();
+        if let Some(l) = level.map(f64::to_bits)
+            && !cache.levels.contains(&l)
+        {
+            if cache.levels.len() >= CACHED_LEVELS {
+                drop(cache);
+                let v = Summary::of(self.view()?, s, &[l], &self.window);
+                return Some(f(&v, v.halves[0].1));
+            }
+            cache.levels.push(l);
+            cache.view = None;
+        }
+        if cache.view.is_none() {
+            let v = self
+                .view()
+                .map(|v| Summary::of(v, s, &cache.levels, &self.window));
+            cache.view = Some(v);
+        }
+        let v = cache.view.as_ref()?.as_ref()?;
+        let half = level.and_then(|l| v.half(l)).unwrap_or(f64::NAN);
+        Some(f(v, half))
     }
 
     /// The season in use (1 when none).
@@ -76,16 +203,6 @@ fn capacity(params: &ModelParams, season: usize) -> usize {
     params.window.max(4 * season + 1)
 }
 
-impl View {
-    /// Mean and scale growth `h` steps after the last point.
-    fn at(&self, s: usize, h: usize) -> (f64, f64) {
-        let n = self.y.len();
-        let k = h.div_ceil(s);
-        let i = (n - 1 + h) - k * s;
-        (self.y[i], (k as f64).sqrt())
-    }
-}
-
 impl Model for SNaive {
     fn name(&self) -> &'static str {
         "snaive"
@@ -106,6 +223,7 @@ impl Model for SNaive {
         }
         self.window = Window::new(capacity(&self.params, self.season));
         self.window.fill(history);
+        self.changed();
         Ok(())
     }
 
@@ -113,36 +231,25 @@ impl Model for SNaive {
         if !point.v.is_finite() {
             return 0.0;
         }
-        let Some(v) = self.view() else {
-            return 0.0;
-        };
-        let h = ((point.t - v.last_t) as f64 / v.step as f64)
-            .round()
-            .max(1.0) as usize;
-        let (mean, growth) = v.at(self.season, h);
-        v.errors.score(point.v - mean, growth)
+        self.summary(None, |v, _| {
+            let h = ((point.t - v.last_t) as f64 / v.step as f64)
+                .round()
+                .max(1.0) as usize;
+            let (mean, growth) = v.at(&self.window, self.season, h);
+            v.score(point.v - mean, growth)
+        })
+        .unwrap_or(0.0)
     }
 
     fn update(&mut self, point: Point) {
-        self.window.push(point);
+        if point.v.is_finite() {
+            self.window.push(point);
+            self.changed();
+        }
     }
 
     fn forecast(&self, steps: usize, level: f64) -> Option<Forecast> {
-        let v = self.view()?;
-        let half = v.errors.half_width(level);
-        let mut f = Forecast {
-            t: future_times(v.last_t, v.step, steps),
-            mean: Vec::with_capacity(steps),
-            lower: Vec::with_capacity(steps),
-            upper: Vec::with_capacity(steps),
-        };
-        for h in 1..=steps {
-            let (mean, growth) = v.at(self.season, h);
-            f.mean.push(mean);
-            f.lower.push(mean - half * growth);
-            f.upper.push(mean + half * growth);
-        }
-        Some(f)
+        self.summary(Some(level), |v, half| self.forecast_with(v, half, steps))
     }
 
     fn save(&self) -> serde_json::Value {
@@ -166,6 +273,7 @@ impl Model for SNaive {
         }
         self.season = s.season;
         self.window = s.window;
+        self.changed();
         Ok(())
     }
 }
@@ -193,5 +301,34 @@ mod tests {
         assert!(f.upper[6] - f.lower[6] > f.upper[0] - f.lower[0]);
         let off = m.score(Point { t: 240_000, v: 9.0 });
         assert!(off > 0.99, "{off}");
+    }
+
+    #[test]
+    fn the_kept_view_answers_as_a_fresh_one_would() {
+        let mut h = crate::model::testdata::noisy(200, 10.0, 1.0);
+        // A gap, so that the grid is not the window until it has passed.
+        h.remove(120);
+        let mut m = SNaive::new(ModelParams {
+            season: Some(7),
+            ..ModelParams::default()
+        });
+        m.fit(&h[..150]).unwrap();
+        for p in &h[150..] {
+            // Several levels, more than the cache keeps, asked twice.
+            let kept: Vec<_> = [0.95, 0.5, 0.8, 0.9, 0.99, 0.95, 0.99]
+                .iter()
+                .map(|l| m.forecast(9, *l))
+                .collect();
+            let mut fresh = SNaive::new(m.params.clone());
+            fresh.load(m.save()).unwrap();
+            assert_eq!(fresh.score(*p), m.score(*p));
+            for (l, k) in [0.95, 0.5, 0.8, 0.9, 0.99, 0.95, 0.99].iter().zip(&kept) {
+                let mut once = SNaive::new(m.params.clone());
+                once.load(m.save()).unwrap();
+                assert_eq!(&once.forecast(9, *l), k, "level {l}");
+            }
+            m.update(*p);
+        }
+        assert!(m.forecast(3, 0.9).is_some());
     }
 }

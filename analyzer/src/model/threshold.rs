@@ -183,6 +183,44 @@ impl Band {
     }
 }
 
+/// When a forecast's mean first reaches a threshold whose level at time t
+/// (ms) is `level(t)`: the time (ms, fractional) of the crossing,
+/// interpolated between the last point before it and the first across, so
+/// that the answer does not jump by whole steps; `last.t` when `last` is
+/// already across; `None` when no crossing is forecast within its range.
+/// Shared by `imd_forecast_breach_seconds` and `forecast --threshold`.
+pub fn crossing(
+    last: Point,
+    forecast: &super::Forecast,
+    level: impl Fn(i64) -> f64,
+    direction: crate::query::Direction,
+) -> Option<f64> {
+    use crate::query::Direction;
+    // How far past the threshold a value is (>= 0: across).
+    let past = |t: i64, v: f64| match direction {
+        Direction::Above => v - level(t),
+        Direction::Below => level(t) - v,
+    };
+    let first = past(last.t, last.v);
+    if first >= 0.0 {
+        return Some(last.t as f64);
+    }
+    let mut prev = (last.t, first);
+    for (t, v) in forecast.t.iter().zip(&forecast.mean) {
+        let d = past(*t, *v);
+        if d >= 0.0 {
+            let frac = if d == prev.1 {
+                1.0
+            } else {
+                -prev.1 / (d - prev.1)
+            };
+            return Some(prev.0 as f64 + frac.clamp(0.0, 1.0) * (*t - prev.0) as f64);
+        }
+        prev = (*t, d);
+    }
+    None
+}
+
 fn phase_of(t: i64, step: i64, season: usize) -> usize {
     let slot = (t as f64 / step as f64).round() as i64;
     slot.rem_euclid(season as i64) as usize

@@ -242,6 +242,8 @@ pub struct ReadStats {
     nanos: AtomicU64,
     streamed: AtomicU64,
     errors: [AtomicU64; ERROR_KINDS.len()],
+    /// Sharded reads by [`super::pushdown::ShardPath`].
+    shard_paths: [AtomicU64; 2],
     /// Problems by (query, reason).
     problems: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Reads stopped by a limit, by (query, limit).
@@ -268,6 +270,10 @@ pub struct ReadStatsSnapshot {
     pub streamed_answers: u64,
     /// Failed reads by kind (see [`ERROR_KINDS`]).
     pub errors: Vec<(&'static str, u64)>,
+    /// Sharded reads by how they went: `listed` (only the shard's series
+    /// read) or `filtered` (everything read, the rest left out); see
+    /// [`super::pushdown`].
+    pub shard_reads: Vec<(&'static str, u64)>,
     /// Problems by query and reason (see [`PROBLEM_REASONS`]).
     pub problems: Vec<(String, &'static str, u64)>,
     /// Reads stopped by a limit, by query and limit (`samples`).
@@ -353,6 +359,15 @@ impl ReadStats {
         *m.entry((super::current_query(), limit)).or_default() += 1;
     }
 
+    /// Records how a sharded read went.
+    pub fn record_shard_path(&self, path: super::pushdown::ShardPath) {
+        let i = super::pushdown::ShardPath::ALL
+            .iter()
+            .position(|p| *p == path)
+            .unwrap_or(0);
+        self.shard_paths[i].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records that a remote read was answered with streamed chunks.
     pub fn record_streamed(&self) {
         self.streamed.fetch_add(1, Ordering::Relaxed);
@@ -372,6 +387,11 @@ impl ReadStats {
                 .iter()
                 .zip(&self.errors)
                 .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+                .collect(),
+            shard_reads: super::pushdown::ShardPath::ALL
+                .iter()
+                .zip(&self.shard_paths)
+                .map(|(p, n)| (p.name(), n.load(Ordering::Relaxed)))
                 .collect(),
             problems: flatten(&self.problems),
             limited: flatten(&self.limited),

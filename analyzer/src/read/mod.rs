@@ -2,7 +2,9 @@
 //! points of the series a selector matches, since a time.
 
 pub mod http;
+pub mod listing;
 pub mod promql;
+pub mod pushdown;
 pub mod rate;
 pub mod remote;
 pub mod selector;
@@ -116,6 +118,7 @@ thread_local! {
 struct Scope {
     query: String,
     partial: bool,
+    shard: Option<crate::shard::Shard>,
 }
 
 /// Runs `f` (the reads of one query) with `query` as the name under which
@@ -124,10 +127,23 @@ struct Scope {
 /// corrupt chunk, a stream cut short, a limit hit), in which case series
 /// missing from it must keep their state rather than be dropped.
 pub fn in_query<R>(query: &str, f: impl FnOnce() -> R) -> (R, bool) {
+    in_sharded_query(query, None, f)
+}
+
+/// As [`in_query`], for a replica that analyses only `shard`'s series of
+/// the selector reads in `f`: sources that can list series first read only
+/// the series the shard owns (see [`pushdown`]); the others read all and
+/// leave out the rest. Either way the answer holds only owned series.
+pub fn in_sharded_query<R>(
+    query: &str,
+    shard: Option<crate::shard::Shard>,
+    f: impl FnOnce() -> R,
+) -> (R, bool) {
     let previous = SCOPE.with(|s| {
         s.borrow_mut().replace(Scope {
             query: query.to_string(),
             partial: false,
+            shard,
         })
     });
     let r = f();
@@ -146,6 +162,12 @@ pub(crate) fn current_query() -> String {
             .map(|m| m.query.clone())
             .unwrap_or_default()
     })
+}
+
+/// The shard the current read serves (`None` outside
+/// [`in_sharded_query`] or when not sharded).
+pub(crate) fn current_shard() -> Option<crate::shard::Shard> {
+    SCOPE.with(|s| s.borrow().as_ref().and_then(|m| m.shard))
 }
 
 /// Tells the enclosing [`in_query`] that the answer lacks some series.

@@ -14,7 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, HttpClient, HttpOptions, ReadStats};
+use super::pushdown::{Batching, Pushdown, ShardedSource};
 use super::{Labels, MatchOp, ReadError, Selector, SeriesData, Source};
+
+/// Longest `or` of exact series selectors a sharded read sends as one
+/// query (see [`super::pushdown`]), in characters: the query goes in the
+/// URL, which servers and proxies cap at a few to tens of kilobytes once
+/// URL-encoded.
+pub const MAX_OR_QUERY_CHARS: usize = 4000;
 use crate::model::Point;
 
 /// Settings of a query_range source.
@@ -64,6 +71,9 @@ pub struct QueryRange {
     max_points: i64,
     max_response_bytes: usize,
     stats: Arc<ReadStats>,
+    /// `/api/v1/series` under the base URL, for sharded reads.
+    series_url: reqwest::Url,
+    pushdown: Pushdown,
 }
 
 impl QueryRange {
@@ -76,6 +86,7 @@ impl QueryRange {
                 opts.url
             )));
         }
+        let series_url = super::listing::under_base(&endpoint);
         let path = format!(
             "{}/api/v1/query_range",
             endpoint.path().trim_end_matches('/')
@@ -98,6 +109,8 @@ impl QueryRange {
             max_points: i64::try_from(opts.max_points_per_request).unwrap_or(i64::MAX),
             max_response_bytes: opts.max_response_bytes,
             stats: Arc::new(ReadStats::default()),
+            series_url,
+            pushdown: Pushdown::default(),
         })
     }
 
@@ -212,27 +225,46 @@ impl QueryRange {
     }
 }
 
-impl Source for QueryRange {
-    fn read(
+impl QueryRange {
+    /// A sharded replica's read of `selector`: only the series `shard`
+    /// owns, each by an exact selector, several joined by `or` in one query.
+    fn read_sharded(
         &self,
+        shard: crate::shard::Shard,
         selector: &Selector,
         from_ms: i64,
         to_ms: i64,
+        tally: &mut (u64, u64),
     ) -> Result<Vec<SeriesData>, ReadError> {
-        self.read_expr(&promql_selector(selector), from_ms, to_ms)
+        let mut sharded = Sharded {
+            source: self,
+            selector,
+            from_ms,
+            to_ms,
+            tally,
+        };
+        super::pushdown::read_owned(
+            &self.pushdown,
+            &self.stats,
+            shard,
+            selector,
+            Batching::Or(MAX_OR_QUERY_CHARS),
+            &mut sharded,
+        )
+        .map(|(series, _)| series)
     }
 
-    fn read_expr(
+    /// Runs one read (`f`, given the running byte and point tally) with
+    /// the backoff check, counters and logging every read has.
+    fn counted(
         &self,
-        query: &str,
-        from_ms: i64,
-        to_ms: i64,
+        what: &str,
+        f: impl FnOnce(&mut (u64, u64)) -> Result<Vec<SeriesData>, ReadError>,
     ) -> Result<Vec<SeriesData>, ReadError> {
         self.stats.check_backoff()?;
         let started = Instant::now();
         let mut tally = (0u64, 0u64);
-        let to_ms = to_ms.saturating_sub(self.offset_ms);
-        let result = self.read_inner(query, from_ms, to_ms, &mut tally);
+        let result = f(&mut tally);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
         self.stats.record(
             started.elapsed(),
@@ -242,9 +274,66 @@ impl Source for QueryRange {
             result.as_ref().err(),
         );
         if let Err(e) = &result {
-            tracing::debug!(url = %http::redact(&self.endpoint), query = %query, error = %e, "query_range read failed");
+            tracing::debug!(url = %http::redact(&self.endpoint), query = %what, error = %e, "query_range read failed");
         }
         result
+    }
+}
+
+/// One sharded read of `selector` (see [`super::pushdown`]).
+struct Sharded<'a> {
+    source: &'a QueryRange,
+    selector: &'a Selector,
+    from_ms: i64,
+    to_ms: i64,
+    tally: &'a mut (u64, u64),
+}
+
+impl ShardedSource for Sharded<'_> {
+    fn list(&mut self) -> Option<Result<Vec<Labels>, ReadError>> {
+        Some(super::listing::list(
+            &self.source.http,
+            &self.source.series_url,
+            self.selector,
+            self.from_ms,
+            self.to_ms,
+            self.source.max_response_bytes,
+            &mut self.tally.0,
+        ))
+    }
+
+    /// The selectors joined by `or`, as one query.
+    fn read_batch(&mut self, selectors: &[Selector]) -> Result<Vec<SeriesData>, ReadError> {
+        let query: Vec<String> = selectors.iter().map(promql_selector).collect();
+        self.source
+            .read_inner(&query.join(" or "), self.from_ms, self.to_ms, self.tally)
+    }
+}
+
+impl Source for QueryRange {
+    fn read(
+        &self,
+        selector: &Selector,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
+        let Some(shard) = super::current_shard() else {
+            return self.read_expr(&promql_selector(selector), from_ms, to_ms);
+        };
+        let to_ms = to_ms.saturating_sub(self.offset_ms);
+        self.counted(&promql_selector(selector), |tally| {
+            self.read_sharded(shard, selector, from_ms, to_ms, tally)
+        })
+    }
+
+    fn read_expr(
+        &self,
+        query: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SeriesData>, ReadError> {
+        let to_ms = to_ms.saturating_sub(self.offset_ms);
+        self.counted(query, |tally| self.read_inner(query, from_ms, to_ms, tally))
     }
 }
 
@@ -422,6 +511,62 @@ mod tests {
             ("75.000", "80.000")
         );
         assert_eq!(s.stats().snapshot().samples_decoded, 5);
+    }
+
+    #[test]
+    fn a_sharded_read_lists_then_asks_for_the_owned_series_by_or() {
+        let jobs = ["a", "b", "c", "d", "e", "f"];
+        let labels = |j: &str| -> Labels {
+            vec![("__name__".into(), "up".into()), ("job".into(), j.into())]
+        };
+        let shard = crate::shard::Shard { index: 1, count: 2 };
+        let owned: Vec<&str> = jobs
+            .iter()
+            .copied()
+            .filter(|j| shard.owns(&labels(j)))
+            .collect();
+        assert!(!owned.is_empty() && owned.len() < jobs.len(), "{owned:?}");
+        let listing = format!(
+            r#"{{"status":"success","data":[{}]}}"#,
+            jobs.iter()
+                .map(|j| format!(r#"{{"__name__":"up","job":"{j}"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let answer = format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+            owned
+                .iter()
+                .map(|j| format!(
+                    r#"{{"metric":{{"__name__":"up","job":"{j}"}},"values":[[30,"1"]]}}"#
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (url, seen) = serve(vec![matrix(&listing), matrix(&answer)]);
+        let s = QueryRange::new(&PromqlOptions::new(
+            format!("{url}/base"),
+            Duration::from_secs(15),
+        ))
+        .unwrap();
+        let (got, _) = crate::read::in_sharded_query("q", Some(shard), || {
+            s.read(&Selector::parse("up").unwrap(), 20_000, 40_000)
+        });
+        let got: Vec<Labels> = got.unwrap().into_iter().map(|g| g.labels).collect();
+        assert_eq!(got, owned.iter().map(|j| labels(j)).collect::<Vec<_>>());
+        let seen = seen.lock().unwrap();
+        let list = String::from_utf8_lossy(&seen[0]).to_string();
+        assert!(list.starts_with("GET /base/api/v1/series?"), "{list}");
+        let q = query_of(&seen[1]);
+        let want: Vec<String> = owned
+            .iter()
+            .map(|j| format!(r#"{{__name__="up",job="{j}"}}"#))
+            .collect();
+        assert_eq!(q["query"], want.join(" or "));
+        assert_eq!(
+            s.stats().snapshot().shard_reads,
+            vec![("listed", 1), ("filtered", 0)]
+        );
     }
 
     #[test]

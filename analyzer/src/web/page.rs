@@ -52,16 +52,24 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
         info.extra_html
     );
     let tracked = engine.tracked();
-    let anomalous: Vec<&&Tracked> = tracked
+    let stale = tracked.iter().filter(|t| !engine.is_fresh(t)).count();
+    let anomalous = tracked
         .iter()
-        .filter(|t| t.score() >= info.threshold)
-        .collect();
+        .filter(|t| engine.is_fresh(t) && t.score() >= info.threshold)
+        .count();
     let _ = write!(
         h,
-        "<p class=\"summary\"><b>{}</b> series under analysis, <b>{}</b> anomalous now (score ≥ {}).</p>",
-        tracked.len(),
-        anomalous.len(),
-        info.threshold
+        "<p class=\"summary\"><b>{}</b> series under analysis, <b>{}</b> anomalous now (score ≥ {}){}.</p>",
+        tracked.len() - stale,
+        anomalous,
+        info.threshold,
+        if stale > 0 {
+            format!(
+                ", <b>{stale}</b> stale (no recent point; kept until they return or leave the source's answers)"
+            )
+        } else {
+            String::new()
+        }
     );
     for (qi, q) in engine.queries().iter().enumerate() {
         let c = &q.config;
@@ -90,7 +98,7 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
         let mut any = false;
         for t in tracked.iter().filter(|t| t.query == qi) {
             any = true;
-            row(&mut h, t, q, info.threshold);
+            row(&mut h, t, q, info.threshold, engine.is_fresh(t));
         }
         if !any {
             h.push_str("<tr><td colspan=\"6\" class=\"muted\">no series yet</td></tr>");
@@ -101,7 +109,9 @@ pub fn render(engine: &Engine, info: &PageInfo) -> String {
     h
 }
 
-fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
+/// One series' row; a stale series (no point within the lookback) shows
+/// its last value greyed, without a current score or forecast.
+fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64, fresh: bool) {
     let labels: Vec<String> = t
         .labels
         .iter()
@@ -115,6 +125,24 @@ fn row(h: &mut String, t: &Tracked, q: &crate::query::Query, threshold: f64) {
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let score = t.score();
+    if !fresh {
+        let since = t
+            .recent
+            .back()
+            .and_then(|p| jiff::Timestamp::from_millisecond(p.0).ok())
+            .map(|d| d.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=\"stale\"><td><code>{}{{{}}}</code></td><td>{}</td><td colspan=\"3\">stale: no point since {}</td><td>{}</td></tr>",
+            escape(name),
+            escape(&labels.join(", ")),
+            t.value().map(num).unwrap_or_default(),
+            escape(&since),
+            sparkline(t, threshold)
+        );
+        return;
+    }
     let class = if score >= threshold { "hot" } else { "" };
     let forecast = match (q.config.horizons.first(), t.recent.back()) {
         (Some(hz), Some(last)) => t
@@ -295,7 +323,7 @@ fn url_encode(s: &str) -> String {
 /// anomaly explorer.
 pub fn render_anomalies(engine: &Engine, threshold: f64, grafana_url: Option<&str>) -> String {
     let mut hot: Vec<&Tracked> = engine
-        .tracked()
+        .published()
         .into_iter()
         .filter(|t| t.score() >= threshold)
         .collect();
@@ -475,11 +503,81 @@ fn num(v: f64) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin-bottom:1em}\
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}tr.hot{background:#fde0dd}\
-.muted{color:#888}.q{color:#444;font-size:13px}code{font-size:12px}form.act{display:inline;margin-right:4px}";
+tr.stale{color:#999}.muted{color:#888}.q{color:#444;font-size:13px}code{font-size:12px}form.act{display:inline;margin-right:4px}";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_series_are_shown_as_stale_and_never_as_anomalous() {
+        use crate::engine::EngineOptions;
+        use crate::query::{Query, QueryConfig};
+        use crate::read::store::Store;
+        use imd_exporter::exposition::Family;
+        let query = Query::new(QueryConfig {
+            name: "load".into(),
+            selector: "node_load1".into(),
+            expr: None,
+            rate: false,
+            anomaly_model: "mad".into(),
+            forecast_model: "drift".into(),
+            params: Default::default(),
+            horizons: vec![std::time::Duration::from_secs(60)],
+            level: 0.95,
+            threshold: None,
+            history: std::time::Duration::from_secs(3600),
+        })
+        .unwrap();
+        let opts = EngineOptions {
+            lookback_ms: 10_000,
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::new(vec![query], opts);
+        let store = Store::new(3_600_000, 10_000);
+        let load = |host: &str, v: f64| {
+            let mut f = Family::gauge("node_load1", "load");
+            f.push([("instance", host)], v);
+            f
+        };
+        for i in 0..40 {
+            let v = 1.0 + 0.1 * (i % 3) as f64;
+            store.ingest(i * 1000, &[load("a", v), load("gone", v)]);
+        }
+        // `gone` stops while far off its usual level: a high last score.
+        store.ingest(40_000, &[load("a", 1.1), load("gone", 90.0)]);
+        e.cycle(&store, 40_000);
+        let info = PageInfo {
+            title: "t",
+            subtitle: "s",
+            refresh_seconds: 5,
+            threshold: 0.99,
+            extra_html: "",
+        };
+        let before = render(&e, &info);
+        assert!(
+            before.contains("<b>2</b> series under analysis, <b>1</b> anomalous"),
+            "{before}"
+        );
+        for i in 41..60 {
+            store.ingest(i * 1000, &[load("a", 1.0 + 0.1 * (i % 3) as f64)]);
+        }
+        e.cycle(&store, 59_000);
+        let h = render(&e, &info);
+        assert!(
+            h.contains("<b>1</b> series under analysis, <b>0</b> anomalous"),
+            "{h}"
+        );
+        assert!(h.contains("<b>1</b> stale"), "{h}");
+        assert_eq!(h.matches("<tr class=\"stale\">").count(), 1, "{h}");
+        assert!(
+            h.contains("stale: no point since 1970-01-01 00:00:40 UTC"),
+            "{h}"
+        );
+        assert!(!h.contains("class=\"hot\""), "{h}");
+        let hot = render_anomalies(&e, 0.99, None);
+        assert!(hot.contains("No series is anomalous now"), "{hot}");
+    }
 
     #[test]
     fn labels_are_escaped() {

@@ -3,6 +3,9 @@
 //! temp dirs, and children killed by PID when their guard is dropped.
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -189,6 +192,27 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the test build's `imd-analyzer` with `config`, its state under
+/// `dir/an` and its logs in `dir`, on a free loopback port, plus `extra`
+/// flags; returns once `/-/ready` answers, with the process and its port.
+pub fn start_analyzer(config: &Path, dir: &Path, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let mut args = vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.join("an").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut an = Proc::spawn(
+        "imd-analyzer",
+        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
+        &args,
+        dir,
+    );
+    an.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    (an, port)
 }
 
 /// Status code of a plain `GET path` on `127.0.0.1:port`.

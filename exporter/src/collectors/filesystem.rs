@@ -81,6 +81,7 @@ fn build(ctx: &BuildContext) -> anyhow::Result<Box<dyn Collector>> {
         timeout,
         stat: Arc::new(statvfs),
         stuck: Arc::new(Mutex::new(HashSet::new())),
+        idle: IdleWorkers::default(),
     }))
 }
 
@@ -94,6 +95,8 @@ struct Filesystem {
     /// Mount points (host view) whose statvfs call has not returned yet;
     /// the thread making the call removes its entry when it returns.
     stuck: Arc<Mutex<HashSet<String>>>,
+    /// Threads waiting for statvfs calls.
+    idle: IdleWorkers,
 }
 
 /// One line of a mounts file.
@@ -186,44 +189,91 @@ fn parse_mounts(path: &Path, text: &str, paths: &Paths) -> Result<Vec<Mount>, Co
     Ok(mounts)
 }
 
-/// Calls `stat` on `path` in a thread and waits at most `timeout`.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One statvfs call handed to a worker thread.
+struct Job {
+    stat: StatFn,
+    path: PathBuf,
+    /// The mount point, as kept in the `stuck` set.
+    key: String,
+    reply: mpsc::Sender<Result<Usage, String>>,
+}
+
+/// Worker threads waiting for statvfs calls, kept from one scrape to the
+/// next: starting a thread for every mount at every scrape cost more than
+/// the statvfs calls themselves. A worker whose call overran the timeout is
+/// not put back; its channel is dropped with the waiter, so the thread ends
+/// once the stuck call returns.
+type IdleWorkers = Arc<Mutex<Vec<mpsc::Sender<Job>>>>;
+
+/// Starts a worker thread serving [`Job`]s until its channel is dropped.
+fn start_worker(stuck: &Arc<Mutex<HashSet<String>>>) -> Result<mpsc::Sender<Job>, String> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let stuck = Arc::clone(stuck);
+    std::thread::Builder::new()
+        .name("statvfs".into())
+        .spawn(move || {
+            for job in rx {
+                let result = (job.stat)(&job.path);
+                // Unmark and hand over the result under one lock: the waiter
+                // then either sees the result or has marked the mount
+                // before we unmark.
+                let mut set = lock(&stuck);
+                if set.remove(&job.key) {
+                    tracing::info!(mountpoint = %job.key, "mount point answered again; monitoring resumes");
+                }
+                let _ = job.reply.send(result);
+                drop(set);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread for statvfs: {e}"))?;
+    Ok(tx)
+}
+
+/// Calls `stat` on `path` in a worker thread and waits at most `timeout`.
 /// `Ok(None)` means it did not answer in time (or is still stuck from an
 /// earlier scrape); the mount point then stays in `stuck` until the call
 /// returns, so that no second thread blocks on the same mount.
 fn stat_with_timeout(
     stat: &StatFn,
     stuck: &Arc<Mutex<HashSet<String>>>,
+    idle: &IdleWorkers,
     key: &str,
     path: PathBuf,
     timeout: Duration,
 ) -> Result<Option<Usage>, String> {
-    fn lock(s: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        s.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
     if lock(stuck).contains(key) {
         return Ok(None);
     }
     let (tx, rx) = mpsc::channel();
-    let thread_stat = Arc::clone(stat);
-    let thread_stuck = Arc::clone(stuck);
-    let thread_key = key.to_string();
-    let spawned = std::thread::Builder::new().name("statvfs".into()).spawn(move || {
-        let result = thread_stat(&path);
-        // Unmark and hand over the result under one lock: the waiter then
-        // either sees the result or has marked the mount before we unmark.
-        let mut set = lock(&thread_stuck);
-        if set.remove(&thread_key) {
-            tracing::info!(mountpoint = %thread_key, "mount point answered again; monitoring resumes");
+    let mut job = Job {
+        stat: Arc::clone(stat),
+        path,
+        key: key.to_string(),
+        reply: tx,
+    };
+    // An idle worker if there is one (a worker whose thread is gone hands
+    // the job back), else a new one.
+    let worker = loop {
+        let idle_worker = lock(idle).pop();
+        let worker = match idle_worker {
+            Some(w) => w,
+            None => start_worker(stuck)?,
+        };
+        match worker.send(job) {
+            Ok(()) => break worker,
+            Err(mpsc::SendError(returned)) => job = returned,
         }
-        let _ = tx.send(result);
-        drop(set);
-    });
-    if let Err(e) = spawned {
-        return Err(format!("cannot start a thread for statvfs: {e}"));
-    }
+    };
     let result = match rx.recv_timeout(timeout) {
         Ok(r) => r,
-        Err(_) => {
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            return Err("the statvfs thread ended without an answer".into());
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
             let mut set = lock(stuck);
             match rx.try_recv() {
                 Ok(r) => r,
@@ -234,11 +284,14 @@ fn stat_with_timeout(
                         timeout = ?timeout,
                         "mount point did not answer statvfs in time; marked stale until it does"
                     );
+                    // `worker` is dropped here: the stuck thread ends
+                    // when its call returns.
                     return Ok(None);
                 }
             }
         }
     };
+    lock(idle).push(worker);
     result.map(Some)
 }
 
@@ -317,6 +370,7 @@ impl Collector for Filesystem {
             match stat_with_timeout(
                 &self.stat,
                 &self.stuck,
+                &self.idle,
                 &m.mount_point,
                 target,
                 self.timeout,
@@ -531,6 +585,7 @@ server:/export /mnt/gone nfs4 rw 0 0
             timeout: Duration::from_millis(100),
             stat: Arc::new(statvfs),
             stuck: Arc::default(),
+            idle: IdleWorkers::default(),
         };
         // "/mnt/ro" hangs for 600ms (a dead NFS server); the others answer.
         let calls = Arc::new(AtomicUsize::new(0));
@@ -565,6 +620,34 @@ server:/export /mnt/gone nfs4 rw 0 0
         assert!(fs.stuck.lock().unwrap().is_empty());
         fs.collect().unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn statvfs_threads_are_kept_between_scrapes() {
+        let (_dir, paths) = fixture();
+        let fs = Filesystem {
+            paths,
+            mount_points_exclude: Some(regex::Regex::new(DEFAULT_MOUNT_POINTS_EXCLUDE).unwrap()),
+            fs_types_exclude: Some(regex::Regex::new(DEFAULT_FS_TYPES_EXCLUDE).unwrap()),
+            timeout: Duration::from_secs(5),
+            stat: Arc::new(statvfs),
+            stuck: Arc::default(),
+            idle: IdleWorkers::default(),
+        };
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::clone(&threads);
+        let mut fs = fs;
+        fs.stat = Arc::new(move |p: &Path| {
+            lock(&seen).insert(std::thread::current().id());
+            statvfs(p)
+        });
+        for _ in 0..3 {
+            let f = fs.collect().unwrap();
+            assert_eq!(samples(&f, "node_filesystem_size_bytes").len(), 3);
+        }
+        // One scrape at a time: one thread served every call.
+        assert_eq!(lock(&threads).len(), 1);
+        assert_eq!(lock(&fs.idle).len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+use super::util::Dir;
 use super::{BuildContext, CollectError, Collector, Spec};
 use crate::exposition::Family;
 use crate::paths::Paths;
@@ -89,8 +90,8 @@ const NUMERIC: [(&str, &str, bool); 15] = [
 /// does not offer it for this device: no such file, or reading it fails
 /// with EINVAL / EOPNOTSUPP / ENODATA (e.g. `speed` of a virtual device or
 /// `carrier` of a device that is down).
-fn attribute(path: &Path) -> Result<Option<String>, CollectError> {
-    match super::util::read_regular(path) {
+fn attribute(dir: &Dir, base: &Path, file: &str) -> Result<Option<String>, CollectError> {
+    match dir.read_regular(file) {
         Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e)
@@ -104,7 +105,7 @@ fn attribute(path: &Path) -> Result<Option<String>, CollectError> {
             Ok(None)
         }
         Err(source) => Err(CollectError::Io {
-            path: path.to_path_buf(),
+            path: base.join(file),
             source,
         }),
     }
@@ -142,10 +143,8 @@ impl Collector for NetClass {
                 path: dir.clone(),
                 source,
             })?;
-            // Interfaces are (links to) directories; `bonding_masters` is a file.
-            if !entry.path().is_dir() {
-                continue;
-            }
+            // Interfaces are (links to) directories; `bonding_masters`, a
+            // file, is skipped when opening it as a directory fails below.
             let name = entry.file_name().to_string_lossy().into_owned();
             if self.ignored.as_ref().is_some_and(|r| r.is_match(&name)) {
                 continue;
@@ -185,8 +184,20 @@ impl Collector for NetClass {
 
         for name in &names {
             let base = dir.join(name);
+            let device = match Dir::open(&base) {
+                Ok(d) => d,
+                // Removed since the directory was listed, or not an
+                // interface (`bonding_masters`).
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+                {
+                    continue;
+                }
+                Err(source) => return Err(CollectError::Io { path: base, source }),
+            };
             let text = |file: &str| -> Result<String, CollectError> {
-                Ok(attribute(&base.join(file))?.unwrap_or_default())
+                Ok(attribute(&device, &base, file)?.unwrap_or_default())
             };
             let operstate = text("operstate")?;
             up.push(
@@ -205,8 +216,9 @@ impl Collector for NetClass {
                 1.0,
             );
             let number = |file: &str| -> Result<Option<i64>, CollectError> {
-                let path = base.join(file);
-                attribute(&path)?.map(|s| integer(&path, &s)).transpose()
+                attribute(&device, &base, file)?
+                    .map(|s| integer(&base.join(file), &s))
+                    .transpose()
             };
             for (family, &(file, _, _)) in numeric.iter_mut().zip(NUMERIC.iter()) {
                 if let Some(v) = number(file)? {

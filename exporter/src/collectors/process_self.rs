@@ -32,12 +32,20 @@ pub fn families() -> Vec<Family> {
         );
         rss.push_value(stat.rss as f64 * page);
         out.push(rss);
-        if let Ok(boot) = procfs::boot_time_secs() {
+        // The start time never changes; the boot time it is counted from
+        // would cost a read of /proc/stat at every scrape to learn again.
+        // A failed read is tried again at the next scrape.
+        static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        let start_time = START.get().copied().or_else(|| {
+            let boot = procfs::boot_time_secs().ok()?;
+            Some(*START.get_or_init(|| boot as f64 + stat.starttime as f64 / tps))
+        });
+        if let Some(value) = start_time {
             let mut start = Family::gauge(
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
             );
-            start.push_value(boot as f64 + stat.starttime as f64 / tps);
+            start.push_value(value);
             out.push(start);
         }
     }

@@ -10,6 +10,6 @@ mod model;
 pub mod parse;
 mod text;
 
-pub use model::{Family, MetricType, Sample, format_value};
+pub use model::{Family, MetricType, Sample, format_value, write_value};
 pub use parse::{ParseError, ParseOptions, parse_text, parse_text_with};
 pub use text::{Format, encode};

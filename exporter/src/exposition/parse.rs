@@ -245,6 +245,23 @@ impl Parser {
             }
             let kind = MetricType::parse(&text.to_ascii_lowercase())
                 .ok_or_else(|| format!("unknown metric type {text:?}"))?;
+            // A family of its own named like one of this family's samples
+            // (`x_count` before `# TYPE x summary`) would make later lines
+            // ambiguous: `x_count` could belong to either.
+            let suffixes: &[&str] = match kind {
+                MetricType::Summary => &["_count", "_sum"],
+                MetricType::Histogram => &["_count", "_sum", "_bucket"],
+                _ => &[],
+            };
+            if let Some(clash) = suffixes
+                .iter()
+                .map(|suffix| format!("{}{suffix}", family.name))
+                .find(|n| self.index.contains_key(n))
+            {
+                return Err(format!(
+                    "TYPE line makes {of} a {kind}, but {clash:?} already appeared above as a metric family of its own"
+                ));
+            }
             family.kind = Some(kind);
             family.declared = true;
         }
@@ -862,6 +879,25 @@ mod tests {
     }
 
     #[test]
+    fn a_family_named_like_a_later_summarys_sample_is_refused() {
+        // Found by fuzzing (text_format): `x_count` became an untyped family
+        // before `x` was typed a summary, so the written text, where
+        // `# TYPE x_count` follows `# TYPE x summary`, no longer parsed.
+        assert_eq!(
+            err("# HELP x h\nx_count 1\n# TYPE x summary\nx{quantile=\"0.5\"} 1\n"),
+            "line 3: TYPE line makes \"x\" a summary, but \"x_count\" already appeared above as a metric family of its own"
+        );
+        assert_eq!(
+            err("# TYPE y_bucket gauge\n# TYPE y histogram\n"),
+            "line 2: TYPE line makes \"y\" a histogram, but \"y_bucket\" already appeared above as a metric family of its own"
+        );
+        // A family typed first keeps its samples, as before.
+        let f = parse_text("# TYPE x summary\nx_count 1\nx_sum 2\n").unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].samples.len(), 2);
+    }
+
+    #[test]
     fn timestamps_can_be_refused() {
         let no = ParseOptions {
             allow_timestamps: false,
@@ -1080,6 +1116,7 @@ mod tests {
                 Just("x".to_string()),
                 Just("x_bucket".to_string()),
                 Just("x_sum".to_string()),
+                Just("x_count".to_string()),
                 Just("{".to_string()),
                 Just("}".to_string()),
                 Just("le=".to_string()),
@@ -1116,8 +1153,13 @@ mod tests {
 
             #[test]
             fn never_panics_on_near_valid_input(s in near_valid()) {
-                if let Err(e) = parse_text(&s) {
-                    prop_assert!(e.line >= 1 && e.line <= s.split('\n').count());
+                match parse_text(&s) {
+                    Err(e) => prop_assert!(e.line >= 1 && e.line <= s.split('\n').count()),
+                    // What is accepted is written in a form accepted again.
+                    Ok(fams) => {
+                        let written = encode(&fams, Format::Text);
+                        prop_assert!(parse_text(&written).is_ok(), "{:?} -> {:?}", s, written);
+                    }
                 }
             }
 

@@ -1,6 +1,6 @@
 use std::fmt::Write;
 
-use super::model::{Family, MetricType, format_value};
+use super::model::{Family, MetricType, write_value};
 
 /// A wire format for exposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Format {
 /// Writes families in the given format. Families are written in the order
 /// given; callers sort them by name.
 pub fn encode(families: &[Family], format: Format) -> String {
-    let mut out = String::with_capacity(families.len() * 256);
+    let mut out = String::with_capacity(encoded_size_hint(families));
     for f in families {
         if f.samples.is_empty() {
             continue;
@@ -42,10 +42,15 @@ pub fn encode(families: &[Family], format: Format) -> String {
             Format::Text => (f.name.as_str(), f.kind.as_str()),
             Format::OpenMetrics => openmetrics_header(f),
         };
-        let _ = write!(out, "# HELP {name} ");
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
         escape_into(&mut out, &f.help, false);
+        out.push_str("\n# TYPE ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(kind);
         out.push('\n');
-        let _ = writeln!(out, "# TYPE {name} {kind}");
         for s in &f.samples {
             out.push_str(&s.name);
             if !s.labels.is_empty() {
@@ -62,15 +67,14 @@ pub fn encode(families: &[Family], format: Format) -> String {
                 out.push('}');
             }
             out.push(' ');
-            out.push_str(&format_value(s.value));
+            write_value(&mut out, s.value);
             if let Some(ts) = s.timestamp_ms {
+                out.push(' ');
                 match format {
                     Format::Text => {
-                        let _ = write!(out, " {ts}");
+                        let _ = write!(out, "{ts}");
                     }
-                    Format::OpenMetrics => {
-                        let _ = write!(out, " {}", format_value(ts as f64 / 1000.0));
-                    }
+                    Format::OpenMetrics => write_value(&mut out, ts as f64 / 1000.0),
                 }
             }
             out.push('\n');
@@ -80,6 +84,23 @@ pub fn encode(families: &[Family], format: Format) -> String {
         out.push_str("# EOF\n");
     }
     out
+}
+
+/// About the size of the encoded text, so that the output is allocated
+/// once instead of doubling its way up through a 30 KB answer: the names,
+/// help and labels as they are plus room for the syntax and the values.
+fn encoded_size_hint(families: &[Family]) -> usize {
+    let mut n = 16;
+    for f in families {
+        n += 2 * f.name.len() + f.help.len() + 32;
+        for s in &f.samples {
+            n += s.name.len() + 26;
+            for (k, v) in &s.labels {
+                n += k.len() + v.len() + 4;
+            }
+        }
+    }
+    n
 }
 
 /// OpenMetrics names a counter family without its `_total` suffix; a counter
@@ -97,6 +118,15 @@ fn openmetrics_header(f: &Family) -> (&str, &'static str) {
 }
 
 fn escape_into(out: &mut String, s: &str, quote: bool) {
+    // Nearly every help text and label value needs no escaping: copy it
+    // whole rather than character by character.
+    if !s
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

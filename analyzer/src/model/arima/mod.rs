@@ -8,9 +8,16 @@
 //! point is always judged against its one-step forecast from all the points
 //! before it: its score is that error in units of the robust scale of the
 //! one-step errors. Forecast bounds widen with the horizon as the model's
-//! psi weights say, and their one-step width is the empirical quantile of
-//! held-out and online errors, like the other forecasters' (`resid`), so
-//! that 95 % bounds hold on series that are not Gaussian.
+//! psi weights say, plus the error of the estimated mean or drift, which
+//! the forecast carries more times the further it looks (the part of
+//! parameter uncertainty that grows with the horizon). Their one-step width
+//! is the larger of two estimates: the empirical quantile of held-out and
+//! online errors, like the other forecasters' (`resid`), so that 95 %
+//! bounds hold on series that are not Gaussian; and that of the in-sample
+//! residuals, corrected for the parameters fitted to them (scaled by
+//! sqrt(n / (n − k)), and by the Student-t quantile with n − k degrees of
+//! freedom over the normal one for the estimated scale), which matters on
+//! short series.
 
 use std::collections::VecDeque;
 
@@ -19,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::resid::Errors;
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
-use super::{Forecast, Model, ModelError, ModelParams, Point};
+use super::{Forecast, Model, ModelError, ModelParams, Point, z_for_level};
 
 pub mod fit;
 
@@ -56,6 +63,11 @@ struct View {
     step: i64,
     /// In-sample one-step errors.
     errors: Errors,
+    /// What in-sample errors understate out-of-sample ones by, with k
+    /// parameters fitted to n residuals: sqrt(n / (n − k)).
+    inflation: f64,
+    /// Degrees of freedom of the in-sample scale: n − k.
+    dof: f64,
     /// The one-step forecast of the next point.
     next: f64,
 }
@@ -126,8 +138,12 @@ impl Arima {
             return;
         }
         let level = y.last().copied().unwrap_or(0.0);
+        let n = state.residuals().len() as f64;
+        let dof = (n - fit::n_params(&f.spec) as f64).max(1.0);
         self.view = Some(View {
             errors: Errors::new(state.residuals(), level),
+            inflation: (n / dof).sqrt().max(1.0),
+            dof,
             state,
             last_t,
             step,
@@ -163,7 +179,7 @@ impl Arima {
             return;
         };
         let mean = state.forecast(h);
-        let g = growths(&f, h);
+        let g = growths(&f, &state, h);
         for i in 0..h {
             self.online.push_back((y[cut + i] - mean[i]) / g[i]);
         }
@@ -194,19 +210,43 @@ impl Arima {
         }
         let f = self.fitted.as_ref()?;
         let mean = *v.state.forecast(h).last()?;
-        Some((mean, *growths(f, h).last()?))
+        Some((mean, *growths(f, &v.state, h).last()?))
+    }
+
+    /// Half-width of a one-step bound at `level` (see the module).
+    fn one_step_half(&self, v: &View, level: f64) -> f64 {
+        let z = z_for_level(level);
+        let t_over_z = if z > 0.0 {
+            (fit::t_quantile(z, v.dof) / z).max(1.0)
+        } else {
+            1.0
+        };
+        let in_sample = v.errors.half_width(level) * v.inflation * t_over_z;
+        match &self.online_errors {
+            Some(o) => o.half_width(level).max(in_sample),
+            None => in_sample,
+        }
     }
 }
 
-/// sqrt(Σ_{j<h} ψ_j²) for h = 1..=steps: the forecast's scale relative to
-/// one step's.
-fn growths(f: &Fitted, steps: usize) -> Vec<f64> {
+/// The forecast's scale relative to one step's innovation, for h =
+/// 1..=steps: sqrt(Σ_{j<h} ψ_j² + c_h² Var(μ̂)/σ²), the innovations to come
+/// plus the error of the estimated mean (or drift) μ, which the forecast of
+/// step h carries c_h times (`State::mean_weights`).
+fn growths(f: &Fitted, state: &State, steps: usize) -> Vec<f64> {
+    let v_mu = fit::mean_variance(f, state.differenced_len());
+    let c = if v_mu > 0.0 {
+        state.mean_weights(steps)
+    } else {
+        vec![0.0; steps]
+    };
     let mut acc = 0.0;
     fit::psi_weights(f, steps)
         .iter()
-        .map(|p| {
+        .zip(&c)
+        .map(|(p, c)| {
             acc += p * p;
-            let g = acc.sqrt();
+            let g = (acc + c * c * v_mu).sqrt();
             if g.is_finite() { g.max(1.0) } else { 1.0 }
         })
         .collect()
@@ -298,11 +338,8 @@ impl Model for Arima {
         if mean.len() != steps || mean.iter().any(|m| !m.is_finite()) {
             return None;
         }
-        let half = match &self.online_errors {
-            Some(o) => o.half_width(level).max(v.errors.half_width(level)),
-            None => v.errors.half_width(level),
-        };
-        let g = growths(f, steps);
+        let half = self.one_step_half(v, level);
+        let g = growths(f, &v.state, steps);
         Some(Forecast {
             t: future_times(v.last_t, v.step, steps),
             lower: mean.iter().zip(&g).map(|(m, g)| m - half * g).collect(),
@@ -397,5 +434,58 @@ mod tests {
         r.load(m.save()).unwrap();
         assert_eq!(r.spec(), m.spec());
         assert!(r.load(serde_json::json!({"season": 0})).is_err());
+    }
+
+    /// 95 % bounds cover 90–98 % of what follows on short series of a known
+    /// process (AR(1) and a random walk with drift, Gaussian innovations),
+    /// where the fitted parameters' uncertainty counts most.
+    #[test]
+    fn bounds_keep_their_level_on_short_series() {
+        let mut s = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut normal = || {
+            let mut u = || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            (-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()
+        };
+        let (n, h) = (60, 6);
+        let (mut covered, mut total) = (0, 0);
+        for k in 0..80 {
+            let mut y = vec![0.0; n + h];
+            for t in 1..n + h {
+                y[t] = if k % 2 == 0 {
+                    0.5 * y[t - 1] + normal()
+                } else {
+                    y[t - 1] + 0.3 + normal()
+                };
+            }
+            let pts: Vec<Point> = (0..n)
+                .map(|i| Point {
+                    t: i as i64 * 60_000,
+                    v: 10.0 + y[i],
+                })
+                .collect();
+            let mut m = Arima::new(ModelParams {
+                window: n,
+                min_points: 10,
+                season: Some(1),
+                ..ModelParams::default()
+            });
+            m.fit(&pts).unwrap();
+            let Some(f) = m.forecast(h, 0.95) else {
+                continue;
+            };
+            for i in 0..h {
+                let v = 10.0 + y[n + i];
+                total += 1;
+                covered += usize::from(f.lower[i] <= v && v <= f.upper[i]);
+            }
+        }
+        let coverage = covered as f64 / total as f64;
+        assert!(total >= 400, "{total} forecasts");
+        assert!((0.90..=0.98).contains(&coverage), "coverage {coverage}");
     }
 }

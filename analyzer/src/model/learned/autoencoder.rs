@@ -25,6 +25,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::check_range;
 use super::nn::{self, Dense, SavedWeights, Scale, Training};
 use super::{Calibration, Rng, detected_season};
 use crate::model::season::regular;
@@ -80,36 +81,23 @@ impl Default for AutoencoderParams {
 impl AutoencoderParams {
     /// Checks the options (a configuration error names the bad one).
     pub fn check(&self) -> Result<(), ModelError> {
-        let bad = |m: String| Err(ModelError::Config(format!("autoencoder.{m}")));
-        if let Some(l) = self.length.filter(|l| !(MIN_LENGTH..=1024).contains(l)) {
-            return bad(format!(
-                "length must be between {MIN_LENGTH} and 1024, is {l}"
-            ));
+        if let Some(l) = self.length {
+            check_range("autoencoder", "length", l, MIN_LENGTH..=1024)?;
         }
-        if !(2..=256).contains(&self.hidden) {
-            return bad(format!(
-                "hidden must be between 2 and 256, is {}",
-                self.hidden
-            ));
-        }
+        check_range("autoencoder", "hidden", self.hidden, 2..=256)?;
         if self.bottleneck == 0 || self.bottleneck >= self.hidden {
-            return bad(format!(
-                "bottleneck must be at least 1 and below hidden ({}), is {}",
+            return Err(ModelError::Config(format!(
+                "autoencoder.bottleneck must be at least 1 and below hidden ({}), is {}",
                 self.hidden, self.bottleneck
-            ));
+            )));
         }
-        if !(1..=1000).contains(&self.epochs) {
-            return bad(format!(
-                "epochs must be between 1 and 1000, is {}",
-                self.epochs
-            ));
-        }
-        if !(MIN_WINDOWS..=100_000).contains(&self.max_windows) {
-            return bad(format!(
-                "max_windows must be between {MIN_WINDOWS} and 100000, is {}",
-                self.max_windows
-            ));
-        }
+        check_range("autoencoder", "epochs", self.epochs, 1..=1000)?;
+        check_range(
+            "autoencoder",
+            "max_windows",
+            self.max_windows,
+            MIN_WINDOWS..=100_000,
+        )?;
         Ok(())
     }
 }

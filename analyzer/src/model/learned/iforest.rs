@@ -49,18 +49,8 @@ impl Default for IForestParams {
 impl IForestParams {
     /// Checks the options.
     pub fn check(&self) -> Result<(), ModelError> {
-        if !(1..=10_000).contains(&self.trees) {
-            return Err(ModelError::Config(format!(
-                "iforest.trees must be between 1 and 10000, is {}",
-                self.trees
-            )));
-        }
-        if !(2..=100_000).contains(&self.sample_size) {
-            return Err(ModelError::Config(format!(
-                "iforest.sample_size must be between 2 and 100000, is {}",
-                self.sample_size
-            )));
-        }
+        super::check_range("iforest", "trees", self.trees, 1..=10_000)?;
+        super::check_range("iforest", "sample_size", self.sample_size, 2..=100_000)?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ use candle_core::{DType, IndexOp, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::check_range;
 use super::features::FeatureSpec;
 use super::nn::{self, Dense, F32s, SavedWeights, Scale, Training, times_transposed};
 use super::{Rng, detected_season};
@@ -91,28 +92,17 @@ impl Default for LstmParams {
 impl LstmParams {
     /// Checks the options (a configuration error names the bad one).
     pub fn check(&self) -> Result<(), ModelError> {
-        let bad = |m: String| Err(ModelError::Config(format!("lstm.{m}")));
-        if let Some(l) = self.lags.filter(|l| !(MIN_LAGS..=512).contains(l)) {
-            return bad(format!("lags must be between {MIN_LAGS} and 512, is {l}"));
+        if let Some(l) = self.lags {
+            check_range("lstm", "lags", l, MIN_LAGS..=512)?;
         }
-        if !(1..=256).contains(&self.hidden) {
-            return bad(format!(
-                "hidden must be between 1 and 256, is {}",
-                self.hidden
-            ));
-        }
-        if !(1..=1000).contains(&self.epochs) {
-            return bad(format!(
-                "epochs must be between 1 and 1000, is {}",
-                self.epochs
-            ));
-        }
-        if !(MIN_SAMPLES..=100_000).contains(&self.max_samples) {
-            return bad(format!(
-                "max_samples must be between {MIN_SAMPLES} and 100000, is {}",
-                self.max_samples
-            ));
-        }
+        check_range("lstm", "hidden", self.hidden, 1..=256)?;
+        check_range("lstm", "epochs", self.epochs, 1..=1000)?;
+        check_range(
+            "lstm",
+            "max_samples",
+            self.max_samples,
+            MIN_SAMPLES..=100_000,
+        )?;
         Ok(())
     }
 }

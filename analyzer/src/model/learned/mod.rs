@@ -342,6 +342,24 @@ struct SavedRef<'a, D: Serialize> {
     fitted: Option<&'a Fitted<D>>,
 }
 
+/// Checks that option `name` of `model` lies in `range`, with a
+/// configuration error naming `model.name` otherwise.
+pub fn check_range(
+    model: &str,
+    name: &str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), ModelError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ModelError::Config(format!(
+        "{model}.{name} must be between {} and {}, is {value}",
+        range.start(),
+        range.end()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,12 +68,7 @@ impl OcsvmParams {
                 self.gamma.unwrap_or(0.0)
             )));
         }
-        if !(10..=20_000).contains(&self.max_train) {
-            return Err(ModelError::Config(format!(
-                "ocsvm.max_train must be between 10 and 20000, is {}",
-                self.max_train
-            )));
-        }
+        super::check_range("ocsvm", "max_train", self.max_train, 10..=20_000)?;
         Ok(())
     }
 }

@@ -67,12 +67,14 @@ pub enum FrameError {
         source: prost::DecodeError,
     },
     /// The frame answers a query that was not asked.
-    #[error("frame {frame} answers query {index}, but only one query was sent")]
+    #[error("frame {frame} answers query {index}, but {sent} queries were sent")]
     QueryIndex {
         /// Frame number, from 1.
         frame: u64,
         /// The query index sent.
         index: i64,
+        /// How many queries the request had.
+        sent: usize,
     },
     /// Reading the stream failed (connection reset, timeout).
     #[error("reading frame {frame}: {source}")]
@@ -210,15 +212,24 @@ pub struct SeriesStream<R> {
     /// Series decoded but not yet handed out; all but the last are complete.
     queue: VecDeque<ChunkedSeries>,
     ended: bool,
+    /// How many queries the request had (frames answer `0..queries`).
+    queries: usize,
 }
 
 impl<R: Read> SeriesStream<R> {
     /// Series from the frames of `inner`, each frame at most `max_frame` bytes.
     pub fn new(inner: R, max_frame: usize) -> Self {
+        SeriesStream::with_queries(inner, max_frame, 1)
+    }
+
+    /// As [`SeriesStream::new`], for the answer to a request of `queries`
+    /// queries (series of all of them, in the order they come).
+    pub fn with_queries(inner: R, max_frame: usize, queries: usize) -> Self {
         SeriesStream {
             frames: FrameReader::new(inner, max_frame),
             queue: VecDeque::new(),
             ended: false,
+            queries: queries.max(1),
         }
     }
 
@@ -243,10 +254,11 @@ impl<R: Read> SeriesStream<R> {
             };
             let msg = ChunkedReadResponse::decode(payload)
                 .map_err(|source| FrameError::Message { frame, source })?;
-            if msg.query_index != 0 {
+            if usize::try_from(msg.query_index).map_or(true, |i| i >= self.queries) {
                 return Err(FrameError::QueryIndex {
                     frame,
                     index: msg.query_index,
+                    sent: self.queries,
                 });
             }
             for series in msg.chunked_series {

@@ -27,7 +27,8 @@ use std::time::Instant;
 use prost::Message;
 
 use super::http::{self, Counting, HttpClient, HttpOptions, ReadStats};
-use super::{MatchOp, ReadError, Selector, SeriesData, Source};
+use super::pushdown::{Batching, Pushdown, ShardedSource};
+use super::{Labels, MatchOp, ReadError, Selector, SeriesData, Source};
 use crate::model::Point;
 use frames::{FrameError, SeriesStream};
 use proto::{ChunkEncoding, MatcherType, ReadHints, ReadRequest, ReadResponse, ResponseType};
@@ -45,6 +46,11 @@ pub fn is_stale_marker(v: f64) -> bool {
 /// Default of [`RemoteReadOptions::max_samples`]: 20 million samples, about
 /// 320 MB of points.
 pub const DEFAULT_MAX_SAMPLES: usize = 20_000_000;
+
+/// Exact series selectors sent in one request by a sharded read (see
+/// [`super::pushdown`]): few enough that a request stays small (about
+/// 100 bytes a query) and one answer does not hold a whole shard.
+pub const SERIES_PER_REQUEST: usize = 200;
 
 /// Which answer to ask for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -101,6 +107,9 @@ pub struct RemoteRead {
     max_response_bytes: usize,
     max_samples: usize,
     stats: Arc<ReadStats>,
+    /// The series API next to the endpoint, for sharded reads.
+    series_url: Option<reqwest::Url>,
+    pushdown: Pushdown,
 }
 
 /// Checks a source URL: absolute http(s).
@@ -129,14 +138,17 @@ impl RemoteRead {
                 "max_frame_bytes, max_response_bytes and max_samples must be above zero".into(),
             ));
         }
+        let url = parse_url(&opts.url)?;
         Ok(RemoteRead {
-            url: parse_url(&opts.url)?,
+            series_url: super::listing::next_to_remote_read(&url),
+            url,
             http: HttpClient::new(&opts.http)?,
             mode: opts.mode,
             max_frame_bytes: opts.max_frame_bytes,
             max_response_bytes: opts.max_response_bytes,
             max_samples: opts.max_samples,
             stats: Arc::new(ReadStats::default()),
+            pushdown: Pushdown::default(),
         })
     }
 
@@ -145,21 +157,31 @@ impl RemoteRead {
         self.stats.clone()
     }
 
-    fn request(&self, selector: &Selector, from_ms: i64, to_ms: i64) -> ReadRequest {
-        let matchers = selector
-            .matchers
-            .iter()
-            .map(|m| proto::LabelMatcher {
-                r#type: match m.op {
-                    MatchOp::Eq => MatcherType::Eq,
-                    MatchOp::Neq => MatcherType::Neq,
-                    MatchOp::Re => MatcherType::Re,
-                    MatchOp::Nre => MatcherType::Nre,
-                } as i32,
-                name: m.name.clone(),
-                value: m.value.clone(),
-            })
-            .collect();
+    /// One request with a query per selector.
+    fn request(&self, selectors: &[Selector], from_ms: i64, to_ms: i64) -> ReadRequest {
+        let query = |selector: &Selector| proto::Query {
+            start_timestamp_ms: from_ms,
+            end_timestamp_ms: to_ms,
+            matchers: selector
+                .matchers
+                .iter()
+                .map(|m| proto::LabelMatcher {
+                    r#type: match m.op {
+                        MatchOp::Eq => MatcherType::Eq,
+                        MatchOp::Neq => MatcherType::Neq,
+                        MatchOp::Re => MatcherType::Re,
+                        MatchOp::Nre => MatcherType::Nre,
+                    } as i32,
+                    name: m.name.clone(),
+                    value: m.value.clone(),
+                })
+                .collect(),
+            hints: Some(ReadHints {
+                start_ms: from_ms,
+                end_ms: to_ms,
+                ..ReadHints::default()
+            }),
+        };
         let accepted = match self.mode {
             ResponseMode::PreferStreamed => vec![
                 ResponseType::StreamedXorChunks as i32,
@@ -168,29 +190,21 @@ impl RemoteRead {
             ResponseMode::Samples => vec![ResponseType::Samples as i32],
         };
         ReadRequest {
-            queries: vec![proto::Query {
-                start_timestamp_ms: from_ms,
-                end_timestamp_ms: to_ms,
-                matchers,
-                hints: Some(ReadHints {
-                    start_ms: from_ms,
-                    end_ms: to_ms,
-                    ..ReadHints::default()
-                }),
-            }],
+            queries: selectors.iter().map(query).collect(),
             accepted_response_types: accepted,
         }
     }
 
+    /// The series of all `selectors` (one query each, in one request).
     fn read_inner(
         &self,
-        selector: &Selector,
+        selectors: &[Selector],
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
     ) -> Result<Vec<SeriesData>, ReadError> {
         let body = snap::raw::Encoder::new()
-            .compress_vec(&self.request(selector, from_ms, to_ms).encode_to_vec())
+            .compress_vec(&self.request(selectors, from_ms, to_ms).encode_to_vec())
             .map_err(|e| ReadError::Decode(format!("compressing the request: {e}")))?;
         let rb = self
             .http
@@ -229,9 +243,11 @@ impl RemoteRead {
                     )));
                 }
                 self.stats.record_streamed();
-                self.decode_streamed(resp, from_ms, to_ms, tally)?
+                self.decode_streamed(resp, selectors.len(), from_ms, to_ms, tally)?
             }
-            "application/x-protobuf" => self.decode_samples(resp, from_ms, to_ms, tally)?,
+            "application/x-protobuf" => {
+                self.decode_samples(resp, selectors.len(), from_ms, to_ms, tally)?
+            }
             _ => {
                 return Err(ReadError::Decode(format!(
                     "{} answered with content type {content_type:?}, not a remote-read answer (is the URL a remote-read endpoint?)",
@@ -246,6 +262,7 @@ impl RemoteRead {
     fn decode_samples(
         &self,
         resp: reqwest::blocking::Response,
+        queries: usize,
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
@@ -268,9 +285,9 @@ impl RemoteRead {
             })?;
         let msg = ReadResponse::decode(&raw[..])
             .map_err(|e| ReadError::Decode(format!("SAMPLES answer is not a ReadResponse: {e}")))?;
-        if msg.results.len() > 1 {
+        if msg.results.len() > queries {
             return Err(ReadError::Decode(format!(
-                "SAMPLES answer has {} results for one query",
+                "SAMPLES answer has {} results for {queries} queries",
                 msg.results.len()
             )));
         }
@@ -317,6 +334,7 @@ impl RemoteRead {
     fn decode_streamed(
         &self,
         resp: reqwest::blocking::Response,
+        queries: usize,
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
@@ -326,7 +344,7 @@ impl RemoteRead {
             count: 0,
         };
         let result = (|| {
-            let mut stream = SeriesStream::new(&mut body, self.max_frame_bytes);
+            let mut stream = SeriesStream::with_queries(&mut body, self.max_frame_bytes, queries);
             let mut out = Vec::new();
             loop {
                 let series = match stream.next_series() {
@@ -504,6 +522,37 @@ fn finish(
     Some(SeriesData { labels, points })
 }
 
+/// One sharded read of `selector` (see [`super::pushdown`]).
+struct Sharded<'a> {
+    source: &'a RemoteRead,
+    selector: &'a Selector,
+    from_ms: i64,
+    to_ms: i64,
+    tally: &'a mut Tally,
+}
+
+impl ShardedSource for Sharded<'_> {
+    fn list(&mut self) -> Option<Result<Vec<Labels>, ReadError>> {
+        // No series API is known next to an endpoint not ending in /read:
+        // such a source reads and filters.
+        let url = self.source.series_url.as_ref()?;
+        Some(super::listing::list(
+            &self.source.http,
+            url,
+            self.selector,
+            self.from_ms,
+            self.to_ms,
+            self.source.max_response_bytes,
+            &mut self.tally.bytes,
+        ))
+    }
+
+    fn read_batch(&mut self, selectors: &[Selector]) -> Result<Vec<SeriesData>, ReadError> {
+        self.source
+            .read_inner(selectors, self.from_ms, self.to_ms, self.tally)
+    }
+}
+
 impl Source for RemoteRead {
     fn read(
         &self,
@@ -517,10 +566,35 @@ impl Source for RemoteRead {
         self.stats.check_backoff()?;
         let start = Instant::now();
         let mut tally = Tally::default();
-        let result = self.read_inner(selector, from_ms, to_ms, &mut tally);
-        if result.as_ref().is_ok_and(|s| s.is_empty()) {
+        let result = match super::current_shard() {
+            Some(shard) => {
+                let mut sharded = Sharded {
+                    source: self,
+                    selector,
+                    from_ms,
+                    to_ms,
+                    tally: &mut tally,
+                };
+                super::pushdown::read_owned(
+                    &self.pushdown,
+                    &self.stats,
+                    shard,
+                    selector,
+                    Batching::Queries(SERIES_PER_REQUEST),
+                    &mut sharded,
+                )
+            }
+            None => self
+                .read_inner(std::slice::from_ref(selector), from_ms, to_ms, &mut tally)
+                .map(|s| {
+                    let any = !s.is_empty();
+                    (s, any)
+                }),
+        };
+        if result.as_ref().is_ok_and(|(_, any)| !any) {
             self.stats.problem("empty", 1);
         }
+        let result = result.map(|(s, _)| s);
         let series = result.as_ref().map(|s| s.len() as u64).unwrap_or(0);
         self.stats.record(
             start.elapsed(),
@@ -1104,6 +1178,83 @@ mod tests {
             };
             assert_eq!(e.is_outage(), outage, "{status}");
         }
+    }
+
+    #[test]
+    fn a_sharded_read_lists_then_asks_for_the_owned_series_only() {
+        let all: Vec<Labels> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|j| {
+                vec![
+                    ("__name__".into(), "up".into()),
+                    ("job".into(), j.to_string()),
+                ]
+            })
+            .collect();
+        let shard = crate::shard::Shard { index: 0, count: 2 };
+        let owned: Vec<&Labels> = all.iter().filter(|l| shard.owns(l)).collect();
+        assert!(!owned.is_empty() && owned.len() < all.len(), "{owned:?}");
+        let listing = serde_json::json!({
+            "status": "success",
+            "data": all.iter().map(|l| l.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).collect::<Vec<_>>(),
+        });
+        let to_proto = |l: &Labels| l.iter().map(|(k, v)| label(k, v)).collect::<Vec<_>>();
+        // Each query answered with its series and a foreign one, as a
+        // server that ignored the exact matchers would: only the owned
+        // series come out, once each.
+        let foreign = all.iter().find(|l| !shard.owns(l)).unwrap();
+        let ts = |l: &Labels| TimeSeries {
+            labels: to_proto(l),
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: 1000,
+            }],
+        };
+        let answer = ReadResponse {
+            results: owned
+                .iter()
+                .map(|l| QueryResult {
+                    timeseries: vec![ts(l), ts(foreign)],
+                })
+                .collect(),
+        };
+        let (url, seen) = serve(vec![
+            (200, "application/json", listing.to_string().into_bytes()),
+            (
+                200,
+                "application/x-protobuf",
+                snap::raw::Encoder::new()
+                    .compress_vec(&answer.encode_to_vec())
+                    .unwrap(),
+            ),
+        ]);
+        let s = source(&url, ResponseMode::Samples);
+        let (got, partial) =
+            crate::read::in_sharded_query("q", Some(shard), || s.read(&sel(), 0, 5000));
+        let got = got.unwrap();
+        assert!(!partial);
+        let got: Vec<&Labels> = got.iter().map(|g| &g.labels).collect();
+        assert_eq!(got, owned);
+        let seen = seen.lock().unwrap();
+        let head = |i: usize| String::from_utf8_lossy(&seen[i]).to_string();
+        assert!(head(0).starts_with("GET /api/v1/series?"), "{}", head(0));
+        assert!(head(1).starts_with("POST /api/v1/read "), "{}", head(1));
+        let raw = &seen[1];
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let body = snap::raw::Decoder::new()
+            .decompress_vec(&raw[split + 4..])
+            .unwrap();
+        let req = ReadRequest::decode(&body[..]).unwrap();
+        assert_eq!(req.queries.len(), owned.len(), "one query per owned series");
+        for (q, l) in req.queries.iter().zip(&owned) {
+            let job = q.matchers.iter().find(|m| m.name == "job").unwrap();
+            assert_eq!(job.r#type, MatcherType::Eq as i32);
+            assert_eq!(job.value, l[1].1);
+        }
+        assert_eq!(
+            s.stats().snapshot().shard_reads,
+            vec![("listed", 1), ("filtered", 0)]
+        );
     }
 
     #[test]
