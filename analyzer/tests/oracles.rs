@@ -32,7 +32,7 @@ struct Series {
 }
 
 /// statsforecast's forecast of a tail: AutoARIMA mean and 95 % bounds,
-/// seasonal AutoETS, non-seasonal AutoETS.
+/// seasonal AutoETS, non-seasonal AutoETS, Theta.
 #[derive(Default, Clone)]
 struct Oracle {
     arima: Vec<f64>,
@@ -40,6 +40,7 @@ struct Oracle {
     arima_hi: Vec<f64>,
     ets: Vec<f64>,
     ets_ns: Vec<f64>,
+    theta: Vec<f64>,
 }
 
 struct Data {
@@ -97,6 +98,7 @@ fn data() -> &'static Data {
             o.arima_hi.push(num(&r[4]));
             o.ets.push(num(&r[5]));
             o.ets_ns.push(num(&r[6]));
+            o.theta.push(num(&r[7]));
         }
         let orders = records(&dir.path().join("orders.csv"))
             .iter()
@@ -240,6 +242,50 @@ fn accuracy_matches_statsforecast() {
     );
 }
 
+/// MASE of the held-out tail: imd's theta against statsforecast's Theta
+/// (the same method: SES with half the trend's slope as drift, on
+/// seasonally adjusted data when the series passes the seasonality test).
+#[test]
+fn theta_matches_statsforecast() {
+    let d = data();
+    println!(
+        "\nHeld-out tail, MASE (seasonal scaling), theta vs statsforecast Theta\n{:<16} {:>4} {:>4} {:>8} {:>8}",
+        "series", "m", "h", "theta", "sf theta"
+    );
+    let (mut ours, mut theirs) = (0.0, 0.0);
+    for s in &d.series {
+        let n = s.values.len();
+        let (train, actual) = s.values.split_at(n - s.horizon);
+        let scale = mase_scale(train, s.season);
+        let f = forecast_series(
+            &points(train),
+            "theta",
+            s.horizon,
+            0.95,
+            Some(s.season).filter(|m| *m > 1),
+        )
+        .unwrap_or_else(|e| panic!("theta on {}: {e}", s.id));
+        let (a, b) = (
+            mase(actual, &f.mean, scale),
+            mase(actual, &d.oracle[&s.id].theta, scale),
+        );
+        ours += a;
+        theirs += b;
+        println!(
+            "{:<16} {:>4} {:>4} {:>8.3} {:>8.3}",
+            s.id, s.season, s.horizon, a, b
+        );
+    }
+    let k = d.series.len() as f64;
+    let (ours, theirs) = (ours / k, theirs / k);
+    println!("{:<26} {ours:>8.3} {theirs:>8.3}", "mean");
+    // Stated margin: within 10 % of statsforecast on mean MASE.
+    assert!(
+        ours <= 1.10 * theirs,
+        "theta MASE {ours} vs statsforecast Theta {theirs}"
+    );
+}
+
 /// AICc order selection on simulated series of known orders.
 #[test]
 fn order_selection_finds_known_orders() {
@@ -291,7 +337,7 @@ fn order_selection_finds_known_orders() {
 #[test]
 fn real_series_backtests() {
     let d = data();
-    let models: Vec<String> = ["snaive", "drift", "ets", "mstl", "arima", "auto"]
+    let models: Vec<String> = ["snaive", "drift", "ets", "mstl", "theta", "arima", "auto"]
         .iter()
         .map(|s| s.to_string())
         .collect();

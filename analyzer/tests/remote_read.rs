@@ -499,80 +499,12 @@ fn matchers_select_the_same_series_everywhere_and_empty_reads_are_empty() {
     fx.stop();
 }
 
-/// Writes a CA, a server certificate for 127.0.0.1 and a client
-/// certificate, with openssl.
-fn make_certs(dir: &Path) {
-    let openssl = require_tool("openssl");
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    let (ca_key, ca_crt) = (p("ca.key"), p("ca.crt"));
-    args.extend([
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca_crt,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=imd test CA",
-    ]);
-    run_ok(&openssl, &args);
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        let (key, csr, crt, extf) = (
-            p(&format!("{name}.key")),
-            p(&format!("{name}.csr")),
-            p(&format!("{name}.crt")),
-            p(&format!("{name}.ext")),
-        );
-        std::fs::write(&extf, ext).unwrap();
-        let mut args = vec!["req"];
-        args.extend(ec);
-        let subj = format!("/CN=imd test {name}");
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        run_ok(&openssl, &args);
-        run_ok(
-            &openssl,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_crt,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &extf,
-            ],
-        );
-    }
-}
-
 #[test]
 fn tls_with_a_private_ca_and_client_certificates() {
     require_tool("prometheus");
     let dir = tempdir();
     let d = dir.path();
-    make_certs(d);
+    common::pki::server_cert(d);
     let input = generate();
     let tsdb = build_tsdb(d, &input);
     let web = d.join("web.yml");

@@ -21,9 +21,9 @@ use clap::{Args, ValueEnum};
 use prost::Message;
 
 use crate::read::promql::{PromqlOptions, QueryRange};
-use crate::read::remote::proto::{self, MatcherType, ReadHints, ReadRequest, ResponseType};
+use crate::read::remote::proto::{ReadRequest, ResponseType};
 use crate::read::remote::{RemoteRead, RemoteReadOptions, ResponseMode};
-use crate::read::{MatchOp, Selector, Source};
+use crate::read::{Selector, Source};
 
 /// Which read path to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,20 +95,6 @@ fn parse_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
 
 /// The remote-read request the client sends for this range, compressed.
 fn request_body(selector: &Selector, mode: BenchMode, from: i64, to: i64) -> Vec<u8> {
-    let matchers = selector
-        .matchers
-        .iter()
-        .map(|m| proto::LabelMatcher {
-            r#type: match m.op {
-                MatchOp::Eq => MatcherType::Eq,
-                MatchOp::Neq => MatcherType::Neq,
-                MatchOp::Re => MatcherType::Re,
-                MatchOp::Nre => MatcherType::Nre,
-            } as i32,
-            name: m.name.clone(),
-            value: m.value.clone(),
-        })
-        .collect();
     let accepted = match mode {
         BenchMode::Samples => vec![ResponseType::Samples as i32],
         _ => vec![
@@ -117,16 +103,7 @@ fn request_body(selector: &Selector, mode: BenchMode, from: i64, to: i64) -> Vec
         ],
     };
     let req = ReadRequest {
-        queries: vec![proto::Query {
-            start_timestamp_ms: from,
-            end_timestamp_ms: to,
-            matchers,
-            hints: Some(ReadHints {
-                start_ms: from,
-                end_ms: to,
-                ..ReadHints::default()
-            }),
-        }],
+        queries: vec![crate::read::remote::query(selector, from, to)],
         accepted_response_types: accepted,
     };
     snap::raw::Encoder::new()

@@ -524,7 +524,7 @@ impl QueryState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::query::{Direction, QueryConfig, Threshold};
     use crate::read::store::Store;
@@ -532,7 +532,9 @@ mod tests {
     use imd_exporter::exposition::Family;
     use std::time::Duration;
 
-    fn query(threshold: Option<Threshold>) -> Query {
+    /// A `node_load1` query scored by `mad`, forecast by `drift` (shared
+    /// with other modules' tests).
+    pub(crate) fn query(threshold: Option<Threshold>) -> Query {
         Query::new(QueryConfig {
             name: "load".into(),
             selector: "node_load1".into(),
@@ -549,7 +551,8 @@ mod tests {
         .unwrap()
     }
 
-    fn load(host: &str, v: f64) -> Family {
+    /// One `node_load1` sample of `host`.
+    pub(crate) fn load(host: &str, v: f64) -> Family {
         let mut f = Family::gauge("node_load1", "load");
         f.push([("instance", host)], v);
         f

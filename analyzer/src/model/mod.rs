@@ -18,6 +18,7 @@ pub mod refit;
 mod resid;
 pub mod season;
 pub mod snaive;
+pub mod theta;
 pub mod threshold;
 mod window;
 pub mod zscore;
@@ -164,6 +165,7 @@ pub const NAMES: &[&str] = &[
     "snaive",
     "ets",
     "mstl",
+    "theta",
     "arima",
     "changepoint",
     "prophet",
@@ -206,6 +208,7 @@ pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelEr
         "snaive" => Box::new(snaive::SNaive::new(params.clone())),
         "ets" => Box::new(ets::new(params.clone())),
         "mstl" => Box::new(mstl::new(params.clone())),
+        "theta" => Box::new(theta::new(params.clone())),
         "arima" => Box::new(arima::Arima::new(params.clone())),
         "changepoint" => Box::new(changepoint::Changepoint::new(params.clone())),
         "prophet" => Box::new(prophet::ProphetModel::new(params.clone())),

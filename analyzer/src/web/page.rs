@@ -512,34 +512,14 @@ mod tests {
     #[test]
     fn stale_series_are_shown_as_stale_and_never_as_anomalous() {
         use crate::engine::EngineOptions;
-        use crate::query::{Query, QueryConfig};
+        use crate::engine::tests::{load, query};
         use crate::read::store::Store;
-        use imd_exporter::exposition::Family;
-        let query = Query::new(QueryConfig {
-            name: "load".into(),
-            selector: "node_load1".into(),
-            expr: None,
-            rate: false,
-            anomaly_model: "mad".into(),
-            forecast_model: "drift".into(),
-            params: Default::default(),
-            horizons: vec![std::time::Duration::from_secs(60)],
-            level: 0.95,
-            threshold: None,
-            history: std::time::Duration::from_secs(3600),
-        })
-        .unwrap();
         let opts = EngineOptions {
             lookback_ms: 10_000,
             ..EngineOptions::default()
         };
-        let mut e = Engine::new(vec![query], opts);
+        let mut e = Engine::new(vec![query(None)], opts);
         let store = Store::new(3_600_000, 10_000);
-        let load = |host: &str, v: f64| {
-            let mut f = Family::gauge("node_load1", "load");
-            f.push([("instance", host)], v);
-            f
-        };
         for i in 0..40 {
             let v = 1.0 + 0.1 * (i % 3) as f64;
             store.ingest(i * 1000, &[load("a", v), load("gone", v)]);

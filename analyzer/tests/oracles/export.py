@@ -1,11 +1,11 @@
 """Exports real series shipped by statsmodels and statsforecast (and a few
 simulated ones with known orders) to CSV, and forecasts each held-out tail
-with statsforecast's AutoARIMA and AutoETS, for analyzer/tests/oracles.rs.
+with statsforecast's AutoARIMA, AutoETS and Theta, for analyzer/tests/oracles.rs.
 
 Usage: python export.py OUT_DIR
 Writes OUT_DIR/series.csv (series_id,timestamp,value), meta.csv
 (series_id,season,horizon,kind), sf.csv (series_id,step,arima,arima_lo,
-arima_hi,ets,ets_ns) and orders.csv (series_id,p,d,q,P,D,Q,m: AutoARIMA's
+arima_hi,ets,ets_ns,theta) and orders.csv (series_id,p,d,q,P,D,Q,m: AutoARIMA's
 choice on the whole series).
 """
 
@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import statsmodels.api as sm
-from statsforecast.models import AutoARIMA, AutoETS
+from statsforecast.models import AutoARIMA, AutoETS, Theta
 from statsforecast.utils import AirPassengers
 
 warnings.filterwarnings("ignore")
@@ -100,7 +100,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
     ws, wm, wf, wo = (csv.writer(f) for f in (f_series, f_meta, f_sf, f_orders))
     ws.writerow(["series_id", "timestamp", "value"])
     wm.writerow(["series_id", "season", "horizon", "kind"])
-    wf.writerow(["series_id", "step", "arima", "arima_lo", "arima_hi", "ets", "ets_ns"])
+    wf.writerow(["series_id", "step", "arima", "arima_lo", "arima_hi", "ets", "ets_ns", "theta"])
     wo.writerow(["series_id", "p", "d", "q", "P", "D", "Q", "m"])
     for name, y, m, h in rows:
         y = np.asarray(y, dtype=float)
@@ -113,6 +113,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
         fa = AutoARIMA(season_length=m).forecast(y=train, h=h, level=[95])
         fe = AutoETS(season_length=m).forecast(y=train, h=h)
         fn = AutoETS(season_length=1, model="ZZN").forecast(y=train, h=h)
+        ft = Theta(season_length=m).forecast(y=train, h=h)
         for k in range(h):
             wf.writerow(
                 [
@@ -123,6 +124,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
                     repr(float(fa["hi-95"][k])),
                     repr(float(fe["mean"][k])),
                     repr(float(fn["mean"][k])),
+                    repr(float(ft["mean"][k])),
                 ]
             )
         whole = AutoARIMA(season_length=m).fit(y)

@@ -130,6 +130,34 @@ struct Tally {
     samples: u64,
 }
 
+/// The remote-read query for `selector` over `[from_ms, to_ms]`, with the
+/// same range as hints (the client's requests and the read benchmark's).
+pub fn query(selector: &Selector, from_ms: i64, to_ms: i64) -> proto::Query {
+    proto::Query {
+        start_timestamp_ms: from_ms,
+        end_timestamp_ms: to_ms,
+        matchers: selector
+            .matchers
+            .iter()
+            .map(|m| proto::LabelMatcher {
+                r#type: match m.op {
+                    MatchOp::Eq => MatcherType::Eq,
+                    MatchOp::Neq => MatcherType::Neq,
+                    MatchOp::Re => MatcherType::Re,
+                    MatchOp::Nre => MatcherType::Nre,
+                } as i32,
+                name: m.name.clone(),
+                value: m.value.clone(),
+            })
+            .collect(),
+        hints: Some(ReadHints {
+            start_ms: from_ms,
+            end_ms: to_ms,
+            ..ReadHints::default()
+        }),
+    }
+}
+
 impl RemoteRead {
     /// A source for `opts`; checks the URL and loads TLS/auth files.
     pub fn new(opts: &RemoteReadOptions) -> Result<RemoteRead, ReadError> {
@@ -159,29 +187,6 @@ impl RemoteRead {
 
     /// One request with a query per selector.
     fn request(&self, selectors: &[Selector], from_ms: i64, to_ms: i64) -> ReadRequest {
-        let query = |selector: &Selector| proto::Query {
-            start_timestamp_ms: from_ms,
-            end_timestamp_ms: to_ms,
-            matchers: selector
-                .matchers
-                .iter()
-                .map(|m| proto::LabelMatcher {
-                    r#type: match m.op {
-                        MatchOp::Eq => MatcherType::Eq,
-                        MatchOp::Neq => MatcherType::Neq,
-                        MatchOp::Re => MatcherType::Re,
-                        MatchOp::Nre => MatcherType::Nre,
-                    } as i32,
-                    name: m.name.clone(),
-                    value: m.value.clone(),
-                })
-                .collect(),
-            hints: Some(ReadHints {
-                start_ms: from_ms,
-                end_ms: to_ms,
-                ..ReadHints::default()
-            }),
-        };
         let accepted = match self.mode {
             ResponseMode::PreferStreamed => vec![
                 ResponseType::StreamedXorChunks as i32,
@@ -190,7 +195,7 @@ impl RemoteRead {
             ResponseMode::Samples => vec![ResponseType::Samples as i32],
         };
         ReadRequest {
-            queries: selectors.iter().map(query).collect(),
+            queries: selectors.iter().map(|s| query(s, from_ms, to_ms)).collect(),
             accepted_response_types: accepted,
         }
     }
