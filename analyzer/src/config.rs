@@ -76,7 +76,7 @@ fn default_infer_every() -> Duration {
     Duration::from_secs(60)
 }
 fn default_fit_every() -> Duration {
-    Duration::from_secs(3600)
+    Duration::from_secs(6 * 3600)
 }
 fn default_lookback() -> Duration {
     Duration::from_secs(300)

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -319,108 +318,6 @@ fn an_alertmanager_started_late_receives_the_alert() {
     });
 }
 
-/// Runs the `openssl` CLI in `dir`, failing the test with its stderr.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new(require_tool("openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes `ca.crt`, a server certificate for 127.0.0.1 and a client
-/// certificate (EC P-256 keys) in `dir`.
-fn make_pki(dir: &Path) {
-    let key = |name: &str| {
-        let out = format!("{name}.key");
-        let curve = "ec_paramgen_curve:P-256";
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                curve,
-                "-out",
-                &out,
-            ],
-        );
-    };
-    key("ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=imd-test-ca",
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-out",
-            "ca.crt",
-        ],
-    );
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        ),
-        (
-            "client",
-            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-        ),
-    ] {
-        key(name);
-        let (csr, crt, extfile) = (
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        let subject = format!("/CN={name}");
-        let key_file = format!("{name}.key");
-        openssl(
-            dir,
-            &[
-                "req", "-new", "-key", &key_file, "-subj", &subject, "-out", &csr,
-            ],
-        );
-        std::fs::write(dir.join(&extfile), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &extfile,
-                "-out",
-                &crt,
-            ],
-        );
-    }
-}
-
 #[test]
 fn tls_with_a_private_ca_and_client_certificates() {
     let dir = tempfile::Builder::new()
@@ -428,7 +325,8 @@ fn tls_with_a_private_ca_and_client_certificates() {
         .tempdir()
         .unwrap();
     let pki = dir.path();
-    make_pki(pki);
+    // `ca.crt`, a server certificate for 127.0.0.1 and a client certificate.
+    common::pki::server_cert(pki);
     let web = pki.join("web.yml");
     std::fs::write(
         &web,

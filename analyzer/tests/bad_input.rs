@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{http_get, start_analyzer, tempdir, wait_for};
+use common::{metrics_body, sample_value, start_analyzer, tempdir, wait_for};
 use imd_analyzer::read::remote::proto::{
     Chunk, ChunkEncoding, ChunkedReadResponse, ChunkedSeries, Label,
 };
@@ -151,17 +151,6 @@ fn serve(listener: TcpListener, html: Arc<AtomicBool>, requests: Arc<AtomicU64>)
     });
 }
 
-fn metrics(port: u16) -> String {
-    http_get(port, "/metrics").map(|r| r.1).unwrap_or_default()
-}
-
-fn value(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn scored_jobs(body: &str) -> Vec<String> {
     let mut jobs: Vec<String> = body
         .lines()
@@ -195,22 +184,22 @@ fn a_corrupt_series_is_lost_alone_and_counted_and_a_bad_answer_keeps_state() {
     let (an, port) = start_analyzer(&file, dir.path(), &[]);
     let corrupt = "imd_read_problems_total{source=\"fake\",query=\"q\",reason=\"corrupt_chunk\"}";
     wait_for("the good series to be scored", 30, || {
-        scored_jobs(&metrics(port)) == ["a", "z"]
+        scored_jobs(&metrics_body(port)) == ["a", "z"]
     });
-    let m = metrics(port);
-    let n = value(&m, corrupt).expect("corrupt chunks counted");
+    let m = metrics_body(port);
+    let n = sample_value(&m, corrupt).expect("corrupt chunks counted");
     assert!(n >= 1.0, "{n}");
     assert_eq!(
-        value(&m, "imd_read_errors_total{source=\"fake\",kind=\"chunk\"}"),
+        sample_value(&m, "imd_read_errors_total{source=\"fake\",kind=\"chunk\"}"),
         Some(0.0)
     );
     wait_for(
         "the next cycles to count the corrupt series again",
         20,
-        || value(&metrics(port), corrupt).is_some_and(|v| v >= n + 2.0),
+        || sample_value(&metrics_body(port), corrupt).is_some_and(|v| v >= n + 2.0),
     );
     assert_eq!(
-        scored_jobs(&metrics(port)),
+        scored_jobs(&metrics_body(port)),
         ["a", "z"],
         "the bad series is never scored"
     );
@@ -222,22 +211,23 @@ fn a_corrupt_series_is_lost_alone_and_counted_and_a_bad_answer_keeps_state() {
 
     // HTML instead of protobuf: every read fails; the series keep their
     // state (no refit) and stay published while fresh.
-    let fits = value(&metrics(port), "imd_analyzer_fits_total ").unwrap();
+    let fits = sample_value(&metrics_body(port), "imd_analyzer_fits_total ").unwrap();
     html.store(true, Ordering::Relaxed);
     let not_pb = "imd_read_problems_total{source=\"fake\",query=\"q\",reason=\"not_protobuf\"}";
     wait_for("non-protobuf answers to be counted", 20, || {
-        value(&metrics(port), not_pb).is_some_and(|v| v >= 2.0)
+        sample_value(&metrics_body(port), not_pb).is_some_and(|v| v >= 2.0)
     });
-    let m = metrics(port);
-    assert_eq!(value(&m, "imd_analyzer_series "), Some(2.0), "{m}");
+    let m = metrics_body(port);
+    assert_eq!(sample_value(&m, "imd_analyzer_series "), Some(2.0), "{m}");
     assert_eq!(scored_jobs(&m), ["a", "z"]);
     html.store(false, Ordering::Relaxed);
-    let cycles = value(&metrics(port), "imd_analyzer_cycles_total ").unwrap();
+    let cycles = sample_value(&metrics_body(port), "imd_analyzer_cycles_total ").unwrap();
     wait_for("two more cycles on good answers", 20, || {
-        value(&metrics(port), "imd_analyzer_cycles_total ").is_some_and(|c| c >= cycles + 2.0)
+        sample_value(&metrics_body(port), "imd_analyzer_cycles_total ")
+            .is_some_and(|c| c >= cycles + 2.0)
     });
     assert_eq!(
-        value(&metrics(port), "imd_analyzer_fits_total "),
+        sample_value(&metrics_body(port), "imd_analyzer_fits_total "),
         Some(fits),
         "no series was refitted: their state survived the bad answers"
     );

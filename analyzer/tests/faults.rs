@@ -21,75 +21,39 @@ use imd_analyzer::alert::{Alert, AlertmanagerConfig, Notifier, NotifierConfig};
 use imd_analyzer::engine::persist::StateFile;
 
 use common::{
-    Proc, am_active_alerts, build_recent_tsdb, free_port, http_get, require_tool,
-    start_alertmanager, start_prometheus_on, tempdir, wait_for,
+    Proc, am_active_alerts, build_recent_tsdb, free_port, http_get, metrics_body, sample_value,
+    spawn_prometheus, start_alertmanager, start_alertmanager_on, start_analyzer_as,
+    start_prometheus_on, tempdir, wait_for,
 };
 
-fn metrics(port: u16) -> String {
-    http_get(port, "/metrics").map(|r| r.1).unwrap_or_default()
-}
-
-/// The value of the first sample whose line starts with `prefix`.
-fn value(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn metric(port: u16, prefix: &str) -> Option<f64> {
-    value(&metrics(port), prefix)
+    sample_value(&metrics_body(port), prefix)
 }
 
 fn scores(port: u16, query: &str) -> usize {
     let q = format!("query=\"{query}\"");
-    metrics(port)
+    metrics_body(port)
         .lines()
         .filter(|l| l.starts_with("imd_anomaly_score{") && l.contains(&q))
         .count()
 }
 
+/// The analyzer as `name` with `config` (YAML text, written to
+/// `dir/<name>.yml`); up to 2 minutes to get ready, since a restarted one
+/// loads the state of many series.
 fn start_analyzer(dir: &Path, config: &str, name: &str) -> (Proc, u16) {
     let file = dir.join(format!("{name}.yml"));
     std::fs::write(&file, config).unwrap();
-    let port = free_port();
-    let mut p = Proc::spawn(
-        name,
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", file.display()),
-            format!("--storage.path={}", dir.join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(120));
-    (p, port)
+    start_analyzer_as(name, &file, dir, &[], Duration::from_secs(120))
 }
 
-/// Prometheus scraping itself every second into `tsdb` on `port`.
+/// Prometheus as `name` scraping itself every second into `tsdb` on `port`.
 fn start_scraping_prometheus(dir: &Path, tsdb: &Path, port: u16, name: &str) -> Proc {
-    let cfg = dir.join("prometheus-self.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut p = Proc::spawn(
-        name,
-        &require_tool("prometheus"),
-        &[
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.tsdb.path={}", tsdb.display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir,
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
-    p
+    spawn_prometheus(name, dir, &config, tsdb, port, &[])
 }
 
 #[test]
@@ -134,9 +98,13 @@ fn prometheus_killed_and_restarted_scores_go_stale_then_recover_without_restart(
         down_at.elapsed() >= Duration::from_secs(3),
         "not stale before the lookback"
     );
-    let m = metrics(port);
-    assert_eq!(value(&m, "imd_analyzer_series "), Some(1.0), "state kept");
-    assert_eq!(value(&m, "imd_analyzer_series_stale "), Some(1.0));
+    let m = metrics_body(port);
+    assert_eq!(
+        sample_value(&m, "imd_analyzer_series "),
+        Some(1.0),
+        "state kept"
+    );
+    assert_eq!(sample_value(&m, "imd_analyzer_series_stale "), Some(1.0));
     assert!(errors("backoff") >= 1.0, "cycles in backoff skip the read");
     assert!(seen_backoff > 0.0, "backoff published");
 
@@ -145,12 +113,12 @@ fn prometheus_killed_and_restarted_scores_go_stale_then_recover_without_restart(
     wait_for("fresh scores after the restart", 60, || {
         scores(port, "p") == 1
     });
-    let m = metrics(port);
-    assert_eq!(value(&m, failures), Some(0.0));
-    assert_eq!(value(&m, backoff), Some(0.0));
-    assert_eq!(value(&m, "imd_analyzer_series_stale "), Some(0.0));
+    let m = metrics_body(port);
+    assert_eq!(sample_value(&m, failures), Some(0.0));
+    assert_eq!(sample_value(&m, backoff), Some(0.0));
+    assert_eq!(sample_value(&m, "imd_analyzer_series_stale "), Some(0.0));
     assert_eq!(
-        value(&m, "imd_analyzer_fits_total "),
+        sample_value(&m, "imd_analyzer_fits_total "),
         Some(fits),
         "the series kept its model through the outage\n{m}\n{}",
         an.stderr()
@@ -250,29 +218,6 @@ fn a_sigkilled_analyzer_restarts_from_intact_state_and_scores_on() {
         "{}",
         an.stderr()
     );
-}
-
-/// Alertmanager on `port` (which may have been down before).
-fn start_alertmanager_on(dir: &Path, name: &str, port: u16) -> Proc {
-    let cfg = dir.join(format!("{name}.yml"));
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: none\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: none\n",
-    )
-    .unwrap();
-    let mut p = Proc::spawn(
-        name,
-        &require_tool("prometheus-alertmanager"),
-        &[
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.path={}", dir.join(name).display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
-    p
 }
 
 fn now() -> jiff::Timestamp {

@@ -15,8 +15,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,22 +53,8 @@ fn config(prom_port: u16, queries: &[(&str, &str, &str)]) -> String {
 
 /// Status and body of `POST path` on `127.0.0.1:port`.
 fn http_post(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("reading the answer");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let r = common::http_post(port, path, &[], "").unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    (r.status, r.text())
 }
 
 /// The value of the first sample of `name` (a full sample name with labels,

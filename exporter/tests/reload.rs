@@ -58,23 +58,8 @@ fn wait_value(port: u16, name: &str, want: Option<f64>) {
 }
 
 fn post(port: u16, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("reading the answer");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let r = common::http_post(port, path, &[], "").unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    (r.status, r.text())
 }
 
 #[test]
@@ -126,11 +111,7 @@ fn reload_rejects_bad_files_and_rebuilds_collectors_from_good_ones() {
     // again from its saved offset: its counter restarts and counts only the
     // lines written from now on.
     std::fs::write(&file, config(&log, true)).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &p.pid().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(hup.success());
+    p.signal("HUP");
     wait_value(port, ok, Some(1.0));
     assert!(value(port, "node_time_seconds").is_some_and(|t| t > 1.5e9));
     append(&log, 2);
@@ -169,11 +150,7 @@ fn http_reload_needs_the_lifecycle_flag_and_sighup_does_not() {
     assert!(body.contains("Lifecycle API is not enabled"), "{body}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(value(port, "node_time_seconds"), None, "nothing reloaded");
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &p.pid().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(hup.success());
+    p.signal("HUP");
     wait_value(
         port,
         "imd_exporter_config_last_reload_successful",

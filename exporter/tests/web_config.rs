@@ -6,7 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Proc, free_port, http_get, imd_exporter_bin, require_tool, run, start_imd, tempdir};
+use common::{
+    Proc, free_port, http_get, imd_exporter_bin, pki, require_tool, run, start_imd, tempdir,
+};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client
 /// certificate signed by it, plus a client certificate from another CA.
@@ -20,124 +22,12 @@ impl Pki {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new(require_tool("openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-out",
-            &format!("{name}.crt"),
-        ],
-    );
-}
-
-fn make_leaf(dir: &Path, ca: &str, name: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("writing extension file");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ],
-    );
-}
-
+/// The shared CA, server and client certificates, plus a CA of its own
+/// ("rogue-ca") and a client certificate it signed.
 fn make_pki(dir: &Path) -> Pki {
-    make_ca(dir, "ca");
-    make_leaf(
-        dir,
-        "ca",
-        "server",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    );
-    make_leaf(
-        dir,
-        "ca",
-        "client",
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-    );
-    make_ca(dir, "rogue-ca");
-    make_leaf(
-        dir,
-        "rogue-ca",
-        "rogue-client",
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-    );
+    pki::server_cert(dir);
+    pki::make_ca(dir, "rogue-ca");
+    pki::make_leaf(dir, "rogue-ca", "rogue-client", pki::CLIENT_EXT);
     Pki {
         dir: dir.to_path_buf(),
     }

@@ -4,8 +4,8 @@
 //! (as a real first start does), then runs `--cycles` cycles one step apart,
 //! each reading the new points (plus the lookback) and scoring them. Prints
 //! one JSON line: initial fit time, CPU per steady cycle and the share of one
-//! core it is at that interval, RSS per tracked series. Used by
-//! `bench/engine.py`.
+//! core it is at that interval, RSS per tracked series, and the time of one
+//! periodic refit of every series (`fit_every`). Used by `bench/engine.py`.
 //!
 //! The source generates its answer on every read, as a remote-read answer
 //! would be decoded afresh, so its memory is only the answer in flight.
@@ -206,6 +206,21 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
         }
     }
     let rss = status_kib("VmRSS")?;
+    // One periodic refit of every series (as `fit_every` makes them): the
+    // whole history read and every model fitted again, without the online
+    // pass over the newest points that a first fit makes.
+    engine.refit_next_cycle();
+    let cpu = process_cpu_seconds()?;
+    let t = Instant::now();
+    let refit = engine.cycle(&source, now0 + (a.cycles as i64 + 1) * step_ms);
+    let refit_wall = t.elapsed().as_secs_f64();
+    let refit_cpu = process_cpu_seconds()? - cpu;
+    if refit.fitted != tracked {
+        anyhow::bail!(
+            "the refit cycle fitted {} of {tracked} series",
+            refit.fitted
+        );
+    }
     let mean = |v: &[f64]| {
         if v.is_empty() {
             0.0
@@ -234,6 +249,8 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             "cycle_cpu_seconds": cpu_per_cycle,
             "cycle_wall_seconds": mean(&cycle_wall),
             "core_share_at_step": cpu_per_cycle / step_s,
+            "refit_cpu_seconds": refit_cpu,
+            "refit_wall_seconds": refit_wall,
             "rss_before_mib": rss0 as f64 / 1024.0,
             "rss_after_mib": rss as f64 / 1024.0,
             "hwm_mib": hwm_fit.max(status_kib("VmHWM")?) as f64 / 1024.0,

@@ -255,12 +255,7 @@ pub(super) fn cycle(
     // forgotten.
     st.restored.retain(|_, s| s.last_t >= history_from);
     let lookback = options.lookback_ms;
-    let refit = match st.last_read_ms {
-        None => true,
-        Some(_) => options
-            .fit_every_ms
-            .is_some_and(|f| now_ms - st.last_fit_ms >= f),
-    };
+    let refit = st.due_for_fit(now_ms, options);
     let from = match st.last_read_ms {
         Some(last) if !refit => (last - lookback).max(history_from),
         _ => history_from,
@@ -343,9 +338,9 @@ pub(super) fn cycle(
     st.groups.retain(|l, _| seen.contains(l));
     report.dropped += before - st.tracked.len();
     report.model_seconds += started.elapsed().as_secs_f64();
-    st.last_read_ms = Some(now_ms);
+    let first = st.last_read_ms.replace(now_ms).is_none();
     if refit {
-        st.last_fit_ms = now_ms;
+        st.fitted(now_ms, first);
     }
     report
 }

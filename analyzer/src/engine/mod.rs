@@ -105,6 +105,11 @@ struct QueryState {
     source: usize,
     last_read_ms: Option<i64>,
     last_fit_ms: i64,
+    /// How far this query's periodic refits are put ahead of the others'
+    /// (see [`QueryState::fitted`]).
+    fit_phase_ms: i64,
+    /// Refit at the next cycle whatever `fit_every` says.
+    fit_next: bool,
     tracked: HashMap<Labels, Tracked>,
     /// Saved state not yet claimed by a series seen since the start.
     restored: HashMap<Labels, SavedSeries>,
@@ -141,6 +146,8 @@ impl Engine {
     /// An engine over checked queries, each with the index of the source
     /// (in the slice given to [`Engine::cycle_sources`]) it reads.
     pub fn with_sources(queries: Vec<(usize, Query)>, options: EngineOptions) -> Engine {
+        let count = queries.len().max(1) as i64;
+        let fit_every = options.fit_every_ms.unwrap_or(0);
         Engine {
             queries: queries.iter().map(|(_, q)| q.clone()).collect(),
             states: queries
@@ -152,6 +159,8 @@ impl Engine {
                     source,
                     last_read_ms: None,
                     last_fit_ms: 0,
+                    fit_phase_ms: fit_every / count * index as i64,
+                    fit_next: false,
                     tracked: HashMap::new(),
                     restored: HashMap::new(),
                     limited_total: 0,
@@ -163,6 +172,15 @@ impl Engine {
                 .collect(),
             options,
             last_cycle_ms: None,
+        }
+    }
+
+    /// Makes the next cycle read every query's whole history and refit
+    /// its series, as `fit_every` does (used by `bench-engine` to measure
+    /// a periodic refit).
+    pub fn refit_next_cycle(&mut self) {
+        for st in &mut self.states {
+            st.fit_next = true;
         }
     }
 
@@ -323,6 +341,28 @@ impl Engine {
 }
 
 impl QueryState {
+    /// Whether this cycle reads the whole history and refits.
+    fn due_for_fit(&self, now_ms: i64, options: &EngineOptions) -> bool {
+        self.last_read_ms.is_none()
+            || self.fit_next
+            || options
+                .fit_every_ms
+                .is_some_and(|f| now_ms - self.last_fit_ms >= f)
+    }
+
+    /// Records a full fit at `now_ms`. Every query is fitted at the first
+    /// cycle; the first periodic refit of the query with index i of n then
+    /// comes i/n of `fit_every` early, so that later ones are spread over
+    /// the period instead of all falling on one long cycle.
+    fn fitted(&mut self, now_ms: i64, first: bool) {
+        self.fit_next = false;
+        self.last_fit_ms = if first {
+            now_ms - self.fit_phase_ms
+        } else {
+            now_ms
+        };
+    }
+
     fn cycle(&mut self, source: &dyn Source, now_ms: i64, options: &EngineOptions) -> CycleReport {
         if matches!(self.query.target, crate::query::Target::Multivariate(_)) {
             return group::cycle(self, source, now_ms, options);
@@ -338,12 +378,7 @@ impl QueryState {
         // The first read and every `fit_every` read the whole history and
         // refit; the others read only what is new (plus the lookback, so
         // that late samples and rates across the boundary are not lost).
-        let refit = match self.last_read_ms {
-            None => true,
-            Some(_) => options
-                .fit_every_ms
-                .is_some_and(|f| now_ms - self.last_fit_ms >= f),
-        };
+        let refit = self.due_for_fit(now_ms, options);
         let from = match self.last_read_ms {
             Some(last) if !refit => (last - lookback).max(history_from),
             _ => history_from,
@@ -515,9 +550,9 @@ impl QueryState {
             );
         }
         report.model_seconds += started.elapsed().as_secs_f64();
-        self.last_read_ms = Some(now_ms);
+        let first = self.last_read_ms.replace(now_ms).is_none();
         if refit {
-            self.last_fit_ms = now_ms;
+            self.fitted(now_ms, first);
         }
         report
     }
@@ -767,6 +802,35 @@ pub(crate) mod tests {
             later + 20_000 - hour
         );
         assert_eq!(r.fitted, 2);
+    }
+
+    #[test]
+    fn periodic_refits_of_the_queries_are_spread_over_fit_every() {
+        let store = Store::new(10 * 3_600_000, 100_000);
+        let minute = 60_000;
+        for i in 0..300 {
+            store.ingest(i * minute, &[load("a", 1.0 + 0.1 * (i % 7) as f64)]);
+        }
+        let mut other = query(None);
+        other.config.name = "load_again".into();
+        let opts = EngineOptions {
+            fit_every_ms: Some(60 * minute),
+            concurrency: 1,
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::new(vec![query(None), other], opts);
+        let start = 120 * minute;
+        assert_eq!(e.cycle(&store, start).fitted, 2, "both fitted at first");
+        // Query 1 of 2 is refitted half a period early, then every period;
+        // query 0 every period from the start.
+        let fitted: Vec<usize> = [20, 31, 45, 61, 91, 121]
+            .iter()
+            .map(|m| e.cycle(&store, start + m * minute).fitted)
+            .collect();
+        assert_eq!(fitted, [0, 1, 0, 1, 1, 1]);
+        e.refit_next_cycle();
+        assert_eq!(e.cycle(&store, start + 122 * minute).fitted, 2);
+        assert_eq!(e.cycle(&store, start + 123 * minute).fitted, 0);
     }
 
     #[test]

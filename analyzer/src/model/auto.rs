@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mad::Mad;
+use super::refit::{Fitter, Refitting};
 use super::season::{detect, regular};
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point, build};
@@ -55,24 +56,18 @@ impl Auto {
 }
 
 /// Mean absolute error of each candidate over the backtest origins (None
-/// when a candidate could not forecast at some origin).
+/// when a candidate could not forecast at some origin). ETS and MSTL choose
+/// their form at the latest origin and keep it at the earlier ones.
 pub fn backtest(params: &ModelParams, history: &[Point], h: usize) -> Vec<(&'static str, f64)> {
     let n = history.len();
     let mut out = Vec::new();
-    for name in CANDIDATES {
+    for name in CANDIDATES.iter().copied() {
         let mut total = 0.0;
         let mut ok = true;
+        let mut form = None;
         for o in 1..=ORIGINS {
             let cut = n - o * h;
-            let Ok(mut m) = candidate(name, params) else {
-                ok = false;
-                break;
-            };
-            if m.fit(&history[..cut]).is_err() {
-                ok = false;
-                break;
-            }
-            let Some(f) = m.forecast(h, 0.95) else {
+            let Some(f) = candidate_forecast(name, params, &history[..cut], h, &mut form) else {
                 ok = false;
                 break;
             };
@@ -83,20 +78,42 @@ pub fn backtest(params: &ModelParams, history: &[Point], h: usize) -> Vec<(&'sta
                 .sum::<f64>();
         }
         if ok && total.is_finite() {
-            out.push((*name, total / (ORIGINS * h) as f64));
+            out.push((name, total / (ORIGINS * h) as f64));
         }
     }
     out
 }
 
-/// A candidate for the backtest; the refitting models skip seeding their
-/// error scale, since only their forecasts are compared.
-fn candidate(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelError> {
-    Ok(match name {
-        "ets" => Box::new(super::ets::new(params.clone()).without_seeding()),
-        "mstl" => Box::new(super::mstl::new(params.clone()).without_seeding()),
-        _ => build(name, params)?,
-    })
+/// A candidate's forecast `h` steps past `train`. The refitting models skip
+/// seeding their error scale, since only their forecasts are compared, and
+/// keep `form` (set by their first fit).
+fn candidate_forecast(
+    name: &str,
+    params: &ModelParams,
+    train: &[Point],
+    h: usize,
+    form: &mut Option<String>,
+) -> Option<Forecast> {
+    fn refitting<F: Fitter>(
+        m: Refitting<F>,
+        train: &[Point],
+        h: usize,
+        form: &mut Option<String>,
+    ) -> Option<Forecast> {
+        let mut m = m.without_seeding().keeping_form(form.take());
+        m.fit(train).ok()?;
+        *form = m.form().map(str::to_string);
+        m.forecast(h, 0.95)
+    }
+    match name {
+        "ets" => refitting(super::ets::new(params.clone()), train, h, form),
+        "mstl" => refitting(super::mstl::new(params.clone()), train, h, form),
+        _ => {
+            let mut m = build(name, params).ok()?;
+            m.fit(train).ok()?;
+            m.forecast(h, 0.95)
+        }
+    }
 }
 
 impl Model for Auto {

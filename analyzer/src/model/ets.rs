@@ -2,12 +2,21 @@
 //! additive and multiplicative forms) from augurs' `AutoETS`. augurs does
 //! not implement seasonal ETS, so this model is non-seasonal: for seasonal
 //! series use `mstl` (ETS on the seasonally adjusted series) or `auto`.
+//!
+//! The parameters are estimated on the newest [`FIT_TAIL`] points of the
+//! window at most: enough for ETS' five parameters at any sampling rate,
+//! while the smoothing forgets older points anyway. Long windows (four days
+//! of one-minute samples for a daily season) would otherwise cost six times
+//! the CPU at every refit, and the fitted model keeps per-point state.
 
 use augurs::ets::{AutoETS, FittedAutoETS};
 use augurs::{Fit, Predict};
 
 use super::ModelParams;
 use super::refit::{Fitted, Fitter, Refitting, SE_LEVEL, se_from};
+
+/// Most points ETS is fitted on (the newest).
+pub const FIT_TAIL: usize = 1_000;
 
 /// The augurs AutoETS fitter.
 pub struct EtsFitter;
@@ -40,13 +49,67 @@ impl Fitter for EtsFitter {
         10
     }
 
-    fn fit(&self, y: &[f64], _seasons: &[usize]) -> Result<Box<dyn Fitted>, String> {
-        let model = AutoETS::non_seasonal().fit(y).map_err(|e| e.to_string())?;
+    fn fit(
+        &self,
+        y: &[f64],
+        _seasons: &[usize],
+        form: Option<&str>,
+    ) -> Result<Box<dyn Fitted>, String> {
+        let y = tail(y);
+        let model = fit_auto_ets(y, form)?;
         Ok(Box::new(EtsFitted {
             model,
             y: y.to_vec(),
         }))
     }
+}
+
+/// The newest [`FIT_TAIL`] points of `y`.
+pub(super) fn tail(y: &[f64]) -> &[f64] {
+    &y[y.len().saturating_sub(FIT_TAIL)..]
+}
+
+/// Non-seasonal AutoETS on `y`: only the given form (`"AAdN"`: additive
+/// error, damped additive trend, no season), or the best form by AICc when
+/// none is given or the given one cannot be fitted (a multiplicative form
+/// once the data reaches zero, say).
+pub(super) fn fit_auto_ets(y: &[f64], form: Option<&str>) -> Result<FittedAutoETS, String> {
+    if let Some(model) = form.and_then(fixed).and_then(|m| m.fit(y).ok()) {
+        return Ok(model);
+    }
+    AutoETS::non_seasonal().fit(y).map_err(|e| e.to_string())
+}
+
+/// The search restricted to one non-seasonal form.
+fn fixed(form: &str) -> Option<AutoETS> {
+    let mut c = form.chars();
+    let (error, trend) = (c.next()?, c.next()?);
+    let damped = form.len() == 4 && form[2..] == *"dN";
+    if !(damped || form.len() == 3 && form.ends_with('N')) {
+        return None;
+    }
+    AutoETS::new(1, format!("{error}{trend}N").as_str())
+        .ok()?
+        .damped(damped)
+        .ok()
+}
+
+/// A fitted model's form in ETS notation (`"MNN"`, `"AAdN"`).
+pub(super) fn form_of(model: &FittedAutoETS) -> String {
+    use augurs::ets::model::{ErrorComponent, TrendComponent};
+    let m = model.model();
+    let t = m.model_type();
+    let error = match t.error {
+        ErrorComponent::Additive => "A",
+        ErrorComponent::Multiplicative => "M",
+    };
+    let trend = match t.trend {
+        TrendComponent::None => "N",
+        TrendComponent::Additive => "A",
+        TrendComponent::Multiplicative => "M",
+    };
+    let damped = if m.damped() { "d" } else { "" };
+    format!("{error}{trend}{damped}N")
 }
 
 impl Fitted for EtsFitted {
@@ -63,6 +126,10 @@ impl Fitted for EtsFitted {
         let y = std::mem::take(&mut self.y);
         in_sample_errors(self.model.predict_in_sample(None).ok(), &y)
     }
+
+    fn form(&self) -> Option<String> {
+        Some(form_of(&self.model))
+    }
 }
 
 /// `y` minus in-sample predictions (empty when there are none).
@@ -77,6 +144,59 @@ pub(super) fn in_sample_errors(f: Option<augurs::Forecast>, y: &[f64]) -> Vec<f6
 mod tests {
     use super::*;
     use crate::model::{Model, Point};
+
+    #[test]
+    fn refits_keep_the_form_a_full_fit_chose() {
+        let trend: Vec<Point> = (0..300)
+            .map(|i| Point {
+                t: i * 60_000,
+                v: 50.0 + 0.8 * i as f64 + if i % 3 == 0 { 0.5 } else { -0.25 },
+            })
+            .collect();
+        let flat: Vec<Point> = (300..700)
+            .map(|i| Point {
+                t: i * 60_000,
+                v: 20.0 + ((i * 37) % 11) as f64 / 5.0,
+            })
+            .collect();
+        let mut m = new(ModelParams {
+            window: 300,
+            ..ModelParams::default()
+        });
+        m.fit(&trend).unwrap();
+        let chosen = m.form().unwrap().to_string();
+        assert_eq!(&chosen[1..2], "A", "a trend is found: {chosen}");
+        // Refits on flat data (every 12 points) keep it ...
+        for p in &flat {
+            m.update(*p);
+        }
+        assert_eq!(m.form(), Some(chosen.as_str()));
+        // ... until a full fit searches again.
+        m.fit(&flat).unwrap();
+        let searched = m.form().unwrap();
+        assert_eq!(&searched[1..2], "N", "no trend in flat data: {searched}");
+        // The kept form survives saving and loading.
+        let mut loaded = new(ModelParams {
+            window: 300,
+            ..ModelParams::default()
+        });
+        loaded.load(m.save()).unwrap();
+        assert_eq!(loaded.form(), m.form());
+    }
+
+    #[test]
+    fn a_form_that_cannot_be_fitted_falls_back_to_the_search() {
+        let y: Vec<f64> = (0..200).map(|i| (i % 9) as f64 - 4.0).collect();
+        // Multiplicative error needs positive data; an unreadable form is
+        // ignored.
+        for form in ["MNN", "AAdA", "", "xyz"] {
+            let m = fit_auto_ets(&y, Some(form)).unwrap();
+            assert_eq!(&form_of(&m)[..1], "A", "{form}");
+        }
+        let m = fit_auto_ets(&y, Some("AAdN")).unwrap();
+        assert_eq!(form_of(&m), "AAdN");
+        assert_eq!(tail(&vec![1.0; FIT_TAIL + 5]).len(), FIT_TAIL);
+    }
 
     #[test]
     fn follows_a_damped_trend_and_refits_online() {

@@ -1,18 +1,26 @@
-//! `mstl`: multiple seasonal-trend decomposition by Loess (augurs' MSTL),
-//! with AutoETS forecasting the seasonally adjusted series and each
-//! seasonal component repeated. The seasons come from the `season`
-//! parameter or are detected (daily and weekly, say). With no seasonality
-//! found it is ETS on the series itself.
+//! `mstl`: multiple seasonal-trend decomposition by Loess, with AutoETS
+//! forecasting the seasonally adjusted series and each seasonal component
+//! repeated. The seasons come from the `season` parameter or are detected
+//! (daily and weekly, say). With no seasonality found it is ETS on the
+//! series itself.
+//!
+//! The decomposition is the `stlrs` crate's MSTL, as augurs' `MSTLModel`
+//! runs it; the combination is done here rather than by `MSTLModel`
+//! because that keeps the whole decomposition and the trend model's
+//! per-point state for as long as the fit is used (≈ 180 KiB for four days
+//! of one-minute samples), where forecasts need only the last cycle of each
+//! seasonal component and the trend model fitted on the newest points
+//! ([`ets::FIT_TAIL`]).
 
-use augurs::ets::AutoETS;
-use augurs::mstl::{FittedMSTLModel, MSTLModel};
-use augurs::{Fit, Predict};
+use augurs::Predict;
+use augurs::ets::FittedAutoETS;
+use augurs::mstl::stlrs::MstlParams;
 
 use super::ModelParams;
-use super::ets::in_sample_errors;
+use super::ets::{self, fit_auto_ets, form_of, in_sample_errors};
 use super::refit::{Fitted, Fitter, Refitting, SE_LEVEL, se_from};
 
-/// The augurs MSTL fitter.
+/// The MSTL fitter.
 pub struct MstlFitter;
 
 /// MSTL run online (see `refit`).
@@ -24,10 +32,12 @@ pub fn new(params: ModelParams) -> Mstl {
 }
 
 struct MstlFitted {
-    model: FittedMSTLModel,
-    periods: Vec<usize>,
-    /// The fitted data, until the residuals are taken.
-    y: Vec<f64>,
+    /// ETS on the newest part of the seasonally adjusted series.
+    trend: FittedAutoETS,
+    /// The last cycle of each seasonal component, in time order.
+    cycles: Vec<Vec<f32>>,
+    /// One-step errors, until taken.
+    residuals: Vec<f64>,
 }
 
 impl Fitter for MstlFitter {
@@ -45,7 +55,12 @@ impl Fitter for MstlFitter {
         (2 * seasons.iter().max().copied().unwrap_or(0) + 1).max(10)
     }
 
-    fn fit(&self, y: &[f64], seasons: &[usize]) -> Result<Box<dyn Fitted>, String> {
+    fn fit(
+        &self,
+        y: &[f64],
+        seasons: &[usize],
+        form: Option<&str>,
+    ) -> Result<Box<dyn Fitted>, String> {
         let mut periods: Vec<usize> = seasons
             .iter()
             .copied()
@@ -54,50 +69,92 @@ impl Fitter for MstlFitter {
         periods.sort_unstable();
         periods.dedup();
         if periods.is_empty() {
-            return super::ets::EtsFitter.fit(y, &[]);
+            return ets::EtsFitter.fit(y, &[], form);
         }
-        let model = MSTLModel::new(periods.clone(), AutoETS::non_seasonal().into_trend_model())
-            .fit(y)
+        // Single precision, as augurs' MSTLModel decomposes.
+        let y32: Vec<f32> = y.iter().map(|v| *v as f32).collect();
+        let fit = MstlParams::new()
+            .fit(&y32, &periods)
             .map_err(|e| e.to_string())?;
+        let adjusted: Vec<f64> = fit
+            .trend()
+            .iter()
+            .zip(fit.remainder())
+            .map(|(t, r)| f64::from(t + r))
+            .collect();
+        let from = adjusted.len() - ets::tail(&adjusted).len();
+        let trend = fit_auto_ets(&adjusted[from..], form)?;
+        let seasonal = fit.seasonal();
+        if seasonal.len() != periods.len() || seasonal.iter().any(|c| c.len() != y.len()) {
+            return Err("decomposition has the wrong shape".into());
+        }
+        let residuals = residuals(&trend, &adjusted, from, &periods, seasonal);
+        let cycles = periods
+            .iter()
+            .zip(seasonal)
+            .map(|(p, c)| c[c.len() - p..].to_vec())
+            .collect();
         Ok(Box::new(MstlFitted {
-            model,
-            periods,
-            y: y.to_vec(),
+            trend,
+            cycles,
+            residuals,
         }))
     }
 }
 
+/// The in-sample errors from `from` on if each seasonal component had been
+/// taken from one cycle earlier, as forecasts take it: the decomposition
+/// fits each point's own seasonal value, so its plain in-sample errors are
+/// too small for scores and bounds. Points within the first cycle of the
+/// longest season have no earlier cycle and are left out.
+fn residuals(
+    trend: &FittedAutoETS,
+    adjusted: &[f64],
+    from: usize,
+    periods: &[usize],
+    seasonal: &[Vec<f32>],
+) -> Vec<f64> {
+    let mut e = in_sample_errors(trend.predict_in_sample(None).ok(), &adjusted[from..]);
+    if e.is_empty() {
+        return e;
+    }
+    for (p, comp) in periods.iter().zip(seasonal) {
+        for (k, err) in e.iter_mut().enumerate() {
+            let t = from + k;
+            *err = match t.checked_sub(*p) {
+                Some(earlier) => *err + f64::from(comp[t]) - f64::from(comp[earlier]),
+                None => f64::NAN,
+            };
+        }
+    }
+    e.retain(|v| v.is_finite());
+    e
+}
+
 impl Fitted for MstlFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        let f = self.model.predict(h, SE_LEVEL).ok()?;
+        let f = self.trend.predict(h, SE_LEVEL).ok()?;
         if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
             return None;
         }
+        // Adding the seasonal values moves both bounds alike: the standard
+        // errors are the trend model's.
         let se = se_from(&f, h, SE_LEVEL);
-        Some((f.point, se))
+        let mut mean = f.point;
+        for cycle in &self.cycles {
+            for (m, c) in mean.iter_mut().zip(cycle.iter().cycle()) {
+                *m += f64::from(*c);
+            }
+        }
+        Some((mean, se))
     }
 
-    /// The in-sample errors if each seasonal component had been taken
-    /// from one cycle earlier, as forecasts take it: the decomposition fits
-    /// each point's own seasonal value, so its plain in-sample errors are
-    /// too small for scores and bounds.
     fn residuals(&mut self) -> Vec<f64> {
-        let y = std::mem::take(&mut self.y);
-        let mut e = in_sample_errors(self.model.predict_in_sample(None).ok(), &y);
-        let seasonal = self.model.fit().seasonal();
-        let longest = self.periods.iter().max().copied().unwrap_or(0);
-        if e.len() != y.len() || seasonal.len() != self.periods.len() || longest >= e.len() {
-            return e;
-        }
-        for (p, comp) in self.periods.iter().zip(seasonal) {
-            if comp.len() != e.len() {
-                return e;
-            }
-            for t in *p..e.len() {
-                e[t] += f64::from(comp[t]) - f64::from(comp[t - p]);
-            }
-        }
-        e.split_off(longest)
+        std::mem::take(&mut self.residuals)
+    }
+
+    fn form(&self) -> Option<String> {
+        Some(form_of(&self.trend))
     }
 }
 
@@ -136,8 +193,8 @@ mod tests {
             })
             .collect();
         let fits = [
-            MstlFitter.fit(&y, &[24]).unwrap(),
-            super::super::ets::EtsFitter.fit(&y, &[]).unwrap(),
+            MstlFitter.fit(&y, &[24], None).unwrap(),
+            super::super::ets::EtsFitter.fit(&y, &[], None).unwrap(),
         ];
         for f in fits {
             let (mean, se) = f.predict(super::super::refit::PREDICTED).unwrap();

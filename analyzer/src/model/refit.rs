@@ -6,9 +6,14 @@
 //! bounds use their empirical quantile, widened with the horizon as the
 //! model's own intervals widen.
 //!
+//! A full fit (`Model::fit`) may search among forms of the model (ETS'
+//! error, trend and damping, chosen by AICc); the periodic refits keep the
+//! form it chose and only re-estimate its parameters, which costs a fraction
+//! of the search. The next full fit searches again.
+//!
 //! The fitted augurs models are not serialisable, so saved state is the
-//! window (and the seasons found): loading refits it, which gives the same
-//! model again since the fits are deterministic.
+//! window, the seasons found and the form: loading refits it, which gives
+//! the same model again since the fits are deterministic.
 
 use std::borrow::Cow;
 
@@ -31,8 +36,14 @@ pub trait Fitter: Send + Sync {
     fn seasonal(&self) -> bool;
     /// Fewest grid points it can fit with these seasons.
     fn min_len(&self, seasons: &[usize]) -> usize;
-    /// Fits `y`.
-    fn fit(&self, y: &[f64], seasons: &[usize]) -> Result<Box<dyn Fitted>, String>;
+    /// Fits `y`: in the given form (as a fit reported it), or searching
+    /// for the best form when there is none or it no longer fits the data.
+    fn fit(
+        &self,
+        y: &[f64],
+        seasons: &[usize],
+        form: Option<&str>,
+    ) -> Result<Box<dyn Fitted>, String>;
 }
 
 /// A fitted batch forecaster.
@@ -43,6 +54,11 @@ pub trait Fitted: Send + Sync {
     /// fitted model may let go of what only this needs (its copy of the
     /// data).
     fn residuals(&mut self) -> Vec<f64>;
+    /// The form the fit chose, for later refits to keep (None: the model
+    /// has no forms to choose among).
+    fn form(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The longest gap between refits, in points.
@@ -95,6 +111,10 @@ pub struct Refitting<F: Fitter> {
     fitter: F,
     window: Window,
     seasons: Vec<usize>,
+    /// The form chosen at the last full fit.
+    form: Option<String>,
+    /// Whether a full fit searches for the form (else it keeps `form`).
+    search: bool,
     state: Option<State>,
     since: usize,
     /// Errors of the forecasts the points were scored against, in units
@@ -115,6 +135,8 @@ struct Saved {
     window: Window,
     #[serde(default)]
     online: Vec<f64>,
+    #[serde(default)]
+    form: Option<String>,
 }
 
 impl<F: Fitter> Refitting<F> {
@@ -127,6 +149,8 @@ impl<F: Fitter> Refitting<F> {
             fitter,
             window,
             seasons,
+            form: None,
+            search: true,
             state: None,
             since: 0,
             online: std::collections::VecDeque::new(),
@@ -189,8 +213,9 @@ impl<F: Fitter> Refitting<F> {
         {
             return;
         }
-        match self.fitter.fit(&y, &self.seasons) {
+        match self.fitter.fit(&y, &self.seasons, self.form.as_deref()) {
             Ok(mut fitted) => {
+                self.form = fitted.form();
                 let errors = Errors::new(&fitted.residuals(), last.v);
                 self.state = Some(State {
                     predicted: fitted.predict(PREDICTED),
@@ -226,7 +251,10 @@ impl<F: Fitter> Refitting<F> {
         let Some(cut) = y.len().checked_sub(h).filter(|c| *c >= need) else {
             return;
         };
-        let Ok(fitted) = self.fitter.fit(&y[..cut], &self.seasons) else {
+        let Ok(fitted) = self
+            .fitter
+            .fit(&y[..cut], &self.seasons, self.form.as_deref())
+        else {
             return;
         };
         let Some((mean, se)) = fitted.predict(h) else {
@@ -239,6 +267,20 @@ impl<F: Fitter> Refitting<F> {
             self.online.pop_front();
         }
         self.summarise_online();
+    }
+
+    /// The form the last fit chose (as [`Fitted::form`] gives it).
+    pub fn form(&self) -> Option<&str> {
+        self.form.as_deref()
+    }
+
+    /// Makes full fits keep `form` rather than search (when given): for a
+    /// backtest that fits one model at several origins of a series, where
+    /// the form chosen at one origin serves the others.
+    pub fn keeping_form(mut self, form: Option<String>) -> Self {
+        self.search = form.is_none();
+        self.form = form;
+        self
     }
 
     /// Turns off the seeding of online errors at fit time (for quick
@@ -281,10 +323,14 @@ impl<F: Fitter> Model for Refitting<F> {
         }
         self.window = Window::new(capacity(&self.params, &self.seasons));
         self.window.fill(history);
+        // A full fit searches for the form again; seeding then uses it.
+        if self.search {
+            self.form = None;
+        }
+        self.refit();
         if self.seed && self.online.len() < ONLINE_FROM {
             self.seed_online();
         }
-        self.refit();
         Ok(())
     }
 
@@ -351,6 +397,7 @@ impl<F: Fitter> Model for Refitting<F> {
             seasons: self.seasons.clone(),
             window: self.window.clone(),
             online: self.online.iter().copied().collect(),
+            form: self.form.clone(),
         })
         .unwrap_or(serde_json::Value::Null)
     }
@@ -369,6 +416,7 @@ impl<F: Fitter> Model for Refitting<F> {
         self.seasons = s.seasons;
         self.window = s.window;
         self.online = s.online.into_iter().collect();
+        self.form = s.form;
         self.summarise_online();
         self.refit();
         Ok(())

@@ -96,7 +96,12 @@ impl Fitter for ThetaFitter {
         4
     }
 
-    fn fit(&self, y: &[f64], seasons: &[usize]) -> Result<Box<dyn Fitted>, String> {
+    fn fit(
+        &self,
+        y: &[f64],
+        seasons: &[usize],
+        _form: Option<&str>,
+    ) -> Result<Box<dyn Fitted>, String> {
         Ok(Box::new(fit(y, seasons)?))
     }
 }

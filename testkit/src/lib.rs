@@ -1,0 +1,27 @@
+//! Harness shared by the integration tests of imd-exporter and imd-analyzer
+//! (used only as a dev-dependency): tests start real processes (the crates'
+//! own binaries, Debian's `prometheus`, `prometheus-alertmanager`, ...) on
+//! loopback ports picked at run time, write into temp dirs, and kill every
+//! child by PID when its guard is dropped, so a failing test leaves nothing
+//! behind.
+//!
+//! - [`process`]: the child-process guard [`Proc`], tools on `PATH`, free
+//!   ports, temp dirs, running commands and waiting for conditions;
+//! - [`http`]: plain-HTTP probes of loopback servers (reqwest's blocking
+//!   client);
+//! - [`prometheus`]: starting Prometheus and Alertmanager, querying them;
+//! - [`pki`]: throwaway TLS material made with the `openssl` CLI.
+
+pub mod http;
+pub mod pki;
+pub mod process;
+pub mod prometheus;
+
+pub use http::{Response, http_get, http_get_status, http_get_text, http_post, url_encode};
+pub use process::{
+    INSTALL_HINT, Proc, free_port, require_tool, run, run_capture, run_ok, tempdir, wait_for,
+};
+pub use prometheus::{
+    am_active_alerts, prom_query, result_value, spawn_prometheus, start_alertmanager,
+    start_alertmanager_on, start_prometheus, start_prometheus_on,
+};
