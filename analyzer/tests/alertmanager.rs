@@ -16,7 +16,7 @@ use imd_analyzer::alert::{Alert, AlertmanagerConfig, Notifier, NotifierConfig};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use common::{Proc, free_port, require_tool, wait_for};
+use common::{Proc, free_port, spawn_alertmanager, wait_for};
 
 /// A blocking HTTP helper for the test's own requests.
 struct Http {
@@ -137,7 +137,6 @@ fn start_alertmanager_with(
     http: &Http,
     web_config: Option<&Path>,
 ) -> Proc {
-    let bin = require_tool("prometheus-alertmanager");
     let cfg = dir.join("alertmanager.yml");
     std::fs::write(
         &cfg,
@@ -148,21 +147,17 @@ fn start_alertmanager_with(
         ),
     )
     .unwrap();
-    let mut args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--storage.path={}", dir.join("am-data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--cluster.listen-address=".to_string(),
-    ];
-    if let Some(w) = web_config {
-        args.push(format!("--web.config.file={}", w.display()));
-    }
+    let extra: Vec<String> = web_config
+        .map(|w| format!("--web.config.file={}", w.display()))
+        .into_iter()
+        .collect();
     let scheme = if web_config.is_some() {
         "https"
     } else {
         "http"
     };
-    let mut p = Proc::spawn("alertmanager", &bin, &args, dir);
+    // Plain HTTP is probed by the starter; TLS with the test's own client.
+    let mut p = spawn_alertmanager("alertmanager", dir, &cfg, port, &extra);
     let start = Instant::now();
     loop {
         if let Some(status) = p.exited() {

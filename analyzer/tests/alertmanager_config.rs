@@ -14,12 +14,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Proc, free_port, http_get, repo_root, require_tool, run_capture, tempdir};
+use common::{
+    Proc, free_port, http_get, http_post, repo_root, require_tool, run_capture, spawn_alertmanager,
+    tempdir,
+};
 
 fn config() -> PathBuf {
     repo_root().join("alertmanager/alertmanager.yml")
@@ -332,37 +333,19 @@ fn dashboard_links_point_at_dashboards_that_exist() {
 
 /// `POST path` with a JSON body on 127.0.0.1:port; the status code.
 fn post_json(port: u16, path: &str, body: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    raw.split_whitespace().nth(1).unwrap().parse().unwrap()
+    http_post(port, path, &[("content-type", "application/json")], body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        .status
 }
 
+/// Starts Alertmanager with the config file `config` (used where it is, so
+/// that its relative template paths resolve), its data and logs in `dir`.
 fn start_alertmanager(config: &Path, dir: &Path) -> (Proc, u16) {
     let port = free_port();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let args = vec![
-        format!("--config.file={}", config.display()),
-        format!("--storage.path={}", data.display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--cluster.listen-address=".to_string(),
-    ];
-    let mut p = Proc::spawn(
-        "alertmanager",
-        &require_tool("prometheus-alertmanager"),
-        &args,
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(20));
-    (p, port)
+    (
+        spawn_alertmanager("alertmanager", dir, config, port, &[]),
+        port,
+    )
 }
 
 #[test]

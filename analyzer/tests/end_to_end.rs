@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Proc, free_port, http_get, require_tool, tempdir, wait_for};
+use common::{
+    am_active_alerts, free_port, http_get, spawn_prometheus, start_alertmanager, start_analyzer_as,
+    tempdir, wait_for,
+};
 
 /// Serves `imd_test_value{instance="a"} V` on /metrics, V set by the test.
 struct Target {
@@ -77,18 +80,14 @@ fn score(port: u16) -> Option<f64> {
 
 /// Names of the alerts Alertmanager holds as active (unresolved).
 fn am_active(port: u16) -> Vec<String> {
-    let Ok((200, body)) = http_get(port, "/api/v2/alerts?active=true") else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|x| x["status"]["state"] == "active")
-                .filter_map(|x| x["labels"]["alertname"].as_str().map(String::from))
-                .collect()
+    am_active_alerts(port)
+        .iter()
+        .filter_map(|labels| {
+            serde_json::from_str::<std::collections::BTreeMap<String, String>>(labels)
+                .ok()?
+                .remove("alertname")
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 #[test]
@@ -104,59 +103,23 @@ fn spike_scores_high_fires_an_alert_and_resolves_samples() {
 /// The whole scenario, reading by remote-read with streamed XOR chunks or
 /// with samples.
 fn pipeline(prefer_streamed: bool) {
-    let prometheus = require_tool("prometheus");
-    let alertmanager = require_tool("prometheus-alertmanager");
     let dir = tempdir();
     let target = Target::start();
 
     let prom_port = free_port();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
+    let _prom = spawn_prometheus(
+        "prometheus",
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: target\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             target.port
         ),
-    )
-    .unwrap();
-    let mut prom = Proc::spawn(
-        "prometheus",
-        &prometheus,
-        &[
-            format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--web.enable-remote-write-receiver".to_string(),
-        ],
-        dir.path(),
+        &dir.path().join("tsdb"),
+        prom_port,
+        &["--web.enable-remote-write-receiver".to_string()],
     );
-    prom.wait_http_ok(prom_port, "/-/ready", Duration::from_secs(30));
+    let (_am, am_port) = start_alertmanager(dir.path(), "alertmanager");
 
-    let am_port = free_port();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        "route:\n  receiver: none\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: none\n",
-    )
-    .unwrap();
-    let mut am = Proc::spawn(
-        "alertmanager",
-        &alertmanager,
-        &[
-            format!(
-                "--config.file={}",
-                dir.path().join("alertmanager.yml").display()
-            ),
-            format!("--storage.path={}", dir.path().join("am").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
-        dir.path(),
-    );
-    am.wait_http_ok(am_port, "/-/ready", Duration::from_secs(30));
-
-    let an_port = free_port();
     let config = dir.path().join("imd-analyzer.yml");
     std::fs::write(
         &config,
@@ -171,18 +134,13 @@ fn pipeline(prefer_streamed: bool) {
         ),
     )
     .unwrap();
-    let mut analyzer = Proc::spawn(
+    let (mut analyzer, an_port) = start_analyzer_as(
         "imd-analyzer",
-        std::path::Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &[
-            format!("--config.file={}", config.display()),
-            format!("--storage.path={}", dir.path().join("an").display()),
-            format!("--web.listen-address=127.0.0.1:{an_port}"),
-            "--log.level=debug".to_string(),
-        ],
+        &config,
         dir.path(),
+        &["--log.level=debug"],
+        Duration::from_secs(30),
     );
-    analyzer.wait_http_ok(an_port, "/-/ready", Duration::from_secs(30));
 
     // Normal, slightly noisy values until the model has scored a dozen points.
     let normal = [10.0, 10.4, 9.7, 10.2, 9.9, 10.1, 9.8, 10.3];

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::IntoResponse;
-use common::{Proc, free_port, require_tool, start_analyzer, tempdir, wait_for};
+use common::{Proc, free_port, spawn_alertmanager, start_analyzer, tempdir, wait_for};
 use serde_json::{Value, json};
 
 /// A runtime for the test's own servers.
@@ -307,10 +307,10 @@ fn post_json(c: &reqwest::blocking::Client, url: &str, body: Value) -> (u16, Val
     (status, v)
 }
 
-/// Starts Alertmanager on `port` with its data in `dir/am`, routing each
-/// escalation level to its own receiver; level 1 also to the SMS bridge.
+/// Starts Alertmanager on `port` with its data in `dir/alertmanager`,
+/// routing each escalation level to its own receiver; level 1 also to the
+/// SMS bridge.
 fn start_alertmanager(dir: &Path, port: u16, sink: u16, bridge: u16) -> Proc {
-    let bin = require_tool("prometheus-alertmanager");
     let cfg = dir.join("alertmanager.yml");
     std::fs::write(
         &cfg,
@@ -339,19 +339,7 @@ receivers:
         ),
     )
     .unwrap();
-    let mut p = Proc::spawn(
-        "alertmanager",
-        &bin,
-        &[
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.path={}", dir.join("am").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
-    p
+    spawn_alertmanager("alertmanager", dir, &cfg, port, &[])
 }
 
 fn start_bridge(dir: &Path, port: u16, gateway: u16) -> Proc {

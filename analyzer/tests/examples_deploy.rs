@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, free_port, http_get, repo_root, require_tool, run_capture, tempdir, venv_tool};
+use common::{
+    free_port, http_get, repo_root, require_tool, run_capture, spawn_prometheus_file, tempdir,
+    venv_tool,
+};
 use serde_yaml_ng::Value;
 
 fn path(rel: &str) -> PathBuf {
@@ -93,16 +96,14 @@ fn single_host_prometheus_config_passes_promtool_with_its_rule_files() {
 fn a_real_prometheus_loads_the_single_host_configuration() {
     let dir = tempdir();
     let port = free_port();
-    let args = vec![
-        format!(
-            "--config.file={}",
-            path("examples/single-host/prometheus.yml").display()
-        ),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    let mut prom = Proc::spawn("prometheus", &require_tool("prometheus"), &args, dir.path());
-    prom.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
+    let _prom = spawn_prometheus_file(
+        "prometheus",
+        dir.path(),
+        &path("examples/single-host/prometheus.yml"),
+        &dir.path().join("data"),
+        port,
+        &[],
+    );
     let get = |p: &str| -> serde_json::Value {
         let (status, body) = http_get(port, p).unwrap();
         assert_eq!(status, 200, "{p}: {body}");

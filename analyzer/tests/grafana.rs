@@ -32,7 +32,7 @@ use std::path::Path;
 
 use common::{
     Proc, analyzer_metric_names, free_port, http_get, repo_root, require_tool, run_ok,
-    start_prometheus_on, tempdir, url_encode,
+    start_prometheus_on, tempdir, tsdb_from_openmetrics, url_encode,
 };
 use fixture::{ANALYZER, STEP_S, fixture};
 use serde_json::Value;
@@ -287,19 +287,7 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
         .as_secs() as i64;
     let end_s = (now_s - 60) / STEP_S * STEP_S;
     let fx = fixture(end_s);
-    let om = dir.join("fixture.om");
-    std::fs::write(&om, fx.text()).unwrap();
-    let tsdb = dir.join("tsdb");
-    run_ok(
-        &promtool,
-        &[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            om.to_str().unwrap(),
-            tsdb.to_str().unwrap(),
-        ],
-    );
+    let tsdb = tsdb_from_openmetrics(dir, &fx.text());
     let port = free_port();
     let mut prom = start_prometheus_on(&tsdb, dir, port, &[]);
 

@@ -21,7 +21,7 @@ use imd_analyzer::read::promql::{PromqlOptions, QueryRange};
 use imd_analyzer::read::remote::{RemoteRead, RemoteReadOptions, ResponseMode};
 use imd_analyzer::read::{Labels, Selector, SeriesData, Source};
 
-use common::{Proc, free_port, require_tool, run_ok, start_prometheus_on, tempdir};
+use common::{Proc, free_port, require_tool, start_prometheus_on, tempdir, tsdb_from_openmetrics};
 
 /// First sample, in seconds: a multiple of the 2 h block range and of the step.
 const BASE_S: i64 = 1_699_999_200;
@@ -165,21 +165,7 @@ struct Fixture {
 }
 
 fn build_tsdb(dir: &Path, input: &[Input]) -> std::path::PathBuf {
-    let promtool = require_tool("promtool");
-    let om = dir.join("input.om");
-    std::fs::write(&om, openmetrics(input)).expect("writing the OpenMetrics input");
-    let tsdb = dir.join("tsdb");
-    run_ok(
-        &promtool,
-        &[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            om.to_str().unwrap(),
-            tsdb.to_str().unwrap(),
-        ],
-    );
-    tsdb
+    tsdb_from_openmetrics(dir, &openmetrics(input))
 }
 
 impl Fixture {

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Proc, free_port, repo_root, require_tool, run_ok, start_prometheus_on, tempdir};
+use common::{Proc, free_port, repo_root, start_prometheus_on, tempdir, tsdb_from_openmetrics};
 use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z.
@@ -82,20 +82,7 @@ fn build_tsdb(dir: &Path) -> PathBuf {
         );
     }
     om.push_str("# EOF\n");
-    let input = dir.join("input.om");
-    std::fs::write(&input, om).unwrap();
-    let tsdb = dir.join("tsdb");
-    run_ok(
-        &require_tool("promtool"),
-        &[
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            input.to_str().unwrap(),
-            tsdb.to_str().unwrap(),
-        ],
-    );
-    tsdb
+    tsdb_from_openmetrics(dir, &om)
 }
 
 fn ts(minutes: i64) -> String {

@@ -22,6 +22,7 @@ pub use process::{
     INSTALL_HINT, Proc, free_port, require_tool, run, run_capture, run_ok, tempdir, wait_for,
 };
 pub use prometheus::{
-    am_active_alerts, prom_query, result_value, spawn_prometheus, start_alertmanager,
-    start_alertmanager_on, start_prometheus, start_prometheus_on,
+    am_active_alerts, prom_query, result_value, spawn_alertmanager, spawn_prometheus,
+    spawn_prometheus_file, start_alertmanager, start_alertmanager_on, start_prometheus,
+    start_prometheus_on,
 };

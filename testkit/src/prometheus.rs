@@ -23,13 +23,45 @@ pub fn spawn_prometheus(
 ) -> Proc {
     let cfg = log_dir.join(format!("{name}.yml"));
     std::fs::write(&cfg, config).unwrap_or_else(|e| panic!("writing {}: {e}", cfg.display()));
+    spawn_prometheus_file(name, log_dir, &cfg, tsdb, port, extra)
+}
+
+/// [`spawn_prometheus`] with the config file `config` used where it is
+/// (e.g. one of the repository's, whose relative `rule_files` resolve
+/// next to it).
+pub fn spawn_prometheus_file(
+    name: &str,
+    log_dir: &Path,
+    config: &Path,
+    tsdb: &Path,
+    port: u16,
+    extra: &[String],
+) -> Proc {
+    let storage = format!("--storage.tsdb.path={}", tsdb.display());
+    spawn_ready("prometheus", name, log_dir, config, port, &[storage], extra)
+}
+
+/// Starts the program `tool` as `name`, logging into `log_dir`, with
+/// `--config.file=config`, `--web.listen-address=127.0.0.1:port` (flags
+/// Prometheus and Alertmanager share), its own flags `own`, then `extra`,
+/// and waits until `/-/ready` answers; with a `--web.config.file` (TLS or
+/// auth, which a plain-HTTP probe cannot pass) among `extra` the caller
+/// waits itself.
+fn spawn_ready(
+    tool: &str,
+    name: &str,
+    log_dir: &Path,
+    config: &Path,
+    port: u16,
+    own: &[String],
+    extra: &[String],
+) -> Proc {
     let mut args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--storage.tsdb.path={}", tsdb.display()),
+        format!("--config.file={}", config.display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
     ];
-    args.extend(extra.iter().cloned());
-    let mut p = Proc::spawn(name, &require_tool("prometheus"), &args, log_dir);
+    args.extend(own.iter().chain(extra).cloned());
+    let mut p = Proc::spawn(name, &require_tool(tool), &args, log_dir);
     if extra.iter().all(|a| !a.starts_with("--web.config.file")) {
         p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
     }
@@ -101,19 +133,34 @@ pub fn start_alertmanager_on(dir: &Path, name: &str, port: u16) -> Proc {
         "route:\n  receiver: none\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: none\n",
     )
     .expect("writing the Alertmanager config");
-    let mut p = Proc::spawn(
+    spawn_alertmanager(name, dir, &cfg, port, &[])
+}
+
+/// Starts Alertmanager as `name` (no gossip) with the config file `config`,
+/// its data in `dir/<name>` and its logs in `dir`, on `127.0.0.1:port`,
+/// plus the `extra` flags, and waits until `/-/ready` answers. With a web
+/// config (`--web.config.file=...`, which may mean TLS) the readiness
+/// probe is skipped and the caller waits itself.
+pub fn spawn_alertmanager(
+    name: &str,
+    dir: &Path,
+    config: &Path,
+    port: u16,
+    extra: &[String],
+) -> Proc {
+    let own = [
+        format!("--storage.path={}", dir.join(name).display()),
+        "--cluster.listen-address=".to_string(),
+    ];
+    spawn_ready(
+        "prometheus-alertmanager",
         name,
-        &require_tool("prometheus-alertmanager"),
-        [
-            format!("--config.file={}", cfg.display()),
-            format!("--storage.path={}", dir.join(name).display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
         dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(30));
-    p
+        config,
+        port,
+        &own,
+        extra,
+    )
 }
 
 /// [`start_alertmanager_on`] a free loopback port; returns it and its port.

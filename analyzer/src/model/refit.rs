@@ -6,6 +6,10 @@
 //! bounds use their empirical quantile, widened with the horizon as the
 //! model's own intervals widen.
 //!
+//! Models that can follow a point without refitting (a smoothing model's
+//! level) take each point that comes one step after the fit, so that the
+//! next one is judged against a one-step forecast.
+//!
 //! A full fit (`Model::fit`) may search among forms of the model (ETS'
 //! error, trend and damping, chosen by AICc); the periodic refits keep the
 //! form it chose and only re-estimate its parameters, which costs a fraction
@@ -58,6 +62,13 @@ pub trait Fitted: Send + Sync {
     /// has no forms to choose among).
     fn form(&self) -> Option<String> {
         None
+    }
+    /// Takes the next point (one step after the data the fit has seen)
+    /// into the fit without refitting, if the model can (a smoothing
+    /// model's level); false when it cannot, and its forecasts then stay
+    /// anchored at the fit.
+    fn update(&mut self, _v: f64) -> bool {
+        false
     }
 }
 
@@ -290,6 +301,20 @@ impl<F: Fitter> Refitting<F> {
         self
     }
 
+    /// Moves the fit on to `point` when it is the next step after what the
+    /// fit has seen and the model can take it: later points are then judged
+    /// against forecasts from `point`, not from the last refit.
+    fn follow(&mut self, point: Point) {
+        let Some(s) = &mut self.state else {
+            return;
+        };
+        if Self::steps_to(s, point.t) != 1 || !s.fitted.update(point.v) {
+            return;
+        }
+        s.predicted = s.fitted.predict(PREDICTED);
+        s.last_t = point.t;
+    }
+
     /// Steps from the fit's last point to `t`.
     fn steps_to(state: &State, t: i64) -> usize {
         ((t - state.last_t) as f64 / state.step as f64)
@@ -365,6 +390,8 @@ impl<F: Fitter> Model for Refitting<F> {
         self.since += 1;
         if self.since >= self.refit_every() {
             self.refit();
+        } else {
+            self.follow(point);
         }
     }
 

@@ -9,7 +9,9 @@
 //! reseasonalised.
 //!
 //! Run online by `refit` (window, periodic refits, calibrated bounds from
-//! the fit's one-step errors and the online errors).
+//! the fit's one-step errors and the online errors); between refits the
+//! level follows every point, so each is judged against a one-step
+//! forecast.
 
 use super::ModelParams;
 use super::refit::{Fitted, Fitter, Refitting};
@@ -186,6 +188,22 @@ impl Fitted for ThetaFitted {
     fn residuals(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.errors)
     }
+
+    /// The SES level follows each new point (seasonally adjusted at its
+    /// position in the cycle); α, the slope and the indices wait for the
+    /// next refit.
+    fn update(&mut self, v: f64) -> bool {
+        let adj = match &self.seasonal {
+            Some(s) => s.remove(self.n, v),
+            None => v,
+        };
+        if !adj.is_finite() {
+            return false;
+        }
+        self.level = self.alpha * adj + (1.0 - self.alpha) * self.level;
+        self.n += 1;
+        true
+    }
 }
 
 /// The M3/M4 Theta benchmark's seasonality test: the autocorrelation at
@@ -352,6 +370,43 @@ mod tests {
                 v: *v,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_level_follows_each_point_between_refits() {
+        // A random walk: α near 1, so the level tracks the last value.
+        let mut v = 100.0;
+        let y: Vec<f64> = (0..120)
+            .map(|i| {
+                v += ((i * 7919) % 11) as f64 - 5.0;
+                v
+            })
+            .collect();
+        let fitted = fit(&y[..100], &[]).unwrap();
+        let mut followed = fitted.clone();
+        let mut level = fitted.level;
+        for x in &y[100..106] {
+            assert!(followed.update(*x));
+            level = fitted.alpha * x + (1.0 - fitted.alpha) * level;
+        }
+        assert!((followed.level - level).abs() < 1e-9);
+        assert_eq!(followed.n, 106);
+        // The one-step forecast from the followed level is nearer the last
+        // point than the fit's 7-step forecast.
+        let near = |m: f64| (m - y[105]).abs();
+        let one = followed.predict(1).unwrap().0[0];
+        let seven = fitted.predict(7).unwrap().0[6];
+        assert!(near(one) < near(seven), "{one} vs {seven}, last {}", y[105]);
+        // Online, the model's forecast starts from the newest point.
+        let mut m = new(ModelParams::default());
+        let h = pts(&y, 60_000);
+        m.fit(&h[..100]).unwrap();
+        for p in &h[100..106] {
+            m.update(*p);
+        }
+        let f = m.forecast(1, 0.95).unwrap();
+        assert_eq!(f.t[0], 106 * 60_000);
+        assert!(near(f.mean[0]) < near(seven), "{}", f.mean[0]);
     }
 
     #[test]

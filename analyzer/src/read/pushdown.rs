@@ -10,14 +10,20 @@
 //! are sent in batches (several queries in one remote-read request, or one
 //! PromQL `or` for query_range).
 //!
+//! A listing serves the later reads of the same selector for
+//! [`LISTING_FRESH_FOR`] (only the owned series and the label names are
+//! kept), so that a replica does not list every series of its queries at
+//! every cycle: a series that appears meanwhile is read from the next
+//! listing on.
+//!
 //! When listing is not possible (no series API next to the read endpoint,
 //! or it refuses or misanswers), the replica reads everything and keeps
 //! its own series, as before, and tries listing again after
 //! [`RETRY_LISTING_AFTER`]; each read counts which way it went
 //! ([`ShardPath`]).
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::http::ReadStats;
@@ -64,10 +70,31 @@ pub enum Batching {
 /// enough that a fixed one is used again soon.
 pub const RETRY_LISTING_AFTER: Duration = Duration::from_secs(600);
 
-/// Per source: since when listing is known not to work there.
+/// How long a listing serves later reads of the same selector: five
+/// minutes, Prometheus' default lookback delta, as long as a series that
+/// vanished takes to go stale.
+pub const LISTING_FRESH_FOR: Duration = Duration::from_secs(300);
+
+/// What a listing leaves for later reads: the owned series and the label
+/// names that exact selectors exclude.
+#[derive(Debug)]
+struct Listed {
+    at: Instant,
+    owned: Vec<Labels>,
+    names: BTreeSet<String>,
+    /// Whether the selector matched any series at all.
+    any: bool,
+}
+
+/// A selector's listing, by its PromQL text and the shard.
+type ListingKey = (String, u64, u64);
+
+/// Per source: since when listing is known not to work there, and the
+/// latest listing of each selector.
 #[derive(Debug, Default)]
 pub struct Pushdown {
     failed_at: Mutex<Option<Instant>>,
+    listings: Mutex<HashMap<ListingKey, Arc<Listed>>>,
 }
 
 impl Pushdown {
@@ -82,6 +109,29 @@ impl Pushdown {
 
     fn set_failed(&self, failed: bool) {
         *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = failed.then(Instant::now);
+    }
+
+    /// The selector's listing if it is fresh enough to serve.
+    fn fresh(&self, key: &ListingKey) -> Option<Arc<Listed>> {
+        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        listings.retain(|_, l| l.at.elapsed() < LISTING_FRESH_FOR);
+        listings.get(key).cloned()
+    }
+
+    fn keep(&self, key: ListingKey, listed: Arc<Listed>) {
+        self.listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, listed);
+    }
+
+    /// Drops the kept listings (the next reads list again).
+    #[cfg(test)]
+    fn forget_listings(&self) {
+        self.listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -108,6 +158,15 @@ pub fn read_owned(
     batching: Batching,
     source: &mut dyn ShardedSource,
 ) -> Result<(Vec<SeriesData>, bool), ReadError> {
+    let key = (
+        super::promql::promql_selector(selector),
+        shard.index,
+        shard.count,
+    );
+    if let Some(listed) = pushdown.fresh(&key) {
+        stats.record_shard_path(ShardPath::Listed);
+        return read_listed(&listed, shard, batching, source);
+    }
     let listing = if pushdown.is_unavailable() {
         None
     } else {
@@ -140,10 +199,30 @@ pub fn read_owned(
         return Ok((keep_owned(all, shard), any));
     };
     stats.record_shard_path(ShardPath::Listed);
-    let any = !listed.is_empty();
-    let owned: Vec<&Labels> = listed.iter().filter(|l| shard.owns(l)).collect();
+    let listed = Arc::new(Listed {
+        at: Instant::now(),
+        names: listed
+            .iter()
+            .flat_map(|l| l.iter().map(|(k, _)| k.clone()))
+            .collect(),
+        any: !listed.is_empty(),
+        owned: listed.into_iter().filter(|l| shard.owns(l)).collect(),
+    });
+    pushdown.keep(key, listed.clone());
+    read_listed(&listed, shard, batching, source)
+}
+
+/// Reads the owned series of a listing by exact selectors.
+fn read_listed(
+    listed: &Listed,
+    shard: Shard,
+    batching: Batching,
+    source: &mut dyn ShardedSource,
+) -> Result<(Vec<SeriesData>, bool), ReadError> {
+    let owned: Vec<&Labels> = listed.owned.iter().collect();
+    let names: BTreeSet<&str> = listed.names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
-    for batch in batches(&owned, &listed, batching) {
+    for batch in batches(&owned, &names, batching) {
         out.extend(source.read_batch(&batch)?);
     }
     // A series that appeared after the listing may match an exact selector
@@ -152,7 +231,7 @@ pub fn read_owned(
     let mut out = keep_owned(out, shard);
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     out.dedup_by(|a, b| a.labels == b.labels);
-    Ok((out, any))
+    Ok((out, listed.any))
 }
 
 fn keep_owned(series: Vec<SeriesData>, shard: Shard) -> Vec<SeriesData> {
@@ -174,22 +253,23 @@ pub fn exact_selector(labels: &Labels, names: &BTreeSet<&str>) -> Selector {
     Selector::exact(&pairs)
 }
 
-/// The exact selectors of `owned` in batches as `batching` says.
-pub fn batches(owned: &[&Labels], listed: &[Labels], batching: Batching) -> Vec<Vec<Selector>> {
-    let names: BTreeSet<&str> = listed
-        .iter()
-        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
-        .collect();
+/// The exact selectors of `owned` in batches as `batching` says; `names`
+/// are the label names of every series listed.
+pub fn batches(
+    owned: &[&Labels],
+    names: &BTreeSet<&str>,
+    batching: Batching,
+) -> Vec<Vec<Selector>> {
     match batching {
         Batching::Queries(n) => owned
             .chunks(n.max(1))
-            .map(|c| c.iter().map(|l| exact_selector(l, &names)).collect())
+            .map(|c| c.iter().map(|l| exact_selector(l, names)).collect())
             .collect(),
         Batching::Or(max_chars) => {
             let mut left: Vec<(&Labels, Selector, usize)> = owned
                 .iter()
                 .map(|l| {
-                    let s = exact_selector(l, &names);
+                    let s = exact_selector(l, names);
                     let len = super::promql::promql_selector(&s).len();
                     (*l, s, len)
                 })
@@ -258,6 +338,7 @@ mod tests {
         listing: Listing,
         sent: usize,
         requests: usize,
+        lists: usize,
     }
 
     impl Fake {
@@ -267,12 +348,14 @@ mod tests {
                 listing,
                 sent: 0,
                 requests: 0,
+                lists: 0,
             }
         }
     }
 
     impl ShardedSource for Fake {
         fn list(&mut self) -> Option<Result<Vec<Labels>, ReadError>> {
+            self.lists += 1;
             match self.listing {
                 Listing::All => Some(Ok(self.all.clone())),
                 Listing::Refused => Some(Err(ReadError::Status {
@@ -342,6 +425,42 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_serves_later_reads_until_it_is_renewed() {
+        let sel = Selector::parse(r#"{instance=~"h.*"}"#).unwrap();
+        let shard = Shard { index: 0, count: 3 };
+        let stats = ReadStats::default();
+        let p = Pushdown::default();
+        let mut f = Fake::new(Listing::All);
+        let (first, _) = read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        // A series that appears after the listing ...
+        let mut newcomer = (100..)
+            .map(|i| l(&[("__name__", "x"), ("instance", &format!("h{i}"))]))
+            .find(|l| shard.owns(l))
+            .unwrap();
+        f.all.push(newcomer.clone());
+        let (second, any) =
+            read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        assert!(any);
+        assert_eq!(f.lists, 1, "the second read used the first listing");
+        assert_eq!(second, first, "... is not read from the kept listing");
+        // Another shard or selector has a listing of its own.
+        let other = Shard { index: 1, count: 3 };
+        read_owned(&p, &stats, other, &sel, Batching::Queries(7), &mut f).unwrap();
+        assert_eq!(f.lists, 2);
+        // Once the listing is renewed, it is.
+        p.forget_listings();
+        let (third, _) = read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        assert_eq!(f.lists, 3);
+        assert_eq!(third.len(), first.len() + 1);
+        newcomer.sort();
+        assert!(third.iter().any(|s| s.labels == newcomer));
+        assert_eq!(
+            stats.snapshot().shard_reads,
+            vec![("listed", 4), ("filtered", 0)]
+        );
+    }
+
+    #[test]
     fn without_listing_everything_is_read_and_filtered() {
         let sel = Selector::parse("x").unwrap();
         let shard = Shard { index: 1, count: 3 };
@@ -390,10 +509,10 @@ mod tests {
         assert_eq!(matched, vec![&h0]);
         let y = l(&[("__name__", "y"), ("instance", "h0")]);
         let owned = vec![&h0, &y];
-        let b = batches(&owned, &all, Batching::Or(10_000));
+        let b = batches(&owned, &names, Batching::Or(10_000));
         assert_eq!(b.len(), 2, "x and y with the same other labels split");
         let owned: Vec<&Labels> = all.iter().collect();
-        for batch in batches(&owned, &all, Batching::Or(300)) {
+        for batch in batches(&owned, &names, Batching::Or(300)) {
             let text: Vec<String> = batch
                 .iter()
                 .map(super::super::promql::promql_selector)

@@ -14,8 +14,8 @@ pub mod proxy;
 pub use imd_testkit::http_get_text as http_get;
 pub use imd_testkit::{
     Proc, am_active_alerts, free_port, http_get_status, http_post, pki, require_tool, run_capture,
-    run_ok, spawn_prometheus, start_alertmanager, start_alertmanager_on, start_prometheus_on,
-    tempdir, url_encode, wait_for,
+    run_ok, spawn_alertmanager, spawn_prometheus, spawn_prometheus_file, start_alertmanager,
+    start_alertmanager_on, start_prometheus_on, tempdir, url_encode, wait_for,
 };
 
 use std::path::{Path, PathBuf};
@@ -156,6 +156,14 @@ pub fn build_recent_tsdb(
         }
     }
     om.push_str("# EOF\n");
+    tsdb_from_openmetrics(dir, &om)
+}
+
+/// Builds a TSDB in `dir/tsdb` from the OpenMetrics text `om` (each
+/// family's samples together, ending in `# EOF`; written to
+/// `dir/input.om`) with `promtool tsdb create-blocks-from openmetrics`,
+/// and returns its path.
+pub fn tsdb_from_openmetrics(dir: &Path, om: &str) -> PathBuf {
     let input = dir.join("input.om");
     std::fs::write(&input, om).expect("writing the OpenMetrics input");
     let tsdb = dir.join("tsdb");
