@@ -39,6 +39,18 @@ fn value(i: usize, k: i64) -> f64 {
 /// `method path` (`GET`, or `POST` with `body`) on VictoriaMetrics with
 /// basic authentication (or without when `auth` is false): status and body.
 fn vm_request(port: u16, method: &str, path: &str, body: &str, auth: bool) -> (u16, String) {
+    try_vm_request(port, method, path, body, auth)
+        .unwrap_or_else(|e| panic!("{method} {path} to VictoriaMetrics: {e}"))
+}
+
+/// [`vm_request`], with a failed connection as an error.
+fn try_vm_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: bool,
+) -> std::io::Result<(u16, String)> {
     let authorization = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
@@ -52,9 +64,8 @@ fn vm_request(port: u16, method: &str, path: &str, body: &str, auth: bool) -> (u
         "POST" => http_post(port, path, headers, body),
         "GET" => imd_testkit::http_get(port, path, headers),
         _ => panic!("vm_request: no {method} requests"),
-    }
-    .unwrap_or_else(|e| panic!("{method} {path} to VictoriaMetrics: {e}"));
-    (r.status, r.text())
+    }?;
+    Ok((r.status, r.text()))
 }
 
 /// The `data.result` of an instant query, failing on a non-200 answer;
@@ -108,6 +119,15 @@ fn analyzer_reads_from_and_writes_to_victoriametrics() {
         dir.path(),
     );
     vm.wait_http_ok(vm_port, "/health", Duration::from_secs(30));
+    // `/health` answers before everything behind it may: wait for an
+    // authenticated query too (a CI run once had its first request after
+    // `/health` reset).
+    wait_for("VictoriaMetrics to answer queries", 30, || {
+        matches!(
+            try_vm_request(vm_port, "GET", "/api/v1/query?query=1", "", true),
+            Ok((200, _))
+        )
+    });
 
     // The history, in the Prometheus text format with millisecond
     // timestamps, the newest sample 3 s old; plus a counter-like probe
