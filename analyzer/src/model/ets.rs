@@ -80,12 +80,16 @@ pub(super) fn fit_auto_ets(y: &[f64], form: Option<&str>) -> Result<FittedAutoET
     AutoETS::non_seasonal().fit(y).map_err(|e| e.to_string())
 }
 
-/// The search restricted to one non-seasonal form.
+/// The search restricted to one non-seasonal form (`None` for anything
+/// that is not one, e.g. from a damaged state file).
 fn fixed(form: &str) -> Option<AutoETS> {
-    let mut c = form.chars();
+    let (base, damped) = match form.strip_suffix("dN") {
+        Some(base) => (base, true),
+        None => (form.strip_suffix('N')?, false),
+    };
+    let mut c = base.chars();
     let (error, trend) = (c.next()?, c.next()?);
-    let damped = form.len() == 4 && form[2..] == *"dN";
-    if !(damped || form.len() == 3 && form.ends_with('N')) {
+    if c.next().is_some() {
         return None;
     }
     AutoETS::new(1, format!("{error}{trend}N").as_str())
@@ -189,7 +193,7 @@ mod tests {
         let y: Vec<f64> = (0..200).map(|i| (i % 9) as f64 - 4.0).collect();
         // Multiplicative error needs positive data; an unreadable form is
         // ignored.
-        for form in ["MNN", "AAdA", "", "xyz"] {
+        for form in ["MNN", "AAdA", "", "xyz", "A\u{e9}N", "AAAN", "AdN", "NNN"] {
             let m = fit_auto_ets(&y, Some(form)).unwrap();
             assert_eq!(&form_of(&m)[..1], "A", "{form}");
         }
