@@ -98,6 +98,17 @@ fn fixed(form: &str) -> Option<AutoETS> {
         .ok()
 }
 
+/// Means and standard errors 1..=h steps after a fitted ETS model's data
+/// (`None` when it cannot forecast that far, or not finitely).
+pub(super) fn predict(model: &FittedAutoETS, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let f = model.predict(h, SE_LEVEL).ok()?;
+    if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let se = se_from(&f, h, SE_LEVEL);
+    Some((f.point, se))
+}
+
 /// A fitted model's form in ETS notation (`"MNN"`, `"AAdN"`).
 pub(super) fn form_of(model: &FittedAutoETS) -> String {
     use augurs::ets::model::{ErrorComponent, TrendComponent};
@@ -118,12 +129,7 @@ pub(super) fn form_of(model: &FittedAutoETS) -> String {
 
 impl Fitted for EtsFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        let f = self.model.predict(h, SE_LEVEL).ok()?;
-        if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        let se = se_from(&f, h, SE_LEVEL);
-        Some((f.point, se))
+        predict(&self.model, h)
     }
 
     fn residuals(&mut self) -> Vec<f64> {

@@ -18,7 +18,7 @@ use augurs::mstl::stlrs::MstlParams;
 
 use super::ModelParams;
 use super::ets::{self, fit_auto_ets, form_of, in_sample_errors};
-use super::refit::{Fitted, Fitter, Refitting, SE_LEVEL, se_from};
+use super::refit::{Fitted, Fitter, Refitting};
 
 /// The MSTL fitter.
 pub struct MstlFitter;
@@ -133,14 +133,9 @@ fn residuals(
 
 impl Fitted for MstlFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        let f = self.trend.predict(h, SE_LEVEL).ok()?;
-        if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
         // Adding the seasonal values moves both bounds alike: the standard
         // errors are the trend model's.
-        let se = se_from(&f, h, SE_LEVEL);
-        let mut mean = f.point;
+        let (mut mean, se) = ets::predict(&self.trend, h)?;
         for cycle in &self.cycles {
             for (m, c) in mean.iter_mut().zip(cycle.iter().cycle()) {
                 *m += f64::from(*c);
