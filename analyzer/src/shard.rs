@@ -11,7 +11,7 @@ use std::hash::Hasher;
 use crate::read::Labels;
 
 /// This replica's part of the series: `index` of `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shard {
     /// Which part this replica analyses, `0..count`.
     pub index: u64,
@@ -109,6 +109,45 @@ pub fn label_hash(labels: &Labels) -> u64 {
 /// Which of `count` shards a series belongs to.
 pub fn owner(labels: &Labels, count: u64) -> u64 {
     label_hash(labels) % count.max(1)
+}
+
+/// The group of a series in a multivariate query: its `by` labels
+/// (missing ones left out), sorted.
+pub fn group_key(labels: &Labels, by: &[String]) -> Labels {
+    let mut key: Labels = by
+        .iter()
+        .filter_map(|g| labels.iter().find(|(k, _)| k == g).cloned())
+        .collect();
+    key.sort();
+    key
+}
+
+/// Which series of a read are this replica's: those whose label set hashes
+/// to its shard, or, for a multivariate query (`by` its group labels),
+/// those whose group does, so that every input series of a group goes to
+/// the replica that analyses the group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// This replica's shard.
+    pub shard: Shard,
+    /// The group labels the ownership is judged on (`None`: all labels).
+    pub by: Option<Vec<String>>,
+}
+
+impl Owner {
+    /// Whether the series with these labels is this replica's.
+    pub fn owns(&self, labels: &Labels) -> bool {
+        match &self.by {
+            None => self.shard.owns(labels),
+            Some(by) => self.shard.owns(&group_key(labels, by)),
+        }
+    }
+}
+
+impl From<Shard> for Owner {
+    fn from(shard: Shard) -> Owner {
+        Owner { shard, by: None }
+    }
 }
 
 #[cfg(test)]

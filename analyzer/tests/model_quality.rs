@@ -14,10 +14,10 @@
 //! `cargo test -p imd-analyzer --test model_quality -- --nocapture --test-threads 1`.
 
 use imd_analyzer::cli::backtest::{Summary, evaluate, table};
-use imd_analyzer::cli::par_map;
 use imd_analyzer::cli::score::score_series;
 use imd_analyzer::model::{ModelParams, NAMES, Point};
 use imd_analyzer::read::rate::per_second;
+use rayon::prelude::*;
 
 const HOUR_MS: i64 = 3_600_000;
 /// Length of each generated series (hours).
@@ -331,7 +331,10 @@ fn anomaly_detection_quality() {
     let jobs: Vec<(usize, usize)> = (0..models.len())
         .flat_map(|m| (0..suite.len()).map(move |s| (m, s)))
         .collect();
-    let results = par_map(&jobs, |&(m, s)| detect(models[m], &suite[s]));
+    let results: Vec<_> = jobs
+        .par_iter()
+        .map(|&(m, s)| detect(models[m], &suite[s]))
+        .collect();
     let mut seasonal = vec![Detection::default(); models.len()];
     let mut per_kind: Vec<Vec<Detection>> =
         vec![vec![Detection::default(); ANOMALIES.len()]; models.len()];

@@ -13,6 +13,8 @@
 //! A fourth replica, shard 0 again, reads through a loopback front that
 //! refuses the series API: it must fall back to reading everything
 //! (`path="filtered"`) and analyse exactly what replica 0 analyses.
+//! A second test splits a multivariate query: replicas own whole groups
+//! (by their `group_by` labels), list, and decode only their groups' inputs.
 
 mod common;
 
@@ -379,4 +381,123 @@ fn three_replicas_cover_every_series_once_and_raise_the_same_alerts() {
         got.len() == spikes
     });
     assert_eq!(got, expected);
+}
+
+/// Starts a replica whose one query is multivariate: `imd_mv_a` and
+/// `imd_mv_b` grouped by instance.
+fn start_multivariate(dir: &Path, name: &str, prom_port: u16, shard: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  infer_every: 2s\n  lookback_delta: 10m\n\
+             sources:\n  - name: prom\n    url: http://127.0.0.1:{prom_port}\n\
+             queries:\n  - name: mv\n    multivariate:\n      inputs:\n\
+             \x20       a: {{selector: imd_mv_a}}\n        b: {{selector: imd_mv_b}}\n\
+             \x20     group_by: [instance]\n    anomaly_model: iforest\n    history: 2h\n"
+        ),
+    )
+    .expect("writing the analyzer config");
+    let mut args = vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.join(name).display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    args.extend(shard.iter().map(|s| s.to_string()));
+    let mut p = Proc::spawn(
+        name,
+        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
+        &args,
+        dir,
+    );
+    p.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
+    (p, port)
+}
+
+/// The instances whose group query `mv` scores, from /metrics.
+fn scored_groups(port: u16) -> BTreeSet<String> {
+    let Ok((200, body)) = http_get(port, "/metrics") else {
+        return BTreeSet::new();
+    };
+    body.lines()
+        .filter(|l| l.starts_with("imd_anomaly_score{") && l.contains("query=\"mv\""))
+        .filter_map(|l| {
+            let rest = &l[l.find("instance=\"")? + 10..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn replicas_split_a_multivariate_query_by_group_and_read_only_their_groups() {
+    require_tool("prometheus");
+    let dir = tempdir();
+    const GROUPS: usize = 12;
+    let instances: Vec<String> = (0..GROUPS).map(|i| format!("host-{i:02}")).collect();
+    let series: Vec<(&str, &str)> = instances
+        .iter()
+        .flat_map(|i| [("imd_mv_a", i.as_str()), ("imd_mv_b", i.as_str())])
+        .collect();
+    let tsdb = build_recent_tsdb(dir.path(), &series, POINTS, |i, k| {
+        // b follows a on every host.
+        let a = 10.0 + ((k * 7 + (i / 2) as i64 * 3) % 11) as f64;
+        if i % 2 == 0 { a } else { 2.0 * a + 1.0 }
+    });
+    let prom_port = free_port();
+    let _prom = start_prometheus_on(&tsdb, dir.path(), prom_port, &[]);
+    let (_single, single) = start_multivariate(dir.path(), "mv-single", prom_port, &[]);
+    let replicas: Vec<(Proc, u16)> = (0..3)
+        .map(|i| {
+            start_multivariate(
+                dir.path(),
+                &format!("mv-shard{i}"),
+                prom_port,
+                &[&format!("--shard.index={i}"), "--shard.count=3"],
+            )
+        })
+        .collect();
+    let mut all = BTreeSet::new();
+    wait_for("the unsharded analyzer to score every group", 60, || {
+        all = scored_groups(single);
+        all.len() == GROUPS
+    });
+    let mut union = BTreeSet::new();
+    let mut total = 0;
+    wait_for("the replicas to score every group between them", 60, || {
+        let parts: Vec<BTreeSet<String>> = replicas.iter().map(|r| scored_groups(r.1)).collect();
+        total = parts.iter().map(BTreeSet::len).sum();
+        union = parts.into_iter().flatten().collect();
+        union.len() == GROUPS
+    });
+    assert_eq!(union, all, "the replicas together score every group");
+    assert_eq!(total, GROUPS, "each group is scored by exactly one replica");
+    for (i, (_, port)) in replicas.iter().enumerate() {
+        let listed = metric(
+            *port,
+            "imd_read_shard_reads_total{source=\"prom\",path=\"listed\"}",
+        );
+        let filtered = metric(
+            *port,
+            "imd_read_shard_reads_total{source=\"prom\",path=\"filtered\"}",
+        );
+        assert!(
+            listed >= 2.0 && filtered == 0.0,
+            "replica {i}: listed {listed}, filtered {filtered} (one listing per input)"
+        );
+    }
+    // Each replica decodes only its groups' share of what the unsharded
+    // analyzer decodes per read.
+    let mut ports = vec![single];
+    ports.extend(replicas.iter().map(|r| r.1));
+    let per_read = steady_samples_per_read(&ports);
+    for (i, (_, port)) in replicas.iter().enumerate() {
+        let share = per_read[0] * scored_groups(*port).len() as f64 / GROUPS as f64;
+        let got = per_read[1 + i];
+        assert!(
+            (got - share).abs() <= share * 0.1 + 1.0,
+            "replica {i} decodes {got:.0} samples per read, its share {share:.0} (unsharded {:.0})",
+            per_read[0]
+        );
+    }
 }

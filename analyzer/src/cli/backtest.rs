@@ -13,6 +13,7 @@
 //! each averaged over all forecast windows, and MASE also relative to the
 //! seasonal naive forecast (below 1 is better than the baseline).
 
+use rayon::prelude::*;
 use std::fmt::Write as _;
 
 use super::BacktestArgs;
@@ -106,37 +107,45 @@ pub fn evaluate(
     origins: usize,
     season: Option<usize>,
 ) -> Vec<Summary> {
-    let per_series = super::par_map(series, |points| {
-        let n = points.len();
-        let mut out: Vec<Vec<Option<WindowScore>>> = vec![Vec::new(); models.len()];
-        for o in (1..=origins).rev() {
-            let Some(cut) = n.checked_sub(o * horizon) else {
-                continue;
-            };
-            if cut < super::forecast::MIN_POINTS {
-                continue;
+    let per_series: Vec<_> = series
+        .par_iter()
+        .map(|points| {
+            let n = points.len();
+            let mut out: Vec<Vec<Option<WindowScore>>> = vec![Vec::new(); models.len()];
+            for o in (1..=origins).rev() {
+                let Some(cut) = n.checked_sub(o * horizon) else {
+                    continue;
+                };
+                if cut < super::forecast::MIN_POINTS {
+                    continue;
+                }
+                let train: Vec<f64> = points[..cut].iter().map(|p| p.v).collect();
+                let m = season
+                    .or_else(|| season::detect(&train).first().copied())
+                    .unwrap_or(1);
+                let scale = mase_scale(&train, m);
+                if !(scale.is_finite() && scale > 0.0) {
+                    continue;
+                }
+                let actual: Vec<f64> = points[cut..cut + horizon].iter().map(|p| p.v).collect();
+                for (mi, name) in models.iter().enumerate() {
+                    let w = super::forecast::forecast_series(
+                        &points[..cut],
+                        name,
+                        horizon,
+                        level,
+                        season,
+                    )
+                    .ok()
+                    .map(|f| {
+                        score_window(&actual, &f.mean, &f.lower, &f.upper, 1.0 - level, scale)
+                    });
+                    out[mi].push(w);
+                }
             }
-            let train: Vec<f64> = points[..cut].iter().map(|p| p.v).collect();
-            let m = season
-                .or_else(|| season::detect(&train).first().copied())
-                .unwrap_or(1);
-            let scale = mase_scale(&train, m);
-            if !(scale.is_finite() && scale > 0.0) {
-                continue;
-            }
-            let actual: Vec<f64> = points[cut..cut + horizon].iter().map(|p| p.v).collect();
-            for (mi, name) in models.iter().enumerate() {
-                let w =
-                    super::forecast::forecast_series(&points[..cut], name, horizon, level, season)
-                        .ok()
-                        .map(|f| {
-                            score_window(&actual, &f.mean, &f.lower, &f.upper, 1.0 - level, scale)
-                        });
-                out[mi].push(w);
-            }
-        }
-        out
-    });
+            out
+        })
+        .collect();
     models
         .iter()
         .enumerate()

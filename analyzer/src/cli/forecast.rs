@@ -3,6 +3,7 @@
 //! until each forecast crosses it.
 
 use anyhow::Context;
+use rayon::prelude::*;
 
 use super::{ForecastArgs, ThresholdDirection};
 use crate::model::{self, Forecast, Point};
@@ -54,9 +55,10 @@ pub fn run(a: &ForecastArgs) -> anyhow::Result<()> {
         anyhow::bail!("--threshold must be a finite number");
     }
     let series = super::csv::read(&a.input, true)?;
-    let results = super::par_map(&series, |s| {
-        forecast_series(&s.points(), &a.model, a.horizon, level, a.season)
-    });
+    let results: Vec<_> = series
+        .par_iter()
+        .map(|s| forecast_series(&s.points(), &a.model, a.horizon, level, a.season))
+        .collect();
     let file = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));

@@ -149,54 +149,12 @@ pub fn whole_history_params(n: usize, season: Option<usize>) -> ModelParams {
     }
 }
 
-/// Applies `f` to every item on all cores, keeping the order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len().max(1));
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        mine.push((i, f(item)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| match w.join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            })
-            .collect()
-    });
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn par_map_keeps_order() {
-        let v: Vec<u64> = (0..1000).collect();
-        assert_eq!(
-            par_map(&v, |x| x * 2),
-            v.iter().map(|x| x * 2).collect::<Vec<_>>()
-        );
-        assert!(par_map(&Vec::<u64>::new(), |x| *x).is_empty());
+    fn flags_are_checked() {
         assert!(level_fraction(95.0).is_ok() && level_fraction(0.0).is_err());
         assert!(check_model("auto").is_ok() && check_model("prophetx").is_err());
         assert!(check_season(Some(1)).is_err() && check_season(None).is_ok());

@@ -27,6 +27,7 @@ use crate::model::{self, Forecast, Model, ModelError, Point};
 use crate::query::{MultiTarget, Query, Target};
 use crate::read::rate::per_second;
 use crate::read::{Labels, Source};
+use crate::shard::{Owner, Shard, group_key};
 
 /// Recent points kept per group for display (as for single series).
 const RECENT: usize = 240;
@@ -67,22 +68,6 @@ impl Model for Named {
     }
 }
 
-/// The group key of a series: its `group_by` labels (missing ones empty,
-/// left out), sorted.
-fn group_key(labels: &Labels, group_by: &[String]) -> Labels {
-    let mut key: Labels = group_by
-        .iter()
-        .filter_map(|g| {
-            labels
-                .iter()
-                .find(|(k, _)| k == g)
-                .map(|(k, v)| (k.clone(), v.clone()))
-        })
-        .collect();
-    key.sort();
-    key
-}
-
 /// Reads every input over `[from, to]` into groups: per group, one series
 /// per input (series of an input in one group summed at equal timestamps).
 fn read_groups(
@@ -90,18 +75,17 @@ fn read_groups(
     source: &dyn Source,
     from: i64,
     to: i64,
-    shard: Option<(u64, u64)>,
+    owner: Option<&Owner>,
 ) -> Result<BTreeMap<Labels, Vec<Vec<Point>>>, crate::read::ReadError> {
     let k = mt.inputs.len();
     let mut sums: BTreeMap<Labels, Vec<BTreeMap<i64, f64>>> = BTreeMap::new();
     for (j, (_, selector, rate)) in mt.inputs.iter().enumerate() {
         for row in source.read(selector, from, to)? {
-            let key = group_key(&row.labels, &mt.group_by);
-            if let Some((index, count)) = shard
-                && crate::shard::owner(&key, count) != index
-            {
+            // Sources that cannot list series send every group's.
+            if owner.is_some_and(|o| !o.owns(&row.labels)) {
                 continue;
             }
+            let key = group_key(&row.labels, &mt.group_by);
             let points = if *rate {
                 per_second(&row.points)
             } else {
@@ -261,7 +245,19 @@ pub(super) fn cycle(
         _ => history_from,
     };
     let started = Instant::now();
-    let groups = match read_groups(mt, source, from, now_ms, options.shard) {
+    // A replica reads the input series of its own groups only (see
+    // `read::pushdown`), under the query's name for the sources' counts.
+    let owner = options.shard.map(|(index, count)| Owner {
+        shard: Shard { index, count },
+        by: Some(mt.group_by.clone()),
+    });
+    let read = |from| {
+        crate::read::in_sharded_query(&q.config.name, owner.clone(), || {
+            read_groups(mt, source, from, now_ms, owner.as_ref())
+        })
+    };
+    let (groups, partial) = read(from);
+    let groups = match groups {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(query = %q.config.name, error = %e, "read failed");
@@ -295,7 +291,7 @@ pub(super) fn cycle(
         }
         let rows = if from > history_from {
             if full.is_none() {
-                full = read_groups(mt, source, history_from, now_ms, options.shard).ok();
+                full = read(history_from).0.ok();
             }
             full.as_ref()
                 .and_then(|f| f.get(&labels))
@@ -334,8 +330,12 @@ pub(super) fn cycle(
         }
     }
     let before = st.tracked.len();
-    st.tracked.retain(|l, _| seen.contains(l));
-    st.groups.retain(|l, _| seen.contains(l));
+    // A partial answer says nothing about the groups it lacks: they keep
+    // their state.
+    if !partial {
+        st.tracked.retain(|l, _| seen.contains(l));
+        st.groups.retain(|l, _| seen.contains(l));
+    }
     report.dropped += before - st.tracked.len();
     report.model_seconds += started.elapsed().as_secs_f64();
     let first = st.last_read_ms.replace(now_ms).is_none();
@@ -460,6 +460,58 @@ mod tests {
         );
         let r = e.cycle(&store, next);
         assert_eq!((r.points, r.fitted), (2, 0));
+    }
+
+    #[test]
+    fn replicas_split_whole_groups_and_a_partial_answer_drops_none() {
+        let store = Store::new(100 * 3_600_000, 100_000);
+        let (a, b) = crate::model::learned::multivariate::tests::correlated_pair(600, 10_000);
+        let hosts: Vec<String> = (0..9).map(|i| format!("h{i}")).collect();
+        for (pa, pb) in a.iter().zip(&b) {
+            let fams: Vec<Family> = hosts
+                .iter()
+                .flat_map(|h| [fam("imd_a", h, pa.v), fam("imd_b", h, pb.v)])
+                .collect();
+            store.ingest(pa.t, &fams);
+        }
+        let now = a.last().unwrap().t;
+        let mut seen: Vec<Labels> = Vec::new();
+        for index in 0..3 {
+            let options = EngineOptions {
+                shard: Some((index, 3)),
+                ..EngineOptions::default()
+            };
+            let mut e = Engine::new(vec![query(JOINT)], options);
+            e.cycle(&store, now);
+            seen.extend(e.tracked().iter().map(|t| t.labels.clone()));
+            // Then an answer that lacks every series but says it is
+            // partial (as a broken stream does): the groups stay.
+            let before = e.tracked().len();
+            let r = e.cycle(&Partial, now + 60_000);
+            assert_eq!(r.dropped, 0);
+            assert_eq!(e.tracked().len(), before);
+        }
+        seen.sort();
+        let want: Vec<Labels> = hosts
+            .iter()
+            .map(|h| vec![("instance".to_string(), h.clone())])
+            .collect();
+        assert_eq!(seen, want, "every group analysed by exactly one replica");
+    }
+
+    /// A source whose answers are empty and marked partial.
+    struct Partial;
+
+    impl Source for Partial {
+        fn read(
+            &self,
+            _: &crate::read::Selector,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<crate::read::SeriesData>, crate::read::ReadError> {
+            crate::read::mark_partial();
+            Ok(Vec::new())
+        }
     }
 
     fn fam(name: &str, host: &str, v: f64) -> Family {

@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 pub mod group;
 pub mod persist;
 mod tracked;
@@ -390,9 +392,10 @@ impl QueryState {
         let shard = options
             .shard
             .map(|(index, count)| crate::shard::Shard { index, count });
-        let (rows, partial) = crate::read::in_sharded_query(&q.config.name, shard, || {
-            q.target.read(source, from, now_ms)
-        });
+        let (rows, partial) =
+            crate::read::in_sharded_query(&q.config.name, shard.map(Into::into), || {
+                q.target.read(source, from, now_ms)
+            });
         let rows = match rows {
             Ok(r) => r,
             Err(e) => {
@@ -457,21 +460,44 @@ impl QueryState {
             report.limited += left_out;
             self.limited_total += left_out as u64;
         }
-        for (labels, points) in rows {
-            report.series += 1;
-            if let Some(t) = self.tracked.get_mut(&labels) {
-                report.points += t.take(&points, q.config.level);
+        report.series += rows.len();
+        let (known, new): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(labels, _)| self.tracked.contains_key(labels));
+        // Known series take in their new points (and refit when due) on
+        // every core: with thousands of series in one query, the refits are
+        // most of a cycle's work.
+        let mut known: HashMap<Labels, Vec<Point>> = known.into_iter().collect();
+        let mut jobs: Vec<(&mut Tracked, Vec<Point>)> = self
+            .tracked
+            .iter_mut()
+            .filter_map(|(labels, t)| known.remove(labels).map(|points| (t, points)))
+            .collect();
+        let level = q.config.level;
+        let (taken, fitted, fit_seconds) = jobs
+            .par_iter_mut()
+            .map(|(t, points)| {
+                let taken = t.take(points, level);
+                let mut fit_seconds = 0.0;
                 if refit {
                     let fit_started = Instant::now();
-                    t.refit(q, &points);
-                    report.fit_seconds += fit_started.elapsed().as_secs_f64();
-                    report.fitted += 1;
+                    t.refit(q, points);
+                    fit_seconds = fit_started.elapsed().as_secs_f64();
                 }
                 refresh_forecast(t, q);
-                continue;
-            }
-            // A series first seen in an incremental read gets its own
-            // history read, so that it is fitted on as much as the others.
+                (taken, usize::from(refit), fit_seconds)
+            })
+            .reduce(|| (0, 0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+        drop(jobs);
+        report.points += taken;
+        report.fitted += fitted;
+        report.fit_seconds += fit_seconds;
+        // New series: their history (read here when this read was
+        // incremental, so that they are fitted on as much as the others)
+        // and saved state are gathered first; the fits then run on every
+        // core.
+        let mut to_fit = Vec::new();
+        for (labels, points) in new {
             let history = if from > history_from {
                 let (read, _) = crate::read::in_query(&q.config.name, || {
                     q.target.read_series(source, &labels, history_from, now_ms)
@@ -489,24 +515,30 @@ impl QueryState {
                 .restored
                 .remove(&labels)
                 .and_then(|saved| resume(qi, q, saved, &history));
-            let t = match resumed {
+            match resumed {
                 Some((t, taken)) => {
                     report.resumed += 1;
                     report.points += taken;
-                    t
+                    self.tracked.insert(labels, t);
                 }
-                None => {
-                    let fit_started = Instant::now();
-                    let fitted = new_tracked(qi, q, labels.clone(), &history);
-                    report.fit_seconds += fit_started.elapsed().as_secs_f64();
-                    let Ok(t) = fitted else {
-                        continue;
-                    };
-                    report.fitted += 1;
-                    report.points += history.len();
-                    t
-                }
+                None => to_fit.push((labels, history)),
+            }
+        }
+        let fits: Vec<_> = to_fit
+            .into_par_iter()
+            .map(|(labels, history)| {
+                let fit_started = Instant::now();
+                let fitted = new_tracked(qi, q, labels.clone(), &history);
+                (labels, fitted, history.len(), fit_started.elapsed())
+            })
+            .collect();
+        for (labels, fitted, points, took) in fits {
+            report.fit_seconds += took.as_secs_f64();
+            let Ok(t) = fitted else {
+                continue;
             };
+            report.fitted += 1;
+            report.points += points;
             self.tracked.insert(labels, t);
         }
         let before = self.tracked.len();

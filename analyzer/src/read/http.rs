@@ -151,16 +151,18 @@ pub(crate) fn read_body(
     Ok(body)
 }
 
-/// A reader that counts the bytes it passes on.
+/// A reader that adds the bytes it passes on to a counter, which another
+/// thread may read while it works.
 pub(crate) struct Counting<R> {
     pub(crate) inner: R,
-    pub(crate) count: u64,
+    pub(crate) count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R: std::io::Read> std::io::Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -118,7 +118,7 @@ thread_local! {
 struct Scope {
     query: String,
     partial: bool,
-    shard: Option<crate::shard::Shard>,
+    owner: Option<crate::shard::Owner>,
 }
 
 /// Runs `f` (the reads of one query) with `query` as the name under which
@@ -130,20 +130,20 @@ pub fn in_query<R>(query: &str, f: impl FnOnce() -> R) -> (R, bool) {
     in_sharded_query(query, None, f)
 }
 
-/// As [`in_query`], for a replica that analyses only `shard`'s series of
-/// the selector reads in `f`: sources that can list series first read only
-/// the series the shard owns (see [`pushdown`]); the others read all and
-/// leave out the rest. Either way the answer holds only owned series.
+/// As [`in_query`], for a replica that analyses only the series `owner`
+/// says are its own in the selector reads of `f`: sources that can list
+/// series first read only those (see [`pushdown`]); the others read all
+/// and leave out the rest. Either way the answer holds only owned series.
 pub fn in_sharded_query<R>(
     query: &str,
-    shard: Option<crate::shard::Shard>,
+    owner: Option<crate::shard::Owner>,
     f: impl FnOnce() -> R,
 ) -> (R, bool) {
     let previous = SCOPE.with(|s| {
         s.borrow_mut().replace(Scope {
             query: query.to_string(),
             partial: false,
-            shard,
+            owner,
         })
     });
     let r = f();
@@ -164,10 +164,10 @@ pub(crate) fn current_query() -> String {
     })
 }
 
-/// The shard the current read serves (`None` outside
+/// Which series the current read keeps (`None` outside
 /// [`in_sharded_query`] or when not sharded).
-pub(crate) fn current_shard() -> Option<crate::shard::Shard> {
-    SCOPE.with(|s| s.borrow().as_ref().and_then(|m| m.shard))
+pub(crate) fn current_owner() -> Option<crate::shard::Owner> {
+    SCOPE.with(|s| s.borrow().as_ref().and_then(|m| m.owner.clone()))
 }
 
 /// Tells the enclosing [`in_query`] that the answer lacks some series.

@@ -226,11 +226,11 @@ impl QueryRange {
 }
 
 impl QueryRange {
-    /// A sharded replica's read of `selector`: only the series `shard`
-    /// owns, each by an exact selector, several joined by `or` in one query.
+    /// A sharded replica's read of `selector`: only the series `owner`
+    /// keeps, each by an exact selector, several joined by `or` in one query.
     fn read_sharded(
         &self,
-        shard: crate::shard::Shard,
+        owner: &crate::shard::Owner,
         selector: &Selector,
         from_ms: i64,
         to_ms: i64,
@@ -246,7 +246,7 @@ impl QueryRange {
         super::pushdown::read_owned(
             &self.pushdown,
             &self.stats,
-            shard,
+            owner,
             selector,
             Batching::Or(MAX_OR_QUERY_CHARS),
             &mut sharded,
@@ -317,12 +317,12 @@ impl Source for QueryRange {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SeriesData>, ReadError> {
-        let Some(shard) = super::current_shard() else {
+        let Some(owner) = super::current_owner() else {
             return self.read_expr(&promql_selector(selector), from_ms, to_ms);
         };
         let to_ms = to_ms.saturating_sub(self.offset_ms);
         self.counted(&promql_selector(selector), |tally| {
-            self.read_sharded(shard, selector, from_ms, to_ms, tally)
+            self.read_sharded(&owner, selector, from_ms, to_ms, tally)
         })
     }
 
@@ -549,7 +549,7 @@ mod tests {
             Duration::from_secs(15),
         ))
         .unwrap();
-        let (got, _) = crate::read::in_sharded_query("q", Some(shard), || {
+        let (got, _) = crate::read::in_sharded_query("q", Some(shard.into()), || {
             s.read(&Selector::parse("up").unwrap(), 20_000, 40_000)
         });
         let got: Vec<Labels> = got.unwrap().into_iter().map(|g| g.labels).collect();

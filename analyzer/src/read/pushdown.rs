@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::http::ReadStats;
 use super::{Labels, ReadError, Selector, SeriesData};
-use crate::shard::Shard;
+use crate::shard::Owner;
 
 /// How a sharded read went, for `imd_read_shard_reads_total{path}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +86,8 @@ struct Listed {
     any: bool,
 }
 
-/// A selector's listing, by its PromQL text and the shard.
-type ListingKey = (String, u64, u64);
+/// A selector's listing, by its PromQL text and the owner.
+type ListingKey = (String, Owner);
 
 /// Per source: since when listing is known not to work there, and the
 /// latest listing of each selector.
@@ -146,26 +146,22 @@ pub trait ShardedSource {
     fn read_batch(&mut self, selectors: &[Selector]) -> Result<Vec<SeriesData>, ReadError>;
 }
 
-/// The series of `selector` that `shard` owns, read from `source` with
+/// The series of `selector` that `owner` keeps, read from `source` with
 /// its `pushdown` state. Also says whether the selector matched any
 /// series at all (an answer with no series at all is counted as `empty`
 /// by the sources).
 pub fn read_owned(
     pushdown: &Pushdown,
     stats: &ReadStats,
-    shard: Shard,
+    owner: &Owner,
     selector: &Selector,
     batching: Batching,
     source: &mut dyn ShardedSource,
 ) -> Result<(Vec<SeriesData>, bool), ReadError> {
-    let key = (
-        super::promql::promql_selector(selector),
-        shard.index,
-        shard.count,
-    );
+    let key = (super::promql::promql_selector(selector), owner.clone());
     if let Some(listed) = pushdown.fresh(&key) {
         stats.record_shard_path(ShardPath::Listed);
-        return read_listed(&listed, shard, batching, source);
+        return read_listed(&listed, owner, batching, source);
     }
     let listing = if pushdown.is_unavailable() {
         None
@@ -196,7 +192,7 @@ pub fn read_owned(
         stats.record_shard_path(ShardPath::Filtered);
         let all = source.read_batch(std::slice::from_ref(selector))?;
         let any = !all.is_empty();
-        return Ok((keep_owned(all, shard), any));
+        return Ok((keep_owned(all, owner), any));
     };
     stats.record_shard_path(ShardPath::Listed);
     let listed = Arc::new(Listed {
@@ -206,16 +202,16 @@ pub fn read_owned(
             .flat_map(|l| l.iter().map(|(k, _)| k.clone()))
             .collect(),
         any: !listed.is_empty(),
-        owned: listed.into_iter().filter(|l| shard.owns(l)).collect(),
+        owned: listed.into_iter().filter(|l| owner.owns(l)).collect(),
     });
     pushdown.keep(key, listed.clone());
-    read_listed(&listed, shard, batching, source)
+    read_listed(&listed, owner, batching, source)
 }
 
 /// Reads the owned series of a listing by exact selectors.
 fn read_listed(
     listed: &Listed,
-    shard: Shard,
+    owner: &Owner,
     batching: Batching,
     source: &mut dyn ShardedSource,
 ) -> Result<(Vec<SeriesData>, bool), ReadError> {
@@ -228,16 +224,16 @@ fn read_listed(
     // A series that appeared after the listing may match an exact selector
     // (its labels a superset of a listed series' with a new name): it is
     // kept only if owned, and once.
-    let mut out = keep_owned(out, shard);
+    let mut out = keep_owned(out, owner);
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     out.dedup_by(|a, b| a.labels == b.labels);
     Ok((out, listed.any))
 }
 
-fn keep_owned(series: Vec<SeriesData>, shard: Shard) -> Vec<SeriesData> {
+fn keep_owned(series: Vec<SeriesData>, owner: &Owner) -> Vec<SeriesData> {
     series
         .into_iter()
-        .filter(|s| shard.owns(&s.labels))
+        .filter(|s| owner.owns(&s.labels))
         .collect()
 }
 
@@ -304,6 +300,7 @@ pub fn batches(
 mod tests {
     use super::*;
     use crate::model::Point;
+    use crate::shard::Shard;
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
         let mut v: Labels = pairs
@@ -394,6 +391,48 @@ mod tests {
     }
 
     #[test]
+    fn a_multivariate_owner_reads_whole_groups_of_its_own() {
+        // Grouped by instance: x and y of h0 (and h0's superset) belong
+        // together, so one replica reads all three or none of them.
+        let sel = Selector::parse(r#"{instance=~"h.*"}"#).unwrap();
+        let by = vec!["instance".to_string()];
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let owner = Owner {
+                shard: Shard { index, count: 3 },
+                by: Some(by.clone()),
+            };
+            let mut f = Fake::new(Listing::All);
+            let stats = ReadStats::default();
+            let (got, _) = read_owned(
+                &Pushdown::default(),
+                &stats,
+                &owner,
+                &sel,
+                Batching::Queries(7),
+                &mut f,
+            )
+            .unwrap();
+            let mine = all_series()
+                .into_iter()
+                .filter(|l| owner.shard.owns(&crate::shard::group_key(l, &by)))
+                .count();
+            assert_eq!(got.len(), mine);
+            assert_eq!(f.sent, mine, "only the owned groups' series are read");
+            let h0 = got
+                .iter()
+                .filter(|s| s.labels.contains(&("instance".into(), "h0".into())))
+                .count();
+            assert!(h0 == 0 || h0 == 3, "h0's group is split: {h0}");
+            union.extend(got.into_iter().map(|s| s.labels));
+        }
+        union.sort();
+        let mut want = all_series();
+        want.sort();
+        assert_eq!(union, want, "every series read by exactly one replica");
+    }
+
+    #[test]
     fn listed_reads_cover_each_series_once_and_read_only_owned_ones() {
         let sel = Selector::parse(r#"{instance=~"h.*"}"#).unwrap();
         let count = 3;
@@ -403,9 +442,15 @@ mod tests {
                 let shard = Shard { index, count };
                 let stats = ReadStats::default();
                 let mut f = Fake::new(Listing::All);
-                let (got, any) =
-                    read_owned(&Pushdown::default(), &stats, shard, &sel, batching, &mut f)
-                        .unwrap();
+                let (got, any) = read_owned(
+                    &Pushdown::default(),
+                    &stats,
+                    &shard.into(),
+                    &sel,
+                    batching,
+                    &mut f,
+                )
+                .unwrap();
                 assert!(any);
                 let owned = all_series().iter().filter(|l| shard.owns(l)).count();
                 assert_eq!(got.len(), owned, "{batching:?}");
@@ -431,25 +476,56 @@ mod tests {
         let stats = ReadStats::default();
         let p = Pushdown::default();
         let mut f = Fake::new(Listing::All);
-        let (first, _) = read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        let (first, _) = read_owned(
+            &p,
+            &stats,
+            &shard.into(),
+            &sel,
+            Batching::Queries(7),
+            &mut f,
+        )
+        .unwrap();
         // A series that appears after the listing ...
         let mut newcomer = (100..)
             .map(|i| l(&[("__name__", "x"), ("instance", &format!("h{i}"))]))
             .find(|l| shard.owns(l))
             .unwrap();
         f.all.push(newcomer.clone());
-        let (second, any) =
-            read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        let (second, any) = read_owned(
+            &p,
+            &stats,
+            &shard.into(),
+            &sel,
+            Batching::Queries(7),
+            &mut f,
+        )
+        .unwrap();
         assert!(any);
         assert_eq!(f.lists, 1, "the second read used the first listing");
         assert_eq!(second, first, "... is not read from the kept listing");
         // Another shard or selector has a listing of its own.
         let other = Shard { index: 1, count: 3 };
-        read_owned(&p, &stats, other, &sel, Batching::Queries(7), &mut f).unwrap();
+        read_owned(
+            &p,
+            &stats,
+            &other.into(),
+            &sel,
+            Batching::Queries(7),
+            &mut f,
+        )
+        .unwrap();
         assert_eq!(f.lists, 2);
         // Once the listing is renewed, it is.
         p.forget_listings();
-        let (third, _) = read_owned(&p, &stats, shard, &sel, Batching::Queries(7), &mut f).unwrap();
+        let (third, _) = read_owned(
+            &p,
+            &stats,
+            &shard.into(),
+            &sel,
+            Batching::Queries(7),
+            &mut f,
+        )
+        .unwrap();
         assert_eq!(f.lists, 3);
         assert_eq!(third.len(), first.len() + 1);
         newcomer.sort();
@@ -476,8 +552,15 @@ mod tests {
                 &pushdown
             };
             let mut f = Fake::new(listing);
-            let (got, _) =
-                read_owned(p, &stats, shard, &sel, Batching::Queries(10), &mut f).unwrap();
+            let (got, _) = read_owned(
+                p,
+                &stats,
+                &shard.into(),
+                &sel,
+                Batching::Queries(10),
+                &mut f,
+            )
+            .unwrap();
             assert!(got.iter().all(|s| shard.owns(&s.labels)));
             assert!(!got.is_empty());
             sent += f.sent;
@@ -491,7 +574,15 @@ mod tests {
         // An outage is the read's failure, not a reason to stop listing.
         let p = Pushdown::default();
         let mut f = Fake::new(Listing::Down);
-        let e = read_owned(&p, &stats, shard, &sel, Batching::Queries(10), &mut f).unwrap_err();
+        let e = read_owned(
+            &p,
+            &stats,
+            &shard.into(),
+            &sel,
+            Batching::Queries(10),
+            &mut f,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), "unavailable");
         assert!(!p.is_unavailable());
     }

@@ -22,6 +22,7 @@ pub mod proto;
 pub mod xor;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use prost::Message;
@@ -304,7 +305,7 @@ impl RemoteRead {
                 break;
             }
             let mut points = Vec::with_capacity(ts.samples.len());
-            let mut checks = PointChecks::default();
+            let mut checks = PointChecks::new(from_ms, to_ms);
             for s in &ts.samples {
                 checks.push(
                     &mut points,
@@ -315,7 +316,7 @@ impl RemoteRead {
                 );
             }
             checks.count(&self.stats);
-            if let Some(s) = finish(ts.labels, points, from_ms, to_ms) {
+            if let Some(s) = finish(ts.labels, points, checks.sorted) {
                 out.push(s);
             }
         }
@@ -344,26 +345,29 @@ impl RemoteRead {
         to_ms: i64,
         tally: &mut Tally,
     ) -> Result<Vec<SeriesData>, ReadError> {
-        let mut body = Counting {
-            inner: resp,
-            count: 0,
-        };
+        let (series_rx, bytes) = receive_series(resp, self.max_frame_bytes, queries);
         let result = (|| {
-            let mut stream = SeriesStream::with_queries(&mut body, self.max_frame_bytes, queries);
             let mut out = Vec::new();
             loop {
-                let series = match stream.next_series() {
-                    Ok(Some(series)) => series,
-                    Ok(None) => break,
-                    Err(FrameError::Io { source, .. }) => {
+                let series = match series_rx.recv() {
+                    Ok(Ok(Some(series))) => series,
+                    Ok(Ok(None)) => break,
+                    // The receiving thread cannot end without a last word;
+                    // were it gone, the stream ended in an unknown state.
+                    Err(_) => {
+                        return Err(ReadError::Decode(
+                            "the thread receiving the stream stopped".to_string(),
+                        ));
+                    }
+                    Ok(Err(FrameError::Io { source, .. })) => {
                         return Err(http::body_error(&self.url, &source));
                     }
                     // Nothing usable arrived: the read failed.
-                    Err(e) if out.is_empty() => return Err(ReadError::Frame(e)),
+                    Ok(Err(e)) if out.is_empty() => return Err(ReadError::Frame(e)),
                     // The series handed out so far arrived whole (a series
                     // is complete once the next one starts); the one in
                     // progress and the rest are lost for this read.
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         let e = ReadError::Frame(e);
                         self.stats.problem(http::problem_reason(&e), 1);
                         super::mark_partial();
@@ -378,8 +382,8 @@ impl RemoteRead {
                     }
                 };
                 match self.decode_series(&series, from_ms, to_ms, tally) {
-                    Ok(Some(points)) => {
-                        if let Some(s) = finish(series.labels, points, from_ms, to_ms) {
+                    Ok(Some((points, sorted))) => {
+                        if let Some(s) = finish(series.labels, points, sorted) {
                             out.push(s);
                         }
                     }
@@ -399,33 +403,85 @@ impl RemoteRead {
             }
             Ok(out)
         })();
-        tally.bytes += body.count;
+        tally.bytes += bytes.load(Ordering::Relaxed);
         result
     }
 }
 
+/// How many whole series the receiving thread may hold ahead of decoding.
+const SERIES_AHEAD: usize = 32;
+
+/// Receives a streamed answer on a thread of its own: the series (joined
+/// from their frames, checksums checked) come through the returned channel,
+/// ending with `Ok(None)` or the error that ended the stream, and the bytes
+/// read so far are counted in the returned counter. Receiving and framing
+/// then overlap with decoding the chunks, which takes the larger share of
+/// the client's work; a reader that stops early drops the channel, and the
+/// thread stops (dropping the connection) at its next series.
+fn receive_series(
+    resp: reqwest::blocking::Response,
+    max_frame_bytes: usize,
+    queries: usize,
+) -> (
+    std::sync::mpsc::Receiver<Result<Option<proto::ChunkedSeries>, FrameError>>,
+    Arc<AtomicU64>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(SERIES_AHEAD);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let body = Counting {
+        inner: resp,
+        count: Arc::clone(&bytes),
+    };
+    let spawned = std::thread::Builder::new()
+        .name("remote-read-receive".to_string())
+        .spawn({
+            let tx = tx.clone();
+            move || {
+                let mut stream = SeriesStream::with_queries(body, max_frame_bytes, queries);
+                loop {
+                    let next = stream.next_series();
+                    let last = !matches!(next, Ok(Some(_)));
+                    if tx.send(next).is_err() || last {
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // No thread to receive on: say so as the stream's first word.
+        let _ = tx.send(Err(FrameError::Io {
+            frame: 1,
+            source: e,
+        }));
+    }
+    (rx, bytes)
+}
+
 impl RemoteRead {
-    /// The points of one streamed series' chunks that overlap
-    /// `[from_ms, to_ms]`; `Ok(None)` when the samples limit was reached
-    /// (counted), `Err` when a chunk is unusable (the series is lost for
-    /// this read).
+    /// The points of one streamed series' chunks that lie in
+    /// `[from_ms, to_ms]`, and whether they came in time order;
+    /// `Ok(None)` when the samples limit was reached (counted), `Err` when
+    /// a chunk is unusable (the series is lost for this read).
     fn decode_series(
         &self,
         series: &proto::ChunkedSeries,
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
-    ) -> Result<Option<Vec<Point>>, ReadError> {
-        let mut points = Vec::new();
-        let mut checks = PointChecks::default();
+    ) -> Result<Option<(Vec<Point>, bool)>, ReadError> {
+        let chunk_error = |source| ReadError::Chunk {
+            series: label_text(&series.labels),
+            source,
+        };
+        // Every chunk is checked and counted before any is decoded, so that
+        // the points get one allocation of the right size: growing the
+        // vector chunk by chunk copied each series' points about twice.
+        let mut decoders = Vec::with_capacity(series.chunks.len());
+        let mut total = 0usize;
         for chunk in &series.chunks {
             if chunk.max_time_ms < from_ms || chunk.min_time_ms > to_ms {
                 continue;
             }
-            let chunk_error = |source| ReadError::Chunk {
-                series: label_text(&series.labels),
-                source,
-            };
             match ChunkEncoding::try_from(chunk.r#type) {
                 Ok(ChunkEncoding::Xor) => {}
                 other => {
@@ -440,17 +496,22 @@ impl RemoteRead {
                     }));
                 }
             }
-            let mut d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
-            if tally.samples + d.num_samples() as u64 > self.max_samples as u64 {
-                self.samples_limit_hit(&series.labels);
-                return Ok(None);
-            }
-            points.reserve(d.num_samples());
+            let d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
+            total += d.num_samples();
+            decoders.push(d);
+        }
+        if tally.samples + total as u64 > self.max_samples as u64 {
+            self.samples_limit_hit(&series.labels);
+            return Ok(None);
+        }
+        tally.samples += total as u64;
+        let mut points = Vec::with_capacity(total);
+        let mut checks = PointChecks::new(from_ms, to_ms);
+        for mut d in decoders {
             // Chunks may overlap each other (merged by `finish`), but the
             // samples of one chunk must move forward in time.
             checks.last_t = None;
             while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
-                tally.samples += 1;
                 checks.push(
                     &mut points,
                     Point {
@@ -461,31 +522,54 @@ impl RemoteRead {
             }
         }
         checks.count(&self.stats);
-        Ok(Some(points))
+        Ok(Some((points, checks.sorted)))
     }
 }
 
-/// Per-series checks of decoded points: a point not after the previous one
-/// (of the same chunk, or sample list) is dropped; infinite values are
-/// passed on (a value that overflowed is still a value) but counted.
-/// NaN values pass as they are: the engine treats every non-finite value
-/// as a missing point.
-#[derive(Default)]
+/// Per-series checks of decoded points, applied as they are decoded: a
+/// point not after the previous one (of the same chunk, or sample list) is
+/// dropped and counted; points outside the asked range and staleness
+/// markers are left out; infinite values are passed on (a value that
+/// overflowed is still a value) but counted. NaN values pass as they are:
+/// the engine treats every non-finite value as a missing point.
 struct PointChecks {
+    from_ms: i64,
+    to_ms: i64,
     last_t: Option<i64>,
+    /// Whether every kept point is after the kept point before it (false
+    /// when chunks overlap).
+    sorted: bool,
     non_monotonic: u64,
     infinite: u64,
 }
 
 impl PointChecks {
+    fn new(from_ms: i64, to_ms: i64) -> Self {
+        PointChecks {
+            from_ms,
+            to_ms,
+            last_t: None,
+            sorted: true,
+            non_monotonic: 0,
+            infinite: 0,
+        }
+    }
+
+    #[inline]
     fn push(&mut self, points: &mut Vec<Point>, p: Point) {
         if self.last_t.is_some_and(|last| p.t <= last) {
             self.non_monotonic += 1;
             return;
         }
         self.last_t = Some(p.t);
+        if p.t < self.from_ms || p.t > self.to_ms || is_stale_marker(p.v) {
+            return;
+        }
         if p.v.is_infinite() {
             self.infinite += 1;
+        }
+        if points.last().is_some_and(|last| last.t >= p.t) {
+            self.sorted = false;
         }
         points.push(p);
     }
@@ -505,20 +589,14 @@ fn label_text(labels: &[proto::Label]) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
-/// Sorts labels and points, trims points to `[from_ms, to_ms]`, drops
-/// staleness markers and duplicate timestamps (overlapping chunks); `None`
-/// when no point is left.
-fn finish(
-    labels: Vec<proto::Label>,
-    mut points: Vec<Point>,
-    from_ms: i64,
-    to_ms: i64,
-) -> Option<SeriesData> {
-    points.retain(|p| p.t >= from_ms && p.t <= to_ms && !is_stale_marker(p.v));
+/// A series out of its labels and checked points: labels sorted, points
+/// that did not come in time order (overlapping chunks) sorted and freed of
+/// duplicate timestamps; `None` when no point is left.
+fn finish(labels: Vec<proto::Label>, mut points: Vec<Point>, sorted: bool) -> Option<SeriesData> {
     if points.is_empty() {
         return None;
     }
-    if !points.windows(2).all(|w| w[0].t < w[1].t) {
+    if !sorted {
         points.sort_by_key(|p| p.t);
         points.dedup_by_key(|p| p.t);
     }
@@ -571,8 +649,8 @@ impl Source for RemoteRead {
         self.stats.check_backoff()?;
         let start = Instant::now();
         let mut tally = Tally::default();
-        let result = match super::current_shard() {
-            Some(shard) => {
+        let result = match super::current_owner() {
+            Some(owner) => {
                 let mut sharded = Sharded {
                     source: self,
                     selector,
@@ -583,7 +661,7 @@ impl Source for RemoteRead {
                 super::pushdown::read_owned(
                     &self.pushdown,
                     &self.stats,
-                    shard,
+                    &owner,
                     selector,
                     Batching::Queries(SERIES_PER_REQUEST),
                     &mut sharded,
@@ -1235,7 +1313,7 @@ mod tests {
         ]);
         let s = source(&url, ResponseMode::Samples);
         let (got, partial) =
-            crate::read::in_sharded_query("q", Some(shard), || s.read(&sel(), 0, 5000));
+            crate::read::in_sharded_query("q", Some(shard.into()), || s.read(&sel(), 0, 5000));
         let got = got.unwrap();
         assert!(!partial);
         let got: Vec<&Labels> = got.iter().map(|g| &g.labels).collect();
