@@ -11,6 +11,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use super::calibrate::Calibration;
 use super::season::{detect, regular};
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point};
@@ -75,94 +76,6 @@ impl Rng {
         }
         idx.truncate(k);
         idx
-    }
-}
-
-/// Maps a detector's raw output (higher = more unusual) to a score in
-/// [0, 1] that reads like the statistical models' scores: on the training
-/// history the score is the empirical rank (uniform, as `score_from_z` of a
-/// normal deviation is), and above the 90th percentile the tail is an
-/// exponential fitted to the excesses (peaks over threshold), so outputs
-/// beyond anything seen approach 1 smoothly instead of stopping at the
-/// largest training rank. A score of 0.99 is then a 1-in-100 output.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Calibration {
-    /// Quantiles of the training outputs at ranks 0, 1/(n-1), …, 1 (up to
-    /// 101 of them).
-    quantiles: Vec<f32>,
-    /// Where the fitted tail starts (the 90th percentile).
-    tail_from: f32,
-    /// Mean excess over `tail_from` of the training outputs above it.
-    tail_scale: f32,
-}
-
-/// Share of the training outputs in the fitted tail.
-const TAIL_MASS: f64 = 0.1;
-
-impl Calibration {
-    /// Calibration from the raw outputs on training rows.
-    pub fn new(raw: &[f64]) -> Calibration {
-        let mut s: Vec<f64> = raw.iter().copied().filter(|x| x.is_finite()).collect();
-        s.sort_by(f64::total_cmp);
-        if s.is_empty() {
-            s.push(0.0);
-        }
-        let q = |p: f64| -> f64 {
-            let x = p * (s.len() - 1) as f64;
-            let (i, f) = (x.floor() as usize, x - x.floor());
-            let j = (i + 1).min(s.len() - 1);
-            s[i] + f * (s[j] - s[i])
-        };
-        let k = s.len().min(101);
-        let quantiles: Vec<f32> = (0..k)
-            .map(|i| q(i as f64 / (k.max(2) - 1) as f64) as f32)
-            .collect();
-        let tail_from = q(1.0 - TAIL_MASS);
-        let excess: Vec<f64> = s
-            .iter()
-            .filter(|x| **x > tail_from)
-            .map(|x| x - tail_from)
-            .collect();
-        let spread = (q(0.75) - q(0.25)).abs();
-        let mean_excess = excess.iter().sum::<f64>() / excess.len().max(1) as f64;
-        // A floor keeps a flat training distribution from turning every
-        // tiny excess into an alarm.
-        let floor = (0.05 * spread).max(1e-6 * tail_from.abs()).max(1e-9);
-        Calibration {
-            quantiles,
-            tail_from: tail_from as f32,
-            tail_scale: mean_excess.max(floor) as f32,
-        }
-    }
-
-    /// The calibrated score of a raw output.
-    pub fn score(&self, raw: f64) -> f64 {
-        if !raw.is_finite() {
-            return if raw == f64::INFINITY { 1.0 } else { 0.0 };
-        }
-        let tail_from = self.tail_from as f64;
-        if raw > tail_from {
-            let excess = (raw - tail_from) / self.tail_scale as f64;
-            return (1.0 - TAIL_MASS * (-excess).exp()).clamp(0.0, 1.0);
-        }
-        let q = &self.quantiles;
-        let n = q.len();
-        if n < 2 {
-            return 0.0;
-        }
-        // Rank by interpolation between the stored quantiles.
-        let pos = q.partition_point(|x| (*x as f64) < raw);
-        let rank = if pos == 0 {
-            0.0
-        } else if pos >= n {
-            1.0
-        } else {
-            let (a, b) = (q[pos - 1] as f64, q[pos] as f64);
-            let f = if b > a { (raw - a) / (b - a) } else { 1.0 };
-            (pos - 1) as f64 + f.clamp(0.0, 1.0)
-        };
-        (rank / (n - 1) as f64).clamp(0.0, 1.0 - TAIL_MASS)
     }
 }
 
@@ -363,25 +276,6 @@ pub fn check_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn calibration_is_a_rank_with_a_smooth_tail() {
-        let raw: Vec<f64> = (0..1000).map(|i| i as f64 / 1000.0).collect();
-        let c = Calibration::new(&raw);
-        assert!((c.score(0.5) - 0.5).abs() < 0.02, "{}", c.score(0.5));
-        assert!(c.score(-1.0) == 0.0);
-        let at_max = c.score(0.999);
-        assert!((0.97..0.995).contains(&at_max), "{at_max}");
-        assert!(c.score(1.3) > 0.999);
-        assert!(c.score(1.3) < 1.0 || c.score(5.0) == 1.0);
-        // Monotone.
-        let mut prev = 0.0;
-        for i in 0..300 {
-            let s = c.score(i as f64 / 200.0);
-            assert!(s >= prev, "not monotone at {i}");
-            prev = s;
-        }
-    }
 
     #[test]
     fn rng_is_seeded_and_samples_without_repeats() {
