@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::proxy::{Route, start_proxy};
 use common::{
     Proc, am_active_alerts as am_alerts, build_recent_tsdb, free_port, http_get, require_tool,
-    start_alertmanager, start_prometheus_on, tempdir, wait_for,
+    start_alertmanager, start_analyzer_as, start_prometheus_on, tempdir, wait_for,
 };
 
 const SERIES: usize = 30;
@@ -383,11 +383,12 @@ fn three_replicas_cover_every_series_once_and_raise_the_same_alerts() {
     assert_eq!(got, expected);
 }
 
-/// Starts a replica whose one query is multivariate: `imd_mv_a` and
-/// `imd_mv_b` grouped by instance.
+/// Starts a replica (in its own folder under `dir`) whose one query is
+/// multivariate: `imd_mv_a` and `imd_mv_b` grouped by instance.
 fn start_multivariate(dir: &Path, name: &str, prom_port: u16, shard: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let config = dir.join(format!("{name}.yml"));
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).expect("creating the replica's folder");
+    let config = home.join("imd.yml");
     std::fs::write(
         &config,
         format!(
@@ -399,20 +400,7 @@ fn start_multivariate(dir: &Path, name: &str, prom_port: u16, shard: &[&str]) ->
         ),
     )
     .expect("writing the analyzer config");
-    let mut args = vec![
-        format!("--config.file={}", config.display()),
-        format!("--storage.path={}", dir.join(name).display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    args.extend(shard.iter().map(|s| s.to_string()));
-    let mut p = Proc::spawn(
-        name,
-        Path::new(env!("CARGO_BIN_EXE_imd-analyzer")),
-        &args,
-        dir,
-    );
-    p.wait_http_ok(port, "/-/ready", Duration::from_secs(60));
-    (p, port)
+    start_analyzer_as(name, &config, &home, shard, Duration::from_secs(60))
 }
 
 /// The instances whose group query `mv` scores, from /metrics.

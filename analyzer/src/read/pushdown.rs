@@ -476,56 +476,27 @@ mod tests {
         let stats = ReadStats::default();
         let p = Pushdown::default();
         let mut f = Fake::new(Listing::All);
-        let (first, _) = read_owned(
-            &p,
-            &stats,
-            &shard.into(),
-            &sel,
-            Batching::Queries(7),
-            &mut f,
-        )
-        .unwrap();
+        let read = |f: &mut Fake, shard: Shard| {
+            read_owned(&p, &stats, &shard.into(), &sel, Batching::Queries(7), f).unwrap()
+        };
+        let (first, _) = read(&mut f, shard);
         // A series that appears after the listing ...
         let mut newcomer = (100..)
             .map(|i| l(&[("__name__", "x"), ("instance", &format!("h{i}"))]))
             .find(|l| shard.owns(l))
             .unwrap();
         f.all.push(newcomer.clone());
-        let (second, any) = read_owned(
-            &p,
-            &stats,
-            &shard.into(),
-            &sel,
-            Batching::Queries(7),
-            &mut f,
-        )
-        .unwrap();
+        let (second, any) = read(&mut f, shard);
         assert!(any);
         assert_eq!(f.lists, 1, "the second read used the first listing");
         assert_eq!(second, first, "... is not read from the kept listing");
         // Another shard or selector has a listing of its own.
         let other = Shard { index: 1, count: 3 };
-        read_owned(
-            &p,
-            &stats,
-            &other.into(),
-            &sel,
-            Batching::Queries(7),
-            &mut f,
-        )
-        .unwrap();
+        read(&mut f, other);
         assert_eq!(f.lists, 2);
         // Once the listing is renewed, it is.
         p.forget_listings();
-        let (third, _) = read_owned(
-            &p,
-            &stats,
-            &shard.into(),
-            &sel,
-            Batching::Queries(7),
-            &mut f,
-        )
-        .unwrap();
+        let (third, _) = read(&mut f, shard);
         assert_eq!(f.lists, 3);
         assert_eq!(third.len(), first.len() + 1);
         newcomer.sort();
