@@ -66,6 +66,13 @@ impl Calibration {
         if s.is_empty() {
             s.push(0.0);
         }
+        Calibration::from_sorted(&s)
+    }
+
+    /// As [`Calibration::new`], from outputs already finite and sorted
+    /// ascending (not empty), as a forecaster's absolute errors are kept:
+    /// no copy, no second sort (it runs on every point's online errors).
+    pub fn from_sorted(s: &[f64]) -> Calibration {
         let q = |p: f64| -> f64 {
             let x = p * (s.len() - 1) as f64;
             let (i, f) = (x.floor() as usize, x - x.floor());
@@ -77,13 +84,11 @@ impl Calibration {
             .map(|i| q(i as f64 / (k.max(2) - 1) as f64) as f32)
             .collect();
         let tail_from = q(1.0 - TAIL_MASS);
-        let excess: Vec<f64> = s
-            .iter()
-            .filter(|x| **x > tail_from)
-            .map(|x| x - tail_from)
-            .collect();
+        // The outputs above the threshold: a suffix of the sorted ones.
+        let above = &s[s.partition_point(|x| *x <= tail_from)..];
         let spread = (q(0.75) - q(0.25)).abs();
-        let mean_excess = excess.iter().sum::<f64>() / excess.len().max(1) as f64;
+        let mean_excess =
+            above.iter().map(|x| x - tail_from).sum::<f64>() / above.len().max(1) as f64;
         // A floor keeps a flat training distribution from turning every
         // tiny excess into an alarm.
         let floor = (0.05 * spread).max(1e-6 * tail_from.abs()).max(1e-9);

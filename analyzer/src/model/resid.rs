@@ -1,8 +1,8 @@
 //! What forecasters share about their errors: a robust scale for anomaly
 //! scores (outliers in the history do not widen it), checked against the
 //! errors' own distribution so that a score keeps its meaning on
-//! heavy-tailed series, and an empirical quantile for bounds (heavy tails widen them, so
-//! they keep their level).
+//! heavy-tailed series, and an empirical quantile for bounds (heavy tails
+//! widen them, so they keep their level).
 
 use super::calibrate::Calibration;
 use super::window::{median, spread_floor};
@@ -55,7 +55,7 @@ impl Errors {
         }
         let mut abs: Vec<f64> = finite.iter().map(|e| e.abs()).collect();
         abs.sort_by(f64::total_cmp);
-        let own = (abs.len() >= OWN_FROM).then(|| Calibration::new(&abs));
+        let own = (abs.len() >= OWN_FROM).then(|| Calibration::from_sorted(&abs));
         Errors {
             sigma: sigma.max(floor),
             abs,
