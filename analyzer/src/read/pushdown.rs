@@ -11,8 +11,8 @@
 //! PromQL `or` for query_range).
 //!
 //! A listing serves the later reads of the same selector for
-//! [`LISTING_FRESH_FOR`] (only the owned series and the label names are
-//! kept), so that a replica does not list every series of its queries at
+//! [`LISTING_FRESH_FOR`] (the exact selectors of the owned series are
+//! kept, built once), so that a replica does not list every series of its queries at
 //! every cycle: a series that appears meanwhile is read from the next
 //! listing on.
 //!
@@ -75,13 +75,12 @@ pub const RETRY_LISTING_AFTER: Duration = Duration::from_secs(600);
 /// vanished takes to go stale.
 pub const LISTING_FRESH_FOR: Duration = Duration::from_secs(300);
 
-/// What a listing leaves for later reads: the owned series and the label
-/// names that exact selectors exclude.
+/// What a listing leaves for later reads: the exact selectors of the
+/// owned series, in the source's batches.
 #[derive(Debug)]
 struct Listed {
     at: Instant,
-    owned: Vec<Labels>,
-    names: BTreeSet<String>,
+    batches: Vec<Vec<Selector>>,
     /// Whether the selector matched any series at all.
     any: bool,
 }
@@ -161,7 +160,7 @@ pub fn read_owned(
     let key = (super::promql::promql_selector(selector), owner.clone());
     if let Some(listed) = pushdown.fresh(&key) {
         stats.record_shard_path(ShardPath::Listed);
-        return read_listed(&listed, owner, batching, source);
+        return read_listed(&listed, owner, source);
     }
     let listing = if pushdown.is_unavailable() {
         None
@@ -195,31 +194,29 @@ pub fn read_owned(
         return Ok((keep_owned(all, owner), any));
     };
     stats.record_shard_path(ShardPath::Listed);
+    let names: BTreeSet<&str> = listed
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let owned: Vec<&Labels> = listed.iter().filter(|l| owner.owns(l)).collect();
     let listed = Arc::new(Listed {
         at: Instant::now(),
-        names: listed
-            .iter()
-            .flat_map(|l| l.iter().map(|(k, _)| k.clone()))
-            .collect(),
+        batches: batches(&owned, &names, batching),
         any: !listed.is_empty(),
-        owned: listed.into_iter().filter(|l| owner.owns(l)).collect(),
     });
     pushdown.keep(key, listed.clone());
-    read_listed(&listed, owner, batching, source)
+    read_listed(&listed, owner, source)
 }
 
-/// Reads the owned series of a listing by exact selectors.
+/// Reads the owned series of a listing by its exact selectors.
 fn read_listed(
     listed: &Listed,
     owner: &Owner,
-    batching: Batching,
     source: &mut dyn ShardedSource,
 ) -> Result<(Vec<SeriesData>, bool), ReadError> {
-    let owned: Vec<&Labels> = listed.owned.iter().collect();
-    let names: BTreeSet<&str> = listed.names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
-    for batch in batches(&owned, &names, batching) {
-        out.extend(source.read_batch(&batch)?);
+    for batch in &listed.batches {
+        out.extend(source.read_batch(batch)?);
     }
     // A series that appeared after the listing may match an exact selector
     // (its labels a superset of a listed series' with a new name): it is
