@@ -81,11 +81,11 @@ fn read_groups(
     let mut sums: BTreeMap<Labels, Vec<BTreeMap<i64, f64>>> = BTreeMap::new();
     for (j, (_, selector, rate)) in mt.inputs.iter().enumerate() {
         for row in source.read(selector, from, to)? {
+            let key = group_key(&row.labels, &mt.group_by);
             // Sources that cannot list series send every group's.
-            if owner.is_some_and(|o| !o.owns(&row.labels)) {
+            if owner.is_some_and(|o| !o.shard.owns(&key)) {
                 continue;
             }
-            let key = group_key(&row.labels, &mt.group_by);
             let points = if *rate {
                 per_second(&row.points)
             } else {
