@@ -461,17 +461,14 @@ impl QueryState {
             self.limited_total += left_out as u64;
         }
         report.series += rows.len();
-        let (known, new): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|(labels, _)| self.tracked.contains_key(labels));
         // Known series take in their new points (and refit when due) on
         // every core: with thousands of series in one query, the refits are
-        // most of a cycle's work.
-        let mut known: HashMap<Labels, Vec<Point>> = known.into_iter().collect();
+        // most of a cycle's work. The rows left over are new series.
+        let mut rows: HashMap<Labels, Vec<Point>> = rows.into_iter().collect();
         let mut jobs: Vec<(&mut Tracked, Vec<Point>)> = self
             .tracked
             .iter_mut()
-            .filter_map(|(labels, t)| known.remove(labels).map(|points| (t, points)))
+            .filter_map(|(labels, t)| rows.remove(labels).map(|points| (t, points)))
             .collect();
         let level = q.config.level;
         let block = Instant::now();
@@ -508,7 +505,7 @@ impl QueryState {
         // and saved state are gathered first; the fits then run on every
         // core.
         let mut to_fit = Vec::new();
-        for (labels, points) in new {
+        for (labels, points) in rows {
             let history = if from > history_from {
                 let (read, _) = crate::read::in_query(&q.config.name, || {
                     q.target.read_series(source, &labels, history_from, now_ms)
