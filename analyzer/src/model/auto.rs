@@ -148,9 +148,17 @@ impl Model for Auto {
         };
         let name = name.unwrap_or(if season.is_some() { "mstl" } else { "ets" });
         // Let the picked model find both seasons itself when none is set.
-        let mut m = build(name, &self.params)?;
-        m.fit(&points)?;
-        self.picked = Some(m);
+        // A model picked again is refitted in place: it keeps the online
+        // errors that calibrate its scores and bounds, which a new one
+        // would have to collect again.
+        match &mut self.picked {
+            Some(m) if m.name() == name => m.fit(&points)?,
+            _ => {
+                let mut m = build(name, &self.params)?;
+                m.fit(&points)?;
+                self.picked = Some(m);
+            }
+        }
         Ok(())
     }
 
@@ -213,6 +221,44 @@ impl Model for Auto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Online errors in the picked model's saved state.
+    fn online_errors(m: &Auto) -> usize {
+        m.save()["picked"][1]["online"]
+            .as_array()
+            .map_or(0, |a| a.len())
+    }
+
+    #[test]
+    fn a_model_picked_again_keeps_its_online_errors() {
+        let h: Vec<Point> = (0..600)
+            .map(|i| Point {
+                t: i * 3_600_000,
+                v: 50.0
+                    + 10.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin()
+                    + ((i * 7919) % 13) as f64 / 13.0,
+            })
+            .collect();
+        let mut m = Auto::new(ModelParams::default());
+        m.fit(&h[..400]).unwrap();
+        let first = m.picked();
+        for p in &h[400..] {
+            m.update(*p);
+        }
+        m.fit(&h).unwrap();
+        let mut fresh = Auto::new(ModelParams::default());
+        fresh.fit(&h).unwrap();
+        assert_eq!(m.picked(), first, "the same data picks the same model");
+        assert_eq!(m.picked(), fresh.picked());
+        // The refitted model has its seed errors and 200 online ones; a new
+        // one only the seed errors.
+        assert!(
+            online_errors(&m) > online_errors(&fresh) + 100,
+            "{} vs {}",
+            online_errors(&m),
+            online_errors(&fresh)
+        );
+    }
 
     #[test]
     fn picks_a_seasonal_model_for_seasonal_data() {
