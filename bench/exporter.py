@@ -17,7 +17,7 @@ same device/mount filters, warms each up, then scrapes each in turn, alone:
   p50/p99, response bytes, and CPU seconds the exporter spent (utime+stime
   from /proc/PID/stat) per 1,000 scrapes;
 * N/4 (at least 50) scrapes with `Accept-Encoding: gzip`, as Prometheus asks:
-  latency p50/p99 and compressed bytes;
+  latency p50/p99, compressed bytes and CPU seconds per 1,000 scrapes;
 * RSS: VmRSS from /proc/PID/status sampled every 50 scrapes (maximum), and
   VmHWM (the kernel's peak) at the end;
 * what the plain bytes are made of: # HELP / # TYPE lines against sample
@@ -226,7 +226,7 @@ def main():
                 lat, size, cpu, rss, lines, n, meta = scrape_series(
                     port, proc.pid, args.scrapes, False, deadline)
                 gz_n = max(50, args.scrapes // 4)
-                glat, gsize, _, grss, _, gn, _ = scrape_series(port, proc.pid, gz_n, True, deadline)
+                glat, gsize, gcpu, grss, _, gn, _ = scrape_series(port, proc.pid, gz_n, True, deadline)
                 truncated |= n < args.scrapes or gn < gz_n
                 lat.sort()
                 glat.sort()
@@ -247,6 +247,7 @@ def main():
                     "rss": max(rss, grss) / 1024,
                     "hwm": status_kib(proc.pid, "VmHWM") / 1024,
                     "cpu1k": cpu / max(n, 1) * 1000,
+                    "gcpu1k": gcpu / max(gn, 1) * 1000,
                 }
             finally:
                 stop(proc)
@@ -273,6 +274,7 @@ def main():
         ("RSS max, MiB (VmRSS sampled)", lambda r: f"{r['rss']:.1f}", "rss"),
         ("RSS peak, MiB (VmHWM)", lambda r: f"{r['hwm']:.1f}", "hwm"),
         ("CPU seconds per 1,000 scrapes", lambda r: f"{r['cpu1k']:.3f}", "cpu1k"),
+        ("CPU seconds per 1,000 scrapes (gzip)", lambda r: f"{r['gcpu1k']:.3f}", "gcpu1k"),
     ]
     lines = [
         f"# imd-exporter vs node_exporter scrape benchmark, {now:%Y-%m-%d %H:%M %Z}",

@@ -43,9 +43,12 @@ pub fn exposition_response(request_headers: &HeaderMap, families: &[Family]) -> 
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let mut response = if gzip {
+        // The default level (6), as Prometheus' Go client uses: on a
+        // node_exporter-sized page it sends 18 % fewer bytes than level 1
+        // for about 0.5 ms more CPU per scrape (bench/exporter.py).
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
+            flate2::Compression::default(),
         );
         match enc.write_all(body.as_bytes()).and_then(|_| enc.finish()) {
             Ok(bytes) => {
