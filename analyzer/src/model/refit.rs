@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::resid::Errors;
+use super::resid::{Errors, OnlineErrors};
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
@@ -74,10 +74,6 @@ pub trait Fitted: Send + Sync {
 
 /// The longest gap between refits, in points.
 const MAX_REFIT_EVERY: usize = 48;
-/// Online errors kept.
-const ONLINE_ERRORS: usize = 240;
-/// Online errors needed before they count.
-const ONLINE_FROM: usize = 30;
 /// Held-out points that seed the online errors at fit time.
 const SEED_POINTS: usize = 48;
 /// Steps after the fit whose means and standard errors are worked out
@@ -129,10 +125,8 @@ pub struct Refitting<F: Fitter> {
     state: Option<State>,
     since: usize,
     /// Errors of the forecasts the points were scored against, in units
-    /// of the one-step error (divided by the interval's growth), newest
-    /// last; their summary once there are enough.
-    online: std::collections::VecDeque<f64>,
-    online_errors: Option<Errors>,
+    /// of the one-step error (divided by the interval's growth).
+    online: OnlineErrors,
     /// Whether fitting seeds the online errors.
     seed: bool,
 }
@@ -164,8 +158,7 @@ impl<F: Fitter> Refitting<F> {
             search: true,
             state: None,
             since: 0,
-            online: std::collections::VecDeque::new(),
-            online_errors: None,
+            online: OnlineErrors::default(),
             seed: true,
         }
     }
@@ -178,21 +171,9 @@ impl<F: Fitter> Refitting<F> {
         Some((point.v - mean[h - 1]) / growth(&se, h - 1))
     }
 
-    fn summarise_online(&mut self) {
-        let level = self.window.last().map(|p| p.v).unwrap_or(0.0);
-        self.online_errors = (self.online.len() >= ONLINE_FROM).then(|| {
-            let e: Vec<f64> = self.online.iter().copied().collect();
-            Errors::new(&e, level)
-        });
-    }
-
-    /// The scale of errors: the fit's, or the online errors' when larger.
-    fn errors(&self) -> Option<&Errors> {
-        let fit = &self.state.as_ref()?.errors;
-        Some(match &self.online_errors {
-            Some(o) if o.sigma > fit.sigma => o,
-            _ => fit,
-        })
+    /// The series' latest value (the spread floor's reference).
+    fn level(&self) -> f64 {
+        self.window.last().map(|p| p.v).unwrap_or(0.0)
     }
 
     /// The seasons in use.
@@ -271,13 +252,12 @@ impl<F: Fitter> Refitting<F> {
         let Some((mean, se)) = fitted.predict(h) else {
             return;
         };
-        for (i, m) in mean.iter().enumerate() {
-            self.online.push_back((y[cut + i] - m) / growth(&se, i));
-        }
-        while self.online.len() > ONLINE_ERRORS {
-            self.online.pop_front();
-        }
-        self.summarise_online();
+        let errors = mean
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (y[cut + i] - m) / growth(&se, i));
+        let level = self.level();
+        self.online.extend(errors, level);
     }
 
     /// The form the last fit chose (as [`Fitted::form`] gives it).
@@ -353,7 +333,7 @@ impl<F: Fitter> Model for Refitting<F> {
             self.form = None;
         }
         self.refit();
-        if self.seed && self.online.len() < ONLINE_FROM {
+        if self.seed && self.online.too_few() {
             self.seed_online();
         }
         Ok(())
@@ -371,8 +351,7 @@ impl<F: Fitter> Model for Refitting<F> {
             return 0.0;
         };
         let growth = growth(&se, h - 1);
-        let errors = self.errors().unwrap_or(&s.errors);
-        errors.score(point.v - mean[h - 1], growth)
+        self.online.score(&s.errors, point.v - mean[h - 1], growth)
     }
 
     fn update(&mut self, point: Point) {
@@ -380,11 +359,8 @@ impl<F: Fitter> Model for Refitting<F> {
             return;
         }
         if let Some(e) = self.online_error(point) {
-            if self.online.len() == ONLINE_ERRORS {
-                self.online.pop_front();
-            }
-            self.online.push_back(e);
-            self.summarise_online();
+            let level = self.level();
+            self.online.push(e, level);
         }
         self.window.push(point);
         self.since += 1;
@@ -400,10 +376,7 @@ impl<F: Fitter> Model for Refitting<F> {
         let last = self.window.last()?;
         let h0 = Self::steps_to(s, last.t);
         let (mean, se) = s.predict(h0 + steps)?;
-        let half = match &self.online_errors {
-            Some(o) => o.half_width(level).max(s.errors.half_width(level)),
-            None => s.errors.half_width(level),
-        };
+        let half = self.online.half_width(s.errors.half_width(level), level);
         let mut f = Forecast {
             t: future_times(last.t, s.step, steps),
             mean: Vec::with_capacity(steps),
@@ -423,7 +396,7 @@ impl<F: Fitter> Model for Refitting<F> {
         serde_json::to_value(Saved {
             seasons: self.seasons.clone(),
             window: self.window.clone(),
-            online: self.online.iter().copied().collect(),
+            online: self.online.saved(),
             form: self.form.clone(),
         })
         .unwrap_or(serde_json::Value::Null)
@@ -442,9 +415,8 @@ impl<F: Fitter> Model for Refitting<F> {
         }
         self.seasons = s.seasons;
         self.window = s.window;
-        self.online = s.online.into_iter().collect();
+        self.online = OnlineErrors::restored(s.online, self.level());
         self.form = s.form;
-        self.summarise_online();
         self.refit();
         Ok(())
     }

@@ -4,9 +4,32 @@
 //! heavy-tailed series, and an empirical quantile for bounds (heavy tails
 //! widen them, so they keep their level).
 
+use std::collections::VecDeque;
+
 use super::calibrate::Calibration;
 use super::window::{median, spread_floor};
 use super::{score_from_z, z_for_level};
+
+/// Online errors kept (the newest).
+const ONLINE_ERRORS: usize = 240;
+
+/// Online errors needed before they count.
+const ONLINE_FROM: usize = 30;
+
+/// The newest errors whose spread, when it has clearly risen above the
+/// kept errors' scale, becomes the scale scores are judged on: a noisier
+/// regime is then judged against its own noise after a few dozen points,
+/// not against the calmer past for the whole of [`ONLINE_ERRORS`]. A
+/// median of 48 is not moved much by a few outliers among them.
+const RECENT: usize = 48;
+
+/// How far the newest errors' spread must rise above the scale before it
+/// counts: two standard errors of a MAD-based estimate from [`RECENT`]
+/// normal errors (its variance is about 1.36 σ²/n), so that chance
+/// fluctuations of a steady series do not lower its scores.
+fn clear_rise() -> f64 {
+    1.0 + 2.0 * (1.36 / RECENT as f64).sqrt()
+}
 
 /// Errors below this count give bounds from the normal quantile of their
 /// standard deviation; at or above it, from their empirical quantile.
@@ -45,10 +68,7 @@ impl Errors {
                 own: None,
             };
         }
-        let mut c = finite.clone();
-        let center = median(&mut c);
-        let mut dev: Vec<f64> = finite.iter().map(|e| (e - center).abs()).collect();
-        let mut sigma = 1.4826 * median(&mut dev);
+        let mut sigma = robust_sigma(&finite);
         let rms = (finite.iter().map(|e| e * e).sum::<f64>() / finite.len() as f64).sqrt();
         if sigma == 0.0 {
             sigma = rms;
@@ -95,6 +115,114 @@ impl Errors {
             return self.abs[n - 1].max(z_for_level(level) * self.rms);
         }
         self.abs[k.max(1) - 1].max(spread_floor(self.rms))
+    }
+}
+
+/// 1.4826 × the median absolute deviation from the median (the standard
+/// deviation for normal data, unmoved by outliers).
+fn robust_sigma(values: &[f64]) -> f64 {
+    let mut c = values.to_vec();
+    let center = median(&mut c);
+    let mut dev: Vec<f64> = values.iter().map(|e| (e - center).abs()).collect();
+    1.4826 * median(&mut dev)
+}
+
+/// A forecaster's errors on points it had not seen when they came (held
+/// out at fit time, then every new point's), in units of its one-step
+/// error, newest last: kept across refits, saved with the model, and
+/// summarised for scores and bounds.
+#[derive(Debug, Clone, Default)]
+pub struct OnlineErrors {
+    kept: VecDeque<f64>,
+    summary: Option<Errors>,
+    /// Robust spread of the newest [`RECENT`] errors.
+    recent: Option<f64>,
+}
+
+impl OnlineErrors {
+    /// Errors restored from saved state (non-finite ones dropped, the
+    /// newest [`ONLINE_ERRORS`] kept); `level` as for [`Errors::new`].
+    pub fn restored(errors: Vec<f64>, level: f64) -> OnlineErrors {
+        let mut o = OnlineErrors::default();
+        o.extend(errors, level);
+        o
+    }
+
+    /// Whether too few errors are kept for them to count yet (a fit then
+    /// seeds them with held-out ones).
+    pub fn too_few(&self) -> bool {
+        self.kept.len() < ONLINE_FROM
+    }
+
+    /// Adds one error.
+    pub fn push(&mut self, e: f64, level: f64) {
+        self.extend([e], level);
+    }
+
+    /// Adds errors, oldest first.
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = f64>, level: f64) {
+        self.kept
+            .extend(errors.into_iter().filter(|e| e.is_finite()));
+        while self.kept.len() > ONLINE_ERRORS {
+            self.kept.pop_front();
+        }
+        self.summarise(level);
+    }
+
+    /// Forgets every error.
+    pub fn clear(&mut self) {
+        *self = OnlineErrors::default();
+    }
+
+    /// The errors kept, oldest first, for saving.
+    pub fn saved(&self) -> Vec<f64> {
+        self.kept.iter().copied().collect()
+    }
+
+    /// Summarises the errors again, with `level` as the series' typical
+    /// magnitude (the spread floor's reference; adding errors does this).
+    pub fn summarise(&mut self, level: f64) {
+        self.summary = (self.kept.len() >= ONLINE_FROM).then(|| {
+            let e: Vec<f64> = self.kept.iter().copied().collect();
+            Errors::new(&e, level)
+        });
+        self.recent = (self.kept.len() >= RECENT).then(|| {
+            let e: Vec<f64> = self
+                .kept
+                .range(self.kept.len() - RECENT..)
+                .copied()
+                .collect();
+            robust_sigma(&e)
+        });
+    }
+
+    /// The errors scores are judged on: the fit's, or these when wider.
+    pub fn scale<'a>(&'a self, fit: &'a Errors) -> &'a Errors {
+        match &self.summary {
+            Some(o) if o.sigma > fit.sigma => o,
+            _ => fit,
+        }
+    }
+
+    /// Score of a new error `e` (see [`Errors::score`]) against
+    /// [`OnlineErrors::scale`], or against the newest errors' spread
+    /// where that has clearly risen above it.
+    pub fn score(&self, fit: &Errors, e: f64, growth: f64) -> f64 {
+        let errors = self.scale(fit);
+        let risen = match self.recent {
+            Some(r) if r > errors.sigma * clear_rise() => r / errors.sigma,
+            _ => 1.0,
+        };
+        errors.score(e / risen, growth)
+    }
+
+    /// Half-width of a one-step bound at `level`: the fit's (`fit_half`),
+    /// or these errors' when wider.
+    pub fn half_width(&self, fit_half: f64, level: f64) -> f64 {
+        match &self.summary {
+            Some(o) => o.half_width(level).max(fit_half),
+            None => fit_half,
+        }
     }
 }
 
@@ -151,6 +279,47 @@ mod tests {
         assert!(fit.score(30.0, 1.0) > 0.999_99);
         // Growth widens the scale the tail is judged on.
         assert!(fit.score(8.0, 2.0) < fit.score(8.0, 1.0));
+    }
+
+    #[test]
+    fn a_noisier_regime_is_judged_against_its_own_noise() {
+        let normal = |p: f64| crate::model::calibrate::z_from_score(p);
+        // Normal errors in an order where every stretch is a fair sample.
+        let sorted = quantiles(ONLINE_ERRORS, 0.5, normal);
+        let calm: Vec<f64> = (0..ONLINE_ERRORS)
+            .map(|i| sorted[(i * 97) % ONLINE_ERRORS])
+            .collect();
+        let fit = Errors::new(&calm, 10.0);
+        let mut online = OnlineErrors::default();
+        online.extend(calm.iter().copied(), 10.0);
+        // A 5-sigma error is an alarm in the calm regime.
+        assert!(online.score(&fit, 5.0, 1.0) > 0.999);
+        // The noise quadruples: for the first of those errors 5 is still
+        // rare; once RECENT of them are in, it is a 1.25-sigma error.
+        let noisy: Vec<f64> = (0..RECENT).map(|i| 4.0 * calm[i * 5]).collect();
+        online.extend(noisy[..RECENT / 4].iter().copied(), 10.0);
+        assert!(online.score(&fit, 5.0, 1.0) > 0.99);
+        online.extend(noisy[RECENT / 4..].iter().copied(), 10.0);
+        let s = online.score(&fit, 5.0, 1.0);
+        assert!(s < 0.9, "{s}");
+        // The raised scale serves scores only: bounds keep the kept
+        // errors' quantile, and a few outliers among the newest do not
+        // raise it.
+        assert_eq!(
+            online.half_width(0.0, 0.95),
+            online.scale(&fit).half_width(0.95)
+        );
+        let mut spiky = OnlineErrors::default();
+        let mut e = calm.clone();
+        for k in (0..RECENT).step_by(16) {
+            e[ONLINE_ERRORS - 1 - k] = 50.0;
+        }
+        spiky.extend(e, 10.0);
+        // Three spikes among the newest 48 do not raise the scale.
+        assert_eq!(
+            spiky.score(&fit, 5.0, 1.0),
+            spiky.scale(&fit).score(5.0, 1.0)
+        );
     }
 
     #[test]

@@ -19,11 +19,9 @@
 //! freedom over the normal one for the estimated scale), which matters on
 //! short series.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
-use super::resid::Errors;
+use super::resid::{Errors, OnlineErrors};
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point, z_for_level};
@@ -34,10 +32,6 @@ use fit::{Fitted, Spec, State};
 
 /// The longest gap between re-estimations, in points.
 const MAX_REFIT_EVERY: usize = 48;
-/// Online errors kept.
-const ONLINE_ERRORS: usize = 240;
-/// Online errors needed before they count.
-const ONLINE_FROM: usize = 30;
 /// Held-out points that seed the online errors at fit time.
 const SEED_POINTS: usize = 48;
 
@@ -50,10 +44,8 @@ pub struct Arima {
     fitted: Option<Fitted>,
     view: Option<View>,
     since: usize,
-    /// One-step errors (later: errors divided by the forecast's growth),
-    /// newest last, and their summary once there are enough.
-    online: VecDeque<f64>,
-    online_errors: Option<Errors>,
+    /// One-step errors (later: errors divided by the forecast's growth).
+    online: OnlineErrors,
 }
 
 /// The fitted model run over the current window.
@@ -95,8 +87,7 @@ impl Arima {
             fitted: None,
             view: None,
             since: 0,
-            online: VecDeque::new(),
-            online_errors: None,
+            online: OnlineErrors::default(),
         }
     }
 
@@ -180,21 +171,14 @@ impl Arima {
         };
         let mean = state.forecast(h);
         let g = growths(&f, &state, h);
-        for i in 0..h {
-            self.online.push_back((y[cut + i] - mean[i]) / g[i]);
-        }
-        while self.online.len() > ONLINE_ERRORS {
-            self.online.pop_front();
-        }
-        self.summarise_online();
+        let level = self.level();
+        self.online
+            .extend((0..h).map(|i| (y[cut + i] - mean[i]) / g[i]), level);
     }
 
-    fn summarise_online(&mut self) {
-        let level = self.window.last().map(|p| p.v).unwrap_or(0.0);
-        self.online_errors = (self.online.len() >= ONLINE_FROM).then(|| {
-            let e: Vec<f64> = self.online.iter().copied().collect();
-            Errors::new(&e, level)
-        });
+    /// The series' latest value (the spread floor's reference).
+    fn level(&self) -> f64 {
+        self.window.last().map(|p| p.v).unwrap_or(0.0)
     }
 
     /// Steps from the window's last point to `t` (at least 1).
@@ -222,10 +206,7 @@ impl Arima {
             1.0
         };
         let in_sample = v.errors.half_width(level) * v.inflation * t_over_z;
-        match &self.online_errors {
-            Some(o) => o.half_width(level).max(in_sample),
-            None => in_sample,
-        }
+        self.online.half_width(in_sample, level)
     }
 }
 
@@ -285,7 +266,7 @@ impl Model for Arima {
         }
         self.fitted = fit::auto(&y, self.season);
         if let Some(spec) = self.spec()
-            && self.online.len() < ONLINE_FROM
+            && self.online.too_few()
         {
             self.seed_online(&y, &spec);
         }
@@ -303,11 +284,7 @@ impl Model for Arima {
         let Some((mean, growth)) = self.expect(v, point.t) else {
             return 0.0;
         };
-        let errors = match &self.online_errors {
-            Some(o) if o.sigma > v.errors.sigma => o,
-            _ => &v.errors,
-        };
-        errors.score(point.v - mean, growth)
+        self.online.score(&v.errors, point.v - mean, growth)
     }
 
     fn update(&mut self, point: Point) {
@@ -317,11 +294,8 @@ impl Model for Arima {
         if let Some(v) = &self.view
             && let Some((mean, growth)) = self.expect(v, point.t)
         {
-            if self.online.len() == ONLINE_ERRORS {
-                self.online.pop_front();
-            }
-            self.online.push_back((point.v - mean) / growth);
-            self.summarise_online();
+            let level = self.level();
+            self.online.push((point.v - mean) / growth, level);
         }
         self.window.push(point);
         self.since += 1;
@@ -352,7 +326,7 @@ impl Model for Arima {
         serde_json::to_value(Saved {
             season: self.season,
             window: self.window.clone(),
-            online: self.online.iter().copied().collect(),
+            online: self.online.saved(),
             spec: self.spec(),
         })
         .unwrap_or(serde_json::Value::Null)
@@ -377,8 +351,7 @@ impl Model for Arima {
         }
         self.season = s.season;
         self.window = s.window;
-        self.online = s.online.into_iter().collect();
-        self.summarise_online();
+        self.online = OnlineErrors::restored(s.online, self.level());
         self.fitted = None;
         self.view = None;
         if let Some(spec) = s.spec {

@@ -17,8 +17,6 @@
 //! time; the errors of the points taken in online widen the scale when they
 //! run larger than the held-out ones (as `refit` does).
 
-use std::collections::VecDeque;
-
 use candle_core::{DType, IndexOp, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -27,7 +25,7 @@ use super::check_range;
 use super::features::FeatureSpec;
 use super::nn::{self, Dense, F32s, SavedWeights, Scale, Training, times_transposed};
 use super::{Rng, detected_season};
-use crate::model::resid::Errors;
+use crate::model::resid::{Errors, OnlineErrors};
 use crate::model::season::regular;
 use crate::model::window::{Window, future_times};
 use crate::model::{Forecast, Model, ModelError, ModelParams, Point};
@@ -52,9 +50,6 @@ const HOLD_MAX: usize = 720;
 const GROWTH_STEPS: usize = 24;
 /// Most origins of the recursive forecasts that measure the growth.
 const GROWTH_ORIGINS: usize = 32;
-/// Online errors kept, and needed before they count.
-const ONLINE_ERRORS: usize = 240;
-const ONLINE_FROM: usize = 30;
 /// Points after which a model that was never fitted fits itself.
 const SELF_FIT_POINTS: usize = 128;
 
@@ -295,8 +290,7 @@ pub struct Lstm {
     /// units), kept up to date by `update`.
     next: Option<f64>,
     /// Online one-step errors in units of the held-out ones' growth.
-    online: VecDeque<f64>,
-    online_errors: Option<Errors>,
+    online: OnlineErrors,
 }
 
 fn err(e: candle_core::Error) -> ModelError {
@@ -313,8 +307,7 @@ impl Lstm {
             fitted: None,
             level: 0.0,
             next: None,
-            online: VecDeque::new(),
-            online_errors: None,
+            online: OnlineErrors::default(),
         }
     }
 
@@ -328,7 +321,6 @@ impl Lstm {
         self.fitted = None;
         self.next = None;
         self.online.clear();
-        self.online_errors = None;
         let mut w = Window::new(points.len().max(1));
         w.fill(points);
         let (Some(step), Some(last)) = (w.step_ms(), w.last()) else {
@@ -490,23 +482,6 @@ impl Lstm {
         };
         Some((mean, f.growth(h)))
     }
-
-    /// The scale of errors: the held-out ones', or the online ones' when
-    /// larger.
-    fn errors(&self) -> Option<&Errors> {
-        let fit = &self.fitted.as_ref()?.errors;
-        Some(match &self.online_errors {
-            Some(o) if o.sigma > fit.sigma => o,
-            _ => fit,
-        })
-    }
-
-    fn summarise_online(&mut self) {
-        self.online_errors = (self.online.len() >= ONLINE_FROM).then(|| {
-            let e: Vec<f64> = self.online.iter().copied().collect();
-            Errors::new(&e, self.level)
-        });
-    }
 }
 
 /// Growth of errors with the horizon: recursive forecasts from origins
@@ -574,8 +549,8 @@ impl Model for Lstm {
         if !point.v.is_finite() {
             return 0.0;
         }
-        match (self.expected(point.t), self.errors()) {
-            (Some((mean, growth)), Some(e)) => e.score(point.v - mean, growth),
+        match (self.expected(point.t), &self.fitted) {
+            (Some((mean, growth)), Some(f)) => self.online.score(&f.errors, point.v - mean, growth),
             _ => 0.0,
         }
     }
@@ -585,11 +560,8 @@ impl Model for Lstm {
             return;
         }
         if let Some((mean, growth)) = self.expected(point.t) {
-            if self.online.len() == ONLINE_ERRORS {
-                self.online.pop_front();
-            }
-            self.online.push_back((point.v - mean) / growth.max(1.0));
-            self.summarise_online();
+            self.online
+                .push((point.v - mean) / growth.max(1.0), self.level);
         }
         self.window.push(point);
         if self.fitted.is_none() {
@@ -615,10 +587,7 @@ impl Model for Lstm {
         } else {
             self.predict(steps)?
         };
-        let half = match &self.online_errors {
-            Some(o) => o.half_width(level).max(f.errors.half_width(level)),
-            None => f.errors.half_width(level),
-        };
+        let half = self.online.half_width(f.errors.half_width(level), level);
         let (lower, upper) = mean
             .iter()
             .enumerate()
@@ -651,7 +620,7 @@ impl Model for Lstm {
         });
         serde_json::to_value(Saved {
             window: self.window.clone(),
-            online: self.online.iter().copied().collect(),
+            online: self.online.saved(),
             fitted,
         })
         .unwrap_or(serde_json::Value::Null)
@@ -697,11 +666,7 @@ impl Model for Lstm {
         self.window = s.window;
         self.fitted = fitted;
         self.level = level;
-        self.online = s.online.into_iter().filter(|e| e.is_finite()).collect();
-        while self.online.len() > ONLINE_ERRORS {
-            self.online.pop_front();
-        }
-        self.summarise_online();
+        self.online = OnlineErrors::restored(s.online, level);
         self.next = self.predict(1).and_then(|p| p.first().copied());
         Ok(())
     }

@@ -31,7 +31,6 @@
 
 pub mod optimizer;
 
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
 use augurs::prophet::{
@@ -40,7 +39,7 @@ use augurs::prophet::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::resid::Errors;
+use super::resid::{Errors, OnlineErrors};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 use optimizer::{Lbfgs, Params};
@@ -60,10 +59,6 @@ const TOL_REL_OBJ: f64 = 1e7;
 const MAX_ITERS: u32 = 500;
 /// Fewest points fitted.
 const MIN_FIT: usize = 5;
-/// Online errors kept.
-const ONLINE_ERRORS: usize = 240;
-/// Online errors needed before they count.
-const ONLINE_FROM: usize = 30;
 /// Points taken in between two fits: the model refits itself this often
 /// when the engine's `fit_every` is longer, as the other batch forecasters
 /// do (see `refit`), so that the trend is not extrapolated far.
@@ -78,10 +73,8 @@ pub struct ProphetModel {
     state: Option<State>,
     /// Time of the last point seen (fitted or taken in since).
     last_t: Option<i64>,
-    /// Errors of the points seen since the fits, newest last, and their
-    /// summary once there are enough.
-    online: VecDeque<f64>,
-    online_errors: Option<Errors>,
+    /// Errors of the points seen since the fits.
+    online: OnlineErrors,
     /// Points taken in since the last fit.
     recent: Vec<Point>,
 }
@@ -114,8 +107,7 @@ impl ProphetModel {
             params,
             state: None,
             last_t: None,
-            online: VecDeque::new(),
-            online_errors: None,
+            online: OnlineErrors::default(),
             recent: Vec::new(),
         }
     }
@@ -228,39 +220,22 @@ impl ProphetModel {
         let Some(mean) = predict(&prophet, &times) else {
             return;
         };
-        for (p, m) in points[cut..].iter().zip(mean) {
-            self.online.push_back(p.v - m);
-        }
-        while self.online.len() > ONLINE_ERRORS {
-            self.online.pop_front();
-        }
-        self.summarise_online();
+        let level = self.level();
+        self.online
+            .extend(points[cut..].iter().zip(mean).map(|(p, m)| p.v - m), level);
     }
 
     fn need(&self) -> usize {
         self.params.min_points.max(MIN_FIT)
     }
 
-    fn summarise_online(&mut self) {
-        let level = self
-            .state
+    /// The last fitted value (the spread floor's reference).
+    fn level(&self) -> f64 {
+        self.state
             .as_ref()
             .and_then(|s| s.points.last())
             .map(|p| p.v)
-            .unwrap_or(0.0);
-        self.online_errors = (self.online.len() >= ONLINE_FROM).then(|| {
-            let e: Vec<f64> = self.online.iter().copied().collect();
-            Errors::new(&e, level)
-        });
-    }
-
-    /// The scale of errors: the fit's, or the online errors' when larger.
-    fn errors(&self) -> Option<&Errors> {
-        let fit = &self.state.as_ref()?.errors;
-        Some(match &self.online_errors {
-            Some(o) if o.sigma > fit.sigma => o,
-            _ => fit,
-        })
+            .unwrap_or(0.0)
     }
 
     /// The fit's prediction at time `t` (ms).
@@ -301,14 +276,15 @@ impl Model for ProphetModel {
         if points.len() < self.need() {
             return Ok(());
         }
-        if self.online.len() < ONLINE_FROM {
+        if self.online.too_few() {
             self.seed_online(&points);
         }
         match self.fit_points(&points, Lbfgs::default()) {
             Ok(fitted) => self.state = self.state(fitted, points),
             Err(e) => tracing::debug!(model = "prophet", error = %e, "fit failed"),
         }
-        self.summarise_online();
+        let level = self.level();
+        self.online.summarise(level);
         Ok(())
     }
 
@@ -316,10 +292,10 @@ impl Model for ProphetModel {
         if !point.v.is_finite() {
             return 0.0;
         }
-        let (Some(errors), Some(mean)) = (self.errors(), self.predict_at(point.t)) else {
+        let (Some(s), Some(mean)) = (&self.state, self.predict_at(point.t)) else {
             return 0.0;
         };
-        errors.score(point.v - mean, 1.0)
+        self.online.score(&s.errors, point.v - mean, 1.0)
     }
 
     fn update(&mut self, point: Point) {
@@ -327,11 +303,8 @@ impl Model for ProphetModel {
             return;
         }
         if let Some(mean) = self.predict_at(point.t) {
-            if self.online.len() == ONLINE_ERRORS {
-                self.online.pop_front();
-            }
-            self.online.push_back(point.v - mean);
-            self.summarise_online();
+            let level = self.level();
+            self.online.push(point.v - mean, level);
         }
         self.last_t = Some(self.last_t.map_or(point.t, |t| t.max(point.t)));
         if self.recent.len() == MAX_POINTS {
@@ -354,10 +327,7 @@ impl Model for ProphetModel {
         let last = self.last_t?;
         let t = future_times(last, s.step, steps);
         let mean = predict(&s.prophet, &t)?;
-        let half = match &self.online_errors {
-            Some(o) => o.half_width(level).max(s.errors.half_width(level)),
-            None => s.errors.half_width(level),
-        };
+        let half = self.online.half_width(s.errors.half_width(level), level);
         Some(Forecast {
             lower: mean.iter().map(|m| m - half).collect(),
             upper: mean.iter().map(|m| m + half).collect(),
@@ -375,7 +345,7 @@ impl Model for ProphetModel {
                 .unwrap_or_default(),
             params: self.state.as_ref().map(|s| s.params.clone()),
             last_t: self.last_t,
-            online: self.online.iter().copied().collect(),
+            online: self.online.saved(),
             recent: self.recent.clone(),
         })
         .unwrap_or(serde_json::Value::Null)
@@ -403,9 +373,8 @@ impl Model for ProphetModel {
             None => None,
         };
         self.last_t = s.last_t;
-        self.online = s.online.into_iter().collect();
+        self.online = OnlineErrors::restored(s.online, self.level());
         self.recent = s.recent;
-        self.summarise_online();
         Ok(())
     }
 }
