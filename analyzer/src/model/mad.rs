@@ -2,11 +2,8 @@
 //! (1.4826 × the median absolute deviation), which a few outliers in the
 //! window do not inflate. Forecasts the median with robust bounds.
 
-use super::window::{Window, future_times, median, spread_floor};
+use super::window::{Window, future_times, median_and_robust_sigma, spread_floor};
 use super::{Forecast, Model, ModelError, ModelParams, Point, score_from_z, z_for_level};
-
-/// Scale that makes the MAD estimate the standard deviation of normal data.
-const MAD_TO_SIGMA: f64 = 1.4826;
 
 /// Rolling median and MAD over the last `window` points.
 pub struct Mad {
@@ -24,14 +21,11 @@ impl Mad {
     /// Median and robust sigma of the window.
     fn center_spread(&self) -> (f64, f64) {
         let mut v: Vec<f64> = self.window.values().collect();
-        let med = median(&mut v);
-        let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-        let mad = median(&mut dev);
-        let mut sigma = MAD_TO_SIGMA * mad;
+        let (med, mut sigma) = median_and_robust_sigma(&mut v);
         if sigma == 0.0 {
             // More than half the window is one value: fall back to the mean
             // absolute deviation (scaled to sigma for normal data).
-            sigma = 1.2533 * dev.iter().sum::<f64>() / dev.len().max(1) as f64;
+            sigma = 1.2533 * v.iter().map(|x| (x - med).abs()).sum::<f64>() / v.len().max(1) as f64;
         }
         (med, sigma.max(spread_floor(med)))
     }

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::calibrate::Calibration;
-use super::window::{median, spread_floor};
+use super::window::{median_and_robust_sigma, spread_floor};
 use super::{score_from_z, z_for_level};
 
 /// Online errors kept (the newest).
@@ -58,7 +58,7 @@ impl Errors {
     /// Summarises `errors`; `level` is the series' typical magnitude, for
     /// the spread floor.
     pub fn new(errors: &[f64], level: f64) -> Errors {
-        let finite: Vec<f64> = errors.iter().copied().filter(|e| e.is_finite()).collect();
+        let mut finite: Vec<f64> = errors.iter().copied().filter(|e| e.is_finite()).collect();
         let floor = spread_floor(level);
         if finite.is_empty() {
             return Errors {
@@ -68,8 +68,9 @@ impl Errors {
                 own: None,
             };
         }
-        let mut sigma = robust_sigma(&finite);
         let rms = (finite.iter().map(|e| e * e).sum::<f64>() / finite.len() as f64).sqrt();
+        // Sorts `finite`, which only the absolute errors (sorted again) use next.
+        let mut sigma = median_and_robust_sigma(&mut finite).1;
         if sigma == 0.0 {
             sigma = rms;
         }
@@ -116,15 +117,6 @@ impl Errors {
         }
         self.abs[k.max(1) - 1].max(spread_floor(self.rms))
     }
-}
-
-/// 1.4826 × the median absolute deviation from the median (the standard
-/// deviation for normal data, unmoved by outliers).
-fn robust_sigma(values: &[f64]) -> f64 {
-    let mut c = values.to_vec();
-    let center = median(&mut c);
-    let mut dev: Vec<f64> = values.iter().map(|e| (e - center).abs()).collect();
-    1.4826 * median(&mut dev)
 }
 
 /// A forecaster's errors on points it had not seen when they came (held
@@ -187,12 +179,12 @@ impl OnlineErrors {
             Errors::new(&e, level)
         });
         self.recent = (self.kept.len() >= RECENT).then(|| {
-            let e: Vec<f64> = self
+            let mut e: Vec<f64> = self
                 .kept
                 .range(self.kept.len() - RECENT..)
                 .copied()
                 .collect();
-            robust_sigma(&e)
+            median_and_robust_sigma(&mut e).1
         });
     }
 

@@ -270,6 +270,15 @@ pub fn spread_floor(center: f64) -> f64 {
     1e-9_f64.max(1e-3 * center.abs())
 }
 
+/// Median of `values` and 1.4826 × their median absolute deviation from
+/// it: the standard deviation for normal data, which outliers do not
+/// inflate. Sorts `values`; NaN for none.
+pub fn median_and_robust_sigma(values: &mut [f64]) -> (f64, f64) {
+    let center = median(values);
+    let mut dev: Vec<f64> = values.iter().map(|x| (x - center).abs()).collect();
+    (center, 1.4826 * median(&mut dev))
+}
+
 /// Median of a slice (sorted copy).
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {

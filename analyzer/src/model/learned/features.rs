@@ -173,10 +173,9 @@ impl Scaler {
                 .map(|r| r.as_ref()[j])
                 .filter(|x| x.is_finite())
                 .collect();
-            let med = crate::model::window::median(&mut col);
+            // Non-finite only when the column has no finite value.
+            let (med, mut s) = crate::model::window::median_and_robust_sigma(&mut col);
             let med = if med.is_finite() { med } else { 0.0 };
-            let mut dev: Vec<f64> = col.iter().map(|x| (x - med).abs()).collect();
-            let mut s = 1.4826 * crate::model::window::median(&mut dev);
             if s.is_nan() || s <= 1e-12 {
                 let n = col.len().max(1) as f64;
                 let mean = col.iter().sum::<f64>() / n;
