@@ -425,12 +425,11 @@ fn anomaly_detection_quality() {
     );
 }
 
-/// Clean series (no anomalies) for forecasting.
 /// On series without anomalies, the share of points at or above an alarm
 /// level is the false-alarm rate that level stands for: about 1 % at 0.99
 /// and 0.1 % at 0.999 with normal noise. With Student-t(3) noise the
 /// exponential tail that caps the scores is lighter than the noise's power
-/// law, so 0.999 fires more often than 0.1 % (0.7 % here; scoring by the
+/// law, so 0.999 fires more often than 0.1 % (0.4 % here; scoring by the
 /// normal shape alone fired 5.1 % at 0.99 and 2.5 % at 0.999, and this test
 /// failed): the bound there is 1 %. Four seeds
 /// of 3,000 hourly points each, a daily cycle plus noise; the first 600
@@ -472,6 +471,7 @@ fn alarm_rates_on_clean_series_match_their_level() {
     }
 }
 
+/// Clean series (no anomalies) for forecasting.
 fn forecast_suite(seasonal_only: bool) -> Vec<(String, Vec<Point>)> {
     let mut out = Vec::new();
     let mut seed = 1000;
