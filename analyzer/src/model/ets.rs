@@ -105,8 +105,34 @@ pub(super) fn predict(model: &FittedAutoETS, h: usize) -> Option<(Vec<f64>, Vec<
     if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let se = se_from(&f, h, SE_LEVEL);
+    let mut se = se_from(&f, h, SE_LEVEL);
+    cap_growth(&mut se);
     Some((f.point, se))
+}
+
+/// Keeps the standard errors' growth with the horizon within the most an
+/// additive ETS model with smoothing weights at most 1 can give: its
+/// h-step error sums the one-step errors with weights of at most 1 + j,
+/// so its variance is at most sqrt(1 + Σ_{j<h} (1 + j)²) times the
+/// one-step one's. Multiplicative models' intervals (simulated or
+/// approximated in augurs) can grow exponentially on a series with a
+/// strong trend: 10^13 times the series' level 18 steps out on one M3
+/// monthly series, which no bound should be.
+fn cap_growth(se: &mut [f64]) {
+    let Some(&first) = se.first() else {
+        return;
+    };
+    if !(first > 0.0 && first.is_finite()) {
+        return;
+    }
+    let mut sum = 1.0;
+    for (j, s) in se.iter_mut().enumerate().skip(1) {
+        sum += ((1 + j) as f64).powi(2);
+        let most = first * sum.sqrt();
+        if !s.is_finite() || *s > most {
+            *s = most;
+        }
+    }
 }
 
 /// A fitted model's form in ETS notation (`"MNN"`, `"AAdN"`).
@@ -140,6 +166,21 @@ impl Fitted for EtsFitted {
     fn form(&self) -> Option<String> {
         Some(form_of(&self.model))
     }
+
+    fn parameters(&self) -> usize {
+        parameters_of(&self.model)
+    }
+}
+
+/// Parameters an ETS model estimates: α and the initial level, β and the
+/// initial trend with a trend, φ when damped.
+pub(super) fn parameters_of(model: &FittedAutoETS) -> usize {
+    let m = model.model();
+    let trend = !matches!(
+        m.model_type().trend,
+        augurs::ets::model::TrendComponent::None
+    );
+    2 + 2 * usize::from(trend) + usize::from(m.damped())
 }
 
 /// `y` minus in-sample predictions (empty when there are none).
@@ -153,6 +194,20 @@ pub(super) fn in_sample_errors(f: Option<augurs::Forecast>, y: &[f64]) -> Vec<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_growth_is_capped_at_the_additive_bound() {
+        // Exponential growth is cut to the additive bound; slower growth
+        // (a random walk's sqrt(h)) is kept.
+        let mut se: Vec<f64> = (0..18).map(|j| 3.6_f64.powi(j)).collect();
+        cap_growth(&mut se);
+        assert_eq!(se[1], 5.0_f64.sqrt());
+        assert!((se[17] - 3.6_f64.powi(17)).abs() > 1.0 && se[17] < 50.0);
+        let mut walk: Vec<f64> = (1..=18).map(|h| (h as f64).sqrt()).collect();
+        let before = walk.clone();
+        cap_growth(&mut walk);
+        assert_eq!(walk, before);
+    }
     use crate::model::{Model, Point};
 
     #[test]

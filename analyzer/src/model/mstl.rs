@@ -151,6 +151,11 @@ impl Fitted for MstlFitted {
     fn form(&self) -> Option<String> {
         Some(form_of(&self.trend))
     }
+
+    /// The trend model's (the decomposition is a smoother, not a fit).
+    fn parameters(&self) -> usize {
+        ets::parameters_of(&self.trend)
+    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ impl Fitted for ThetaFitted {
         std::mem::take(&mut self.errors)
     }
 
+    /// α, the initial level and the slope, plus the seasonal indices
+    /// (one fewer than the season: they are normalised).
+    fn parameters(&self) -> usize {
+        3 + self.seasonal.as_ref().map_or(0, |s| s.idx.len() - 1)
+    }
+
     /// The SES level follows each new point (seasonally adjusted at its
     /// position in the cycle); α, the slope and the indices wait for the
     /// next refit.
