@@ -337,10 +337,12 @@ fn order_selection_finds_known_orders() {
 #[test]
 fn real_series_backtests() {
     let d = data();
-    let models: Vec<String> = ["snaive", "drift", "ets", "mstl", "theta", "arima", "auto"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let models: Vec<String> = [
+        "snaive", "drift", "ets", "mstl", "theta", "comb", "arima", "auto",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut all = Vec::new();
     for (label, season, horizon) in [("monthly", 12, 12), ("quarterly", 4, 8), ("yearly", 1, 10)] {
         let group: Vec<Vec<Point>> = d

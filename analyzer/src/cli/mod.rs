@@ -30,7 +30,8 @@ pub struct ScoreArgs {
     /// Output CSV: `timestamp,value,anomaly_score`, one row per input row.
     #[arg(long, value_name = "OUT.csv")]
     pub output: PathBuf,
-    /// Model: zscore, mad, drift, snaive, ets, mstl, theta, changepoint or auto.
+    /// Model: zscore, mad, drift, snaive, ets, mstl, theta, comb, arima,
+    /// prophet, changepoint, auto, or a learned detector (README "Models").
     #[arg(long, default_value = "auto")]
     pub model: String,
     /// Seasonal period in points (default: detected).
@@ -62,7 +63,8 @@ pub struct ForecastArgs {
     /// Output CSV: `series_id,step,yhat,yhat_lower,yhat_upper`.
     #[arg(long, value_name = "OUT.csv")]
     pub output: PathBuf,
-    /// Model: snaive, drift, ets, mstl, theta, auto (or zscore, mad, changepoint).
+    /// Model: snaive, drift, ets, mstl, theta, comb, arima, prophet, auto (or
+    /// zscore, mad, changepoint, lstm).
     #[arg(long, default_value = "auto")]
     pub model: String,
     /// A threshold: adds the column `breach_steps`, the steps from each

@@ -1,11 +1,16 @@
-//! `auto`: the default. At fit time it finds the series' seasons and picks
-//! the forecaster (seasonal naive, drift, ETS or MSTL) with the smallest
-//! error in a quick rolling-origin backtest on the series' own history
-//! (three origins, one season — or 24 points — ahead each). Its forecasts are
-//! the picked model's; its anomaly score is the picked model's robust
-//! residual score (the one-step error in units of the median absolute
-//! error of its fit), with the rolling median/MAD model (`mad`) standing in
-//! while the forecaster has too little history.
+//! `auto`: the default. At fit time it finds the series' seasons and runs a
+//! quick rolling-origin backtest on the series' own history (three origins,
+//! one season — or 24 points — ahead each) of seasonal naive, drift, ETS,
+//! MSTL and `comb` (the mean of Theta's and MSTL's forecasts). It keeps
+//! `comb`, the safest of them, unless another candidate's errors are
+//! smaller by more than twice the standard error of the paired
+//! differences: a backtest this short often ranks close candidates wrongly,
+//! and a combination loses little where it is not the best. Series too
+//! short for the backtest get `comb`. Its forecasts are the picked model's;
+//! its anomaly score is the picked model's robust residual score (the
+//! one-step error in units of the median absolute error of its fit), with
+//! the rolling median/MAD model (`mad`) standing in while the forecaster has
+//! too little history.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +20,9 @@ use super::season::{detect, regular};
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point, build};
 
-/// Forecasters `auto` chooses among, preferred first on ties.
-pub const CANDIDATES: &[&str] = &["snaive", "drift", "ets", "mstl"];
+/// Forecasters `auto` chooses among, preferred first on ties (`comb`
+/// whenever no other is clearly better).
+pub const CANDIDATES: &[&str] = &["snaive", "drift", "ets", "mstl", "comb"];
 /// Backtest origins.
 const ORIGINS: usize = 3;
 
@@ -57,28 +63,68 @@ impl Auto {
 
 /// Mean absolute error of each candidate over the backtest origins (None
 /// when a candidate could not forecast at some origin). ETS and MSTL choose
-/// their form at the latest origin and keep it at the earlier ones.
-pub fn backtest(params: &ModelParams, history: &[Point], h: usize) -> Vec<(&'static str, f64)> {
+/// their form at the latest origin and keep it at the earlier ones. `comb`
+/// is the mean of Theta's and MSTL's forecasts, so only Theta is fitted
+/// for it.
+pub fn backtest(
+    params: &ModelParams,
+    history: &[Point],
+    h: usize,
+) -> Vec<(&'static str, Vec<f64>)> {
     let n = history.len();
+    let cuts: Vec<usize> = (1..=ORIGINS).map(|o| n - o * h).collect();
+    // Each fitted candidate's mean forecasts, one per origin.
+    let means = |name: &str| -> Option<Vec<Vec<f64>>> {
+        let mut form = None;
+        cuts.iter()
+            .map(|&cut| {
+                candidate_forecast(name, params, &history[..cut], h, &mut form).map(|f| f.mean)
+            })
+            .collect()
+    };
+    let fitted: Vec<(&'static str, Option<Vec<Vec<f64>>>)> = CANDIDATES
+        .iter()
+        .filter(|c| **c != "comb")
+        .chain(std::iter::once(&"theta"))
+        .map(|c| (*c, means(c)))
+        .collect();
+    let of = |name: &str| {
+        fitted
+            .iter()
+            .find(|(c, _)| *c == name)
+            .and_then(|(_, m)| m.as_ref())
+    };
+    let comb: Option<Vec<Vec<f64>>> = match (of("theta"), of("mstl")) {
+        (Some(t), Some(m)) => Some(
+            t.iter()
+                .zip(m)
+                .map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect())
+                .collect(),
+        ),
+        _ => None,
+    };
     let mut out = Vec::new();
     for name in CANDIDATES.iter().copied() {
-        let mut total = 0.0;
-        let mut ok = true;
-        let mut form = None;
-        for o in 1..=ORIGINS {
-            let cut = n - o * h;
-            let Some(f) = candidate_forecast(name, params, &history[..cut], h, &mut form) else {
-                ok = false;
-                break;
-            };
-            total += history[cut..cut + h]
-                .iter()
-                .zip(&f.mean)
-                .map(|(p, m)| (p.v - m).abs())
-                .sum::<f64>();
-        }
-        if ok && total.is_finite() {
-            out.push((name, total / (ORIGINS * h) as f64));
+        let forecasts = if name == "comb" {
+            comb.as_ref()
+        } else {
+            of(name)
+        };
+        let Some(forecasts) = forecasts else {
+            continue;
+        };
+        let errors: Vec<f64> = cuts
+            .iter()
+            .zip(forecasts)
+            .flat_map(|(&cut, mean)| {
+                history[cut..cut + h]
+                    .iter()
+                    .zip(mean)
+                    .map(|(p, m)| (p.v - m).abs())
+            })
+            .collect();
+        if errors.iter().all(|e| e.is_finite()) {
+            out.push((name, errors));
         }
     }
     out
@@ -108,11 +154,34 @@ fn candidate_forecast(
     match name {
         "ets" => refitting(super::ets::new(params.clone()), train, h, form),
         "mstl" => refitting(super::mstl::new(params.clone()), train, h, form),
+        "theta" => refitting(super::theta::new(params.clone()), train, h, form),
         _ => {
             let mut m = build(name, params).ok()?;
             m.fit(train).ok()?;
             m.forecast(h, 0.95)
         }
+    }
+}
+
+/// The candidate to use after a backtest: `comb`, unless another
+/// candidate's errors are smaller by more than twice the standard error of
+/// the paired differences.
+fn pick(results: &[(&'static str, Vec<f64>)]) -> Option<&'static str> {
+    let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len().max(1) as f64;
+    let best = results
+        .iter()
+        .min_by(|a, b| mean(&a.1).total_cmp(&mean(&b.1)))?;
+    let Some((_, comb)) = results.iter().find(|(n, _)| *n == "comb") else {
+        return Some(best.0);
+    };
+    let d: Vec<f64> = comb.iter().zip(&best.1).map(|(c, b)| c - b).collect();
+    let m = mean(&d);
+    let var = d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len().max(2) - 1) as f64;
+    let se = (var / d.len().max(1) as f64).sqrt();
+    if m > 2.0 * se {
+        Some(best.0)
+    } else {
+        Some("comb")
     }
 }
 
@@ -139,14 +208,11 @@ impl Model for Auto {
         // (and two seasons) of training data.
         let need = ORIGINS * h + (4 * h).max(self.params.min_points);
         let name = if points.len() >= need {
-            backtest(&params, &points, h)
-                .into_iter()
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(n, _)| n)
+            pick(&backtest(&params, &points, h))
         } else {
             None
         };
-        let name = name.unwrap_or(if season.is_some() { "mstl" } else { "ets" });
+        let name = name.unwrap_or("comb");
         // Let the picked model find both seasons itself when none is set.
         // A model picked again is refitted in place: it keeps the online
         // errors that calibrate its scores and bounds, which a new one
@@ -261,6 +327,34 @@ mod tests {
     }
 
     #[test]
+    fn comb_stays_unless_another_candidate_is_clearly_better() {
+        // Errors that alternate around comb's: a smaller mean, but by less
+        // than two standard errors of the differences.
+        let comb: Vec<f64> = (0..72).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
+        let close: Vec<f64> = comb
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e + if i % 2 == 0 { -0.5 } else { 0.45 })
+            .collect();
+        let results = vec![("comb", comb.clone()), ("ets", close)];
+        assert_eq!(pick(&results), Some("comb"));
+        // A candidate that is smaller nearly everywhere wins.
+        let better: Vec<f64> = comb
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e * 0.7 + (i % 3) as f64 * 0.01)
+            .collect();
+        let results = vec![("comb", comb), ("mstl", better)];
+        assert_eq!(pick(&results), Some("mstl"));
+        // Without comb among the results, the smallest mean error.
+        assert_eq!(
+            pick(&[("snaive", vec![2.0, 2.0]), ("drift", vec![1.0, 3.5])]),
+            Some("snaive")
+        );
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
     fn picks_a_seasonal_model_for_seasonal_data() {
         let h: Vec<Point> = (0..400)
             .map(|i| Point {
@@ -273,7 +367,13 @@ mod tests {
         let mut m = Auto::new(ModelParams::default());
         m.fit(&h).unwrap();
         let picked = m.picked().unwrap();
-        assert!(picked == "snaive" || picked == "mstl", "{picked}");
+        assert!(["snaive", "mstl", "comb"].contains(&picked), "{picked}");
+        // Whichever it is, the forecast follows the cycle.
+        let f = m.forecast(24, 0.95).unwrap();
+        for (k, mean) in f.mean.iter().enumerate() {
+            let want = 50.0 + 10.0 * (std::f64::consts::TAU * (400 + k) as f64 / 24.0).sin();
+            assert!((mean - want).abs() < 1.5, "step {k}: {mean} vs {want}");
+        }
         let mut flat = Auto::new(ModelParams::default());
         flat.fit(&crate::model::testdata::noisy(300, 10.0, 1.0))
             .unwrap();

@@ -7,6 +7,7 @@ pub mod arima;
 pub mod auto;
 mod calibrate;
 pub mod changepoint;
+pub mod comb;
 pub mod drift;
 pub mod ensemble;
 pub mod ets;
@@ -166,6 +167,7 @@ pub const NAMES: &[&str] = &[
     "ets",
     "mstl",
     "theta",
+    "comb",
     "arima",
     "changepoint",
     "prophet",
@@ -209,6 +211,7 @@ pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelEr
         "ets" => Box::new(ets::new(params.clone())),
         "mstl" => Box::new(mstl::new(params.clone())),
         "theta" => Box::new(theta::new(params.clone())),
+        "comb" => Box::new(comb::new(params.clone())),
         "arima" => Box::new(arima::Arima::new(params.clone())),
         "changepoint" => Box::new(changepoint::Changepoint::new(params.clone())),
         "prophet" => Box::new(prophet::ProphetModel::new(params.clone())),

