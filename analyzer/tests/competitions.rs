@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::{csv_records as records, export_num as num};
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -38,18 +40,6 @@ struct Series {
     actual: Vec<f64>,
     /// AutoETS', then Theta's.
     sf: [Bounded; 2],
-}
-
-fn records(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records()
-        .map(|x| x.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .collect()
-}
-
-fn num(s: &str) -> f64 {
-    s.parse()
-        .unwrap_or_else(|_| panic!("not a number in the export: {s:?}"))
 }
 
 fn export() -> Vec<Series> {
@@ -80,9 +70,9 @@ fn export() -> Vec<Series> {
         .map(|r| Series {
             set: r[1].to_string(),
             group: r[2].to_string(),
-            season: num(&r[3]) as usize,
+            season: num(&r[3]),
             train: train.remove(&r[0]).expect("training part of a meta row"),
-            actual: r[5].split(' ').map(num).collect(),
+            actual: r[5].split(' ').map(num::<f64>).collect(),
             sf: sf
                 .remove(&r[0])
                 .expect("statsforecast's forecast of a meta row"),

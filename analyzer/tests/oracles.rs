@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::{csv_records as records, export_num as num};
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -48,18 +50,6 @@ struct Data {
     oracle: HashMap<String, Oracle>,
     /// AutoARIMA's orders on the whole series: p, d, q, P, D, Q, m.
     orders: HashMap<String, Vec<usize>>,
-}
-
-fn records(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records()
-        .map(|x| x.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .collect()
-}
-
-fn num<T: std::str::FromStr>(s: &str) -> T {
-    s.parse()
-        .unwrap_or_else(|_| panic!("not a number in the export: {s:?}"))
 }
 
 /// Runs the export once per test binary.

@@ -195,3 +195,18 @@ pub fn node_modules(package: &str) -> PathBuf {
     );
     dir
 }
+
+/// Rows of a CSV file an export script wrote (a bad file fails the test,
+/// naming it).
+pub fn csv_records(path: &std::path::Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records()
+        .map(|x| x.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// A number in an export script's output (anything else fails the test).
+pub fn export_num<T: std::str::FromStr>(s: &str) -> T {
+    s.parse()
+        .unwrap_or_else(|_| panic!("not a number in the export: {s:?}"))
+}
