@@ -61,11 +61,11 @@ impl Auto {
     }
 }
 
-/// Mean absolute error of each candidate over the backtest origins (None
-/// when a candidate could not forecast at some origin). ETS and MSTL choose
-/// their form at the latest origin and keep it at the earlier ones. `comb`
-/// is the mean of Theta's and MSTL's forecasts, so only Theta is fitted
-/// for it.
+/// Each candidate's absolute errors over the backtest origins, newest
+/// origin first (candidates that could not forecast at some origin are
+/// left out). ETS and MSTL choose their form at the latest origin and keep
+/// it at the earlier ones. `comb` is the mean of Theta's and MSTL's
+/// forecasts, so only Theta is fitted for it.
 pub fn backtest(
     params: &ModelParams,
     history: &[Point],
