@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::resid::{Errors, OnlineErrors};
+use super::resid::{Errors, OnlineErrors, small_sample_widening};
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
@@ -98,7 +98,8 @@ struct State {
     step: i64,
     errors: Errors,
     /// What the in-sample errors' bound is widened by for the parameters
-    /// fitted to them (see [`small_sample_widening`]).
+    /// fitted to them, at [`SE_LEVEL`] (see [`small_sample_widening`];
+    /// none without errors).
     widening: f64,
 }
 
@@ -219,7 +220,11 @@ impl<F: Fitter> Refitting<F> {
             Ok(mut fitted) => {
                 self.form = fitted.form();
                 let residuals = fitted.residuals();
-                let widening = small_sample_widening(residuals.len(), fitted.parameters());
+                let widening = if residuals.is_empty() {
+                    1.0
+                } else {
+                    small_sample_widening(residuals.len(), fitted.parameters(), SE_LEVEL)
+                };
                 let errors = Errors::new(&residuals, last.v);
                 self.state = Some(State {
                     widening,
@@ -434,24 +439,6 @@ impl<F: Fitter> Model for Refitting<F> {
         self.refit();
         Ok(())
     }
-}
-
-/// How much wider a bound from `n` in-sample errors is made when `k`
-/// parameters were fitted to them: by sqrt(n / (n − k)) (the errors'
-/// spread understates the noise by that much) and by the Student-t
-/// quantile with n − k degrees of freedom over the normal one (the spread
-/// is itself an estimate), as for `arima` and as statsforecast's AutoETS
-/// does. Close to 1 once n is in the hundreds; on a 20-point yearly series
-/// with five parameters about 1.3. Computed at 95 %; the t/normal ratio
-/// changes little with the level.
-fn small_sample_widening(n: usize, k: usize) -> f64 {
-    if k == 0 || n == 0 {
-        return 1.0;
-    }
-    let dof = n.saturating_sub(k).max(1) as f64;
-    let z = super::z_for_level(SE_LEVEL);
-    let t_over_z = super::arima::fit::t_quantile(z, dof) / z;
-    ((n as f64 / dof).sqrt() * t_over_z).max(1.0)
 }
 
 /// How much wider the model's own interval is at index `i` than one step

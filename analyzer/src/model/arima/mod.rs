@@ -21,10 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::resid::{Errors, OnlineErrors};
+use super::resid::{Errors, OnlineErrors, small_sample_widening};
 use super::season::{detect, regular};
 use super::window::{Window, future_times};
-use super::{Forecast, Model, ModelError, ModelParams, Point, z_for_level};
+use super::{Forecast, Model, ModelError, ModelParams, Point};
 
 pub mod fit;
 
@@ -55,11 +55,10 @@ struct View {
     step: i64,
     /// In-sample one-step errors.
     errors: Errors,
-    /// What in-sample errors understate out-of-sample ones by, with k
-    /// parameters fitted to n residuals: sqrt(n / (n − k)).
-    inflation: f64,
-    /// Degrees of freedom of the in-sample scale: n − k.
-    dof: f64,
+    /// In-sample errors (n) and the parameters fitted to them (k), for
+    /// [`small_sample_widening`].
+    n: usize,
+    k: usize,
     /// The one-step forecast of the next point.
     next: f64,
 }
@@ -129,12 +128,10 @@ impl Arima {
             return;
         }
         let level = y.last().copied().unwrap_or(0.0);
-        let n = state.residuals().len() as f64;
-        let dof = (n - fit::n_params(&f.spec) as f64).max(1.0);
         self.view = Some(View {
             errors: Errors::new(state.residuals(), level),
-            inflation: (n / dof).sqrt().max(1.0),
-            dof,
+            n: state.residuals().len(),
+            k: fit::n_params(&f.spec),
             state,
             last_t,
             step,
@@ -199,13 +196,7 @@ impl Arima {
 
     /// Half-width of a one-step bound at `level` (see the module).
     fn one_step_half(&self, v: &View, level: f64) -> f64 {
-        let z = z_for_level(level);
-        let t_over_z = if z > 0.0 {
-            (fit::t_quantile(z, v.dof) / z).max(1.0)
-        } else {
-            1.0
-        };
-        let in_sample = v.errors.half_width(level) * v.inflation * t_over_z;
+        let in_sample = v.errors.half_width(level) * small_sample_widening(v.n, v.k, level);
         self.online.half_width(in_sample, level)
     }
 }
