@@ -61,7 +61,7 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
     w.write_record(["timestamp", "value", "anomaly_score"])?;
     for (r, s) in rows.iter().zip(&scores) {
-        w.write_record([r.timestamp.as_str(), r.value.as_str(), &format!("{s:.6}")])?;
+        w.write_record([r.timestamp.as_str(), r.value.as_str(), &s.to_string()])?;
     }
     // Flushes the CSV buffer and the file buffer under it.
     w.flush()
@@ -164,8 +164,8 @@ fn run_multivariate(a: &ScoreArgs) -> anyhow::Result<()> {
     w.write_record(&head)?;
     for (rec, s) in raw.iter().zip(&scored) {
         let mut row: Vec<String> = rec.iter().map(str::to_string).collect();
-        row.push(format!("{:.6}", s.score));
-        row.extend(s.contributions.iter().map(|c| format!("{c:.6}")));
+        row.push(s.score.to_string());
+        row.extend(s.contributions.iter().map(|c| c.to_string()));
         w.write_record(&row)?;
     }
     w.flush()

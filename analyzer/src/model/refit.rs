@@ -79,6 +79,11 @@ pub trait Fitted: Send + Sync {
     }
 }
 
+/// Cycles of the longest season a window holds by default: enough for
+/// every model here to estimate the season, and one more that steadies
+/// forecasts a season ahead.
+const CYCLES: usize = 4;
+
 /// The longest gap between refits, in points.
 const MAX_REFIT_EVERY: usize = 48;
 /// Held-out points that seed the online errors at fit time.
@@ -140,6 +145,10 @@ pub struct Refitting<F: Fitter> {
     online: OnlineErrors,
     /// Whether fitting seeds the online errors.
     seed: bool,
+    /// Whether the model is kept only to score (see [`Refitting::scoring_only`]).
+    scoring_only: bool,
+    /// Cycles of the longest season the window holds.
+    cycles: usize,
 }
 
 /// Saved state: the seasons, the window and the online errors (the fit is
@@ -159,7 +168,7 @@ impl<F: Fitter> Refitting<F> {
     /// A model that has seen nothing yet.
     pub fn new(params: ModelParams, fitter: F) -> Refitting<F> {
         let seasons: Vec<usize> = params.season.filter(|s| *s > 1).into_iter().collect();
-        let window = Window::new(capacity(&params, &seasons));
+        let window = Window::new(capacity(&params, &seasons, CYCLES));
         Refitting {
             params,
             fitter,
@@ -171,6 +180,8 @@ impl<F: Fitter> Refitting<F> {
             since: 0,
             online: OnlineErrors::default(),
             seed: true,
+            scoring_only: false,
+            cycles: CYCLES,
         }
     }
 
@@ -225,7 +236,10 @@ impl<F: Fitter> Refitting<F> {
                 } else {
                     small_sample_widening(residuals.len(), fitted.parameters(), SE_LEVEL)
                 };
-                let errors = Errors::new(&residuals, last.v);
+                let mut errors = Errors::new(&residuals, last.v);
+                if self.scoring_only {
+                    errors.forget_sorted();
+                }
                 self.state = Some(State {
                     widening,
                     predicted: fitted.predict(PREDICTED),
@@ -299,6 +313,23 @@ impl<F: Fitter> Refitting<F> {
         self
     }
 
+    /// Keeps less per fit for a model that is asked only for scores (and
+    /// one-step forecasts): its bounds then come from the normal shape of
+    /// the errors, not their empirical quantile. For `auto`'s judge,
+    /// which sits beside a forecaster in every series.
+    pub fn scoring_only(mut self) -> Self {
+        self.scoring_only = true;
+        self
+    }
+
+    /// Makes the window hold `cycles` of the longest season (four by
+    /// default; at least the model's own need), before the first fit.
+    pub fn holding_cycles(mut self, cycles: usize) -> Self {
+        self.cycles = cycles;
+        self.window = Window::new(capacity(&self.params, &self.seasons, cycles));
+        self
+    }
+
     /// Moves the fit on to `point` when it is the next step after what the
     /// fit has seen and the model can take it: later points are then judged
     /// against forecasts from `point`, not from the last refit.
@@ -321,12 +352,12 @@ impl<F: Fitter> Refitting<F> {
     }
 }
 
-/// Window size: the configured one, or four of the longest season and a
-/// point if longer.
-fn capacity(params: &ModelParams, seasons: &[usize]) -> usize {
+/// Window size: the configured one, or `cycles` of the longest season and
+/// a point if longer.
+fn capacity(params: &ModelParams, seasons: &[usize], cycles: usize) -> usize {
     params
         .window
-        .max(4 * seasons.iter().max().copied().unwrap_or(0) + 1)
+        .max(cycles * seasons.iter().max().copied().unwrap_or(0) + 1)
 }
 
 impl<F: Fitter> Model for Refitting<F> {
@@ -344,7 +375,7 @@ impl<F: Fitter> Model for Refitting<F> {
                 .map(|step| detect(&regular(&points, step)))
                 .unwrap_or_default();
         }
-        self.window = Window::new(capacity(&self.params, &self.seasons));
+        self.window = Window::new(capacity(&self.params, &self.seasons, self.cycles));
         self.window.fill(history);
         // A full fit searches for the form again; seeding then uses it.
         if self.search {

@@ -65,8 +65,11 @@ pub fn small_sample_widening(n: usize, k: usize, level: f64) -> f64 {
 pub struct Errors {
     /// Robust standard deviation: 1.4826 × median absolute error (centred).
     pub sigma: f64,
-    /// Sorted absolute errors.
-    abs: Vec<f64>,
+    /// Sorted absolute errors, in single precision: bounds read one of
+    /// them, and a model keeps thousands per series (the engine keeps a
+    /// model per series), so half the memory matters more than digits
+    /// beyond the seventh.
+    abs: Vec<f32>,
     /// Root mean square error.
     rms: f64,
     /// The distribution of the absolute errors (rank, then an
@@ -99,7 +102,7 @@ impl Errors {
         let own = (abs.len() >= OWN_FROM).then(|| Calibration::from_sorted(&abs));
         Errors {
             sigma: sigma.max(floor),
-            abs,
+            abs: abs.iter().map(|e| (*e as f32).min(f32::MAX)).collect(),
             rms: rms.max(floor),
             own,
         }
@@ -123,6 +126,13 @@ impl Errors {
         }
     }
 
+    /// Lets go of the sorted errors, which only bounds read: for a model
+    /// kept only to score. Bounds then take the normal shape of the
+    /// root mean square error, as with few errors.
+    pub fn forget_sorted(&mut self) {
+        self.abs = Vec::new();
+    }
+
     /// Half-width of a bound at `level` for one step.
     pub fn half_width(&self, level: f64) -> f64 {
         let n = self.abs.len();
@@ -133,9 +143,9 @@ impl Errors {
         let k = ((n as f64 + 1.0) * level).ceil() as usize;
         if k > n {
             // Beyond the data: extrapolate with the normal shape.
-            return self.abs[n - 1].max(z_for_level(level) * self.rms);
+            return f64::from(self.abs[n - 1]).max(z_for_level(level) * self.rms);
         }
-        self.abs[k.max(1) - 1].max(spread_floor(self.rms))
+        f64::from(self.abs[k.max(1) - 1]).max(spread_floor(self.rms))
     }
 }
 

@@ -32,7 +32,7 @@ const ALPHA_RANGE: (f64, f64) = (0.01, 0.99);
 /// The one-sided 90 % normal quantile of the seasonality test.
 const SEASONAL_Z: f64 = 1.645;
 /// Cycles of data a season needs before it is tested and removed.
-const SEASONAL_CYCLES: usize = 3;
+pub(super) const SEASONAL_CYCLES: usize = 3;
 /// Smallest multiplicative index accepted; below it the decomposition is
 /// redone additively (a near-zero index would blow the forecast up).
 const MIN_INDEX: f64 = 0.01;
