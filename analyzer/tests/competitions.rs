@@ -7,7 +7,7 @@
 //! `.ci/test` installs); the test asserts that `auto`'s mean MASE on each
 //! competition is within 3 % of AutoETS' (on every series of both, it is
 //! lower: see the README) and prints sMAPE,
-//! MASE and 95 % coverage per group:
+//! MASE, 95 % coverage and MSIS per group:
 //! `cargo test -p imd-analyzer --test competitions -- --nocapture`
 //! (`IMD_COMPETITIONS_EVERY=1` for every series).
 
@@ -81,18 +81,22 @@ fn export() -> Vec<Series> {
 }
 
 /// sMAPE (%), MASE (scaled by the in-sample seasonal naive error, or the
-/// naive one when the series is not longer than a season) and the share
-/// of the tail inside the bounds.
-fn accuracy(s: &Series, f: &[(f64, f64, f64)]) -> [f64; 3] {
+/// naive one when the series is not longer than a season), the share of
+/// the tail inside the bounds and MSIS (the M4 competition's interval
+/// score at 95 %, on the same scale as MASE: width plus 2/0.05 times any
+/// miss; too narrow and too wide bounds both cost).
+fn accuracy(s: &Series, f: &[(f64, f64, f64)]) -> [f64; 4] {
     let x = &s.train;
     let m = if x.len() > s.season { s.season } else { 1 };
     let scale = (m..x.len()).map(|i| (x[i] - x[i - m]).abs()).sum::<f64>() / (x.len() - m) as f64;
     let h = s.actual.len() as f64;
-    let mut out = [0.0; 3];
+    let mut out = [0.0; 4];
     for (y, (mean, lo, hi)) in s.actual.iter().zip(f) {
         out[0] += 200.0 * (y - mean).abs() / (y.abs() + mean.abs()) / h;
         out[1] += (y - mean).abs() / scale.max(1e-9) / h;
         out[2] += f64::from(u8::from(lo <= y && y <= hi)) / h;
+        let miss = (lo - y).max(0.0) + (y - hi).max(0.0);
+        out[3] += ((hi - lo) + 2.0 / 0.05 * miss) / scale.max(1e-9) / h;
     }
     out
 }
@@ -120,8 +124,8 @@ fn auto_is_about_as_accurate_as_autoets_on_m3_and_tourism() {
     let series = export();
     assert!(series.len() > 800, "{} series exported", series.len());
     const MODELS: [&str; 4] = ["imd auto", "imd comb", "sf AutoETS", "sf Theta"];
-    // Per series: [model][sMAPE, MASE, coverage].
-    let scored: Vec<[[f64; 3]; 4]> = series
+    // Per series: [model][sMAPE, MASE, coverage, MSIS].
+    let scored: Vec<[[f64; 4]; 4]> = series
         .par_iter()
         .map(|s| {
             [
@@ -152,8 +156,8 @@ fn auto_is_about_as_accurate_as_autoets_on_m3_and_tourism() {
         every()
     );
     println!(
-        "{:24} {:12} {:>8} {:>8} {:>8}",
-        "group", "model", "sMAPE %", "MASE", "cov 95"
+        "{:24} {:12} {:>8} {:>8} {:>8} {:>8}",
+        "group", "model", "sMAPE %", "MASE", "cov 95", "MSIS"
     );
     for (set, group) in &groups {
         let n = series
@@ -163,12 +167,13 @@ fn auto_is_about_as_accurate_as_autoets_on_m3_and_tourism() {
         for (i, name) in MODELS.iter().enumerate() {
             let pick = |s: &Series| &s.set == set && &s.group == group;
             println!(
-                "{:24} {:12} {:8.2} {:8.3} {:8.3}",
+                "{:24} {:12} {:8.2} {:8.3} {:8.3} {:8.2}",
                 format!("{set} {group} ({n})"),
                 name,
                 mean(&pick, i, 0),
                 mean(&pick, i, 1),
-                mean(&pick, i, 2)
+                mean(&pick, i, 2),
+                mean(&pick, i, 3)
             );
         }
     }

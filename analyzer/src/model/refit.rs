@@ -88,6 +88,9 @@ const CYCLES: usize = 4;
 const MAX_REFIT_EVERY: usize = 48;
 /// Held-out points that seed the online errors at fit time.
 const SEED_POINTS: usize = 48;
+/// Most origins a short window is forecast from to seed the online
+/// errors (the newest): a few hundred errors, as many as are kept.
+const SEED_ORIGINS: usize = 24;
 /// Steps after the fit whose means and standard errors are worked out
 /// once, at the fit: every point until the next refit is scored against
 /// them (at most `MAX_REFIT_EVERY` steps out) and a short forecast reaches
@@ -260,7 +263,16 @@ impl<F: Fitter> Refitting<F> {
     /// longer) of the window and its forecast for them is compared with
     /// what came. In-sample errors alone are too small for bounds (a
     /// decomposition fits each point with smoothers that also see later
-    /// points).
+    /// points). A window that cannot spare that block (it would be more
+    /// than a quarter of it, as on a few dozen yearly, quarterly or
+    /// monthly points, where a fit without it is a different model) is
+    /// forecast instead from each of its newest origins (at most
+    /// [`SEED_ORIGINS`], none in its first half), up to a refit period
+    /// ahead: that also measures how fast its errors grow with the
+    /// horizon where the model's own intervals say too little. On the M3
+    /// and Tourism competitions this raised the 95 % bounds' coverage of
+    /// yearly tails from 0.83 and 0.80 to 0.87 and lowered the interval
+    /// score (MSIS) of every group (README, "Forecasting competitions").
     fn seed_online(&mut self) {
         let Some(step) = self.window.step_ms() else {
             return;
@@ -272,22 +284,45 @@ impl<F: Fitter> Refitting<F> {
             .params
             .min_points
             .max(self.fitter.min_len(&self.seasons));
-        let Some(cut) = y.len().checked_sub(h).filter(|c| *c >= need) else {
-            return;
-        };
-        let Ok(fitted) = self
-            .fitter
-            .fit(&y[..cut], &self.seasons, self.form.as_deref())
-        else {
-            return;
-        };
-        let Some((mean, se)) = fitted.predict(h) else {
-            return;
-        };
-        let errors = mean
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (y[cut + i] - m) / growth(&se, i));
+        match y
+            .len()
+            .checked_sub(h)
+            .filter(|c| *c >= need && h <= y.len() / 4)
+        {
+            Some(cut) => self.seed_from(&y, &[cut], h),
+            None => {
+                let first = self
+                    .fitter
+                    .min_len(&self.seasons)
+                    .max(y.len() / 2)
+                    .max(y.len().saturating_sub(SEED_ORIGINS));
+                let origins: Vec<usize> = (first..y.len()).collect();
+                self.seed_from(&y, &origins, self.refit_every());
+            }
+        }
+    }
+
+    /// Adds the errors of forecasts up to `h` steps ahead from each origin
+    /// (a fit on `y[..origin]`), in one-step units, to the online errors.
+    fn seed_from(&mut self, y: &[f64], origins: &[usize], h: usize) {
+        let mut errors = Vec::new();
+        for &cut in origins {
+            let steps = h.min(y.len() - cut);
+            let Ok(fitted) = self
+                .fitter
+                .fit(&y[..cut], &self.seasons, self.form.as_deref())
+            else {
+                continue;
+            };
+            let Some((mean, se)) = fitted.predict(steps) else {
+                continue;
+            };
+            errors.extend(
+                mean.iter()
+                    .enumerate()
+                    .map(|(i, m)| (y[cut + i] - m) / growth(&se, i)),
+            );
+        }
         let level = self.level();
         self.online.extend(errors, level);
     }
@@ -492,5 +527,52 @@ pub fn se_from(f: &augurs::Forecast, h: usize, level: f64) -> Vec<f64> {
             .map(|(l, u)| (u - l) / (2.0 * z))
             .collect(),
         _ => vec![1.0; h],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::theta;
+    use super::*;
+
+    /// Thirty yearly-like points: a trend that turns, with some noise.
+    fn turning(n: usize) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                t: i as i64 * 60_000,
+                v: 100.0
+                    + if i < 20 {
+                        2.0 * i as f64
+                    } else {
+                        40.0 - (i - 20) as f64
+                    }
+                    + 3.0 * ((i * 7919) % 13) as f64 / 13.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_window_is_seeded_from_rolling_origins() {
+        let h = turning(30);
+        let params = ModelParams {
+            window: 30,
+            ..ModelParams::default()
+        };
+        let mut seeded = theta::new(params.clone());
+        seeded.fit(&h).unwrap();
+        let mut bare = theta::new(params).without_seeding();
+        bare.fit(&h).unwrap();
+        // 48 points cannot be held out of 30: the origins 15..30 give
+        // errors up to 12 steps ahead instead.
+        assert!(!seeded.online.too_few());
+        let (a, b) = (
+            seeded.forecast(6, 0.95).unwrap(),
+            bare.forecast(6, 0.95).unwrap(),
+        );
+        assert_eq!(a.mean, b.mean);
+        // The turn makes forecasts from the origins miss by more than the
+        // in-sample one-step errors say.
+        let width = |f: &Forecast| f.upper[5] - f.lower[5];
+        assert!(width(&a) > width(&b), "{} vs {}", width(&a), width(&b));
     }
 }
