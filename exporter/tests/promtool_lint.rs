@@ -124,6 +124,23 @@ fn all_collector_flags(textfiles: &str, config: &Path) -> Vec<String> {
     flags
 }
 
+/// The plain output once the logs collector, which reads in the
+/// background, has counted the setup's lines (or after 10 s).
+fn wait_for_log_series(port: u16) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let r = http_get(port, "/metrics", &[]).expect("scraping imd-exporter");
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        let counted = text.contains("imd_test_log_errors_total{code=\"E2\"} 1")
+            && text.contains("imd_test_log_request_duration_seconds_count 2");
+        if counted || start.elapsed().as_secs() > 10 {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn full_output_passes_promtool_like_node_exporter() {
     let dir = tempdir();
@@ -135,19 +152,7 @@ fn full_output_passes_promtool_like_node_exporter() {
         &all_collector_flags(&textfiles, &config),
     );
 
-    // The logs collector reads in the background: wait for its series.
-    let start = std::time::Instant::now();
-    let body = loop {
-        let r = http_get(imd_port, "/metrics", &[]).expect("scraping imd-exporter");
-        assert_eq!(r.status, 200);
-        let text = r.text();
-        let counted = text.contains("imd_test_log_errors_total{code=\"E2\"} 1")
-            && text.contains("imd_test_log_request_duration_seconds_count 2");
-        if counted || start.elapsed().as_secs() > 10 {
-            break text;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let body = wait_for_log_series(imd_port);
     let fams = parse_text(&body).expect("imd-exporter output parses");
     for name in [
         "imd_test_jobs_processed_total",
@@ -232,6 +237,9 @@ fn openmetrics_is_negotiated_and_gzip_compresses() {
     let (textfiles, config) = setup(dir.path());
     let port = free_port();
     let _imd = start_imd(dir.path(), port, &all_collector_flags(&textfiles, &config));
+    // Families of the log rules appear once their lines are read: wait, so
+    // that the scrapes compared below see the same families.
+    wait_for_log_series(port);
 
     // What Prometheus 2.x sends.
     let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
