@@ -129,6 +129,74 @@ impl Calibration {
     }
 }
 
+/// Newest raw outputs kept to calibrate by.
+const RECENT_KEEP: usize = 1000;
+/// Outputs needed before [`Recent`] scores.
+const RECENT_FROM: usize = 100;
+
+/// A [`Calibration`] of a running detector's newest raw outputs (up to a
+/// thousand), kept current as outputs arrive: what the output of a new
+/// point means is judged by the outputs of the points just before it.
+/// It recalibrates on every output (sorting a thousand numbers), so that
+/// state restored from [`Recent::values`] scores exactly as before.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    /// The newest outputs, oldest first.
+    values: Vec<f32>,
+    calibration: Option<Calibration>,
+}
+
+impl Recent {
+    /// Restores outputs saved by [`Recent::values`] (the newest are kept
+    /// if there are too many; outputs that are not finite are dropped).
+    pub fn restored(values: Vec<f32>) -> Recent {
+        let mut r = Recent::default();
+        let from = values.len().saturating_sub(RECENT_KEEP);
+        r.values = values[from..]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        r.recalibrate();
+        r
+    }
+
+    /// The kept outputs, oldest first.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Takes a new output in.
+    pub fn push(&mut self, raw: f64) {
+        if !raw.is_finite() {
+            return;
+        }
+        self.values.push(raw as f32);
+        if self.values.len() > RECENT_KEEP {
+            let extra = self.values.len() - RECENT_KEEP;
+            self.values.drain(..extra);
+        }
+        self.recalibrate();
+    }
+
+    /// The calibrated score of `raw`; `None` while too few outputs are kept.
+    pub fn score(&self, raw: f64) -> Option<f64> {
+        self.calibration.as_ref().map(|c| c.score(raw))
+    }
+
+    /// True once it scores.
+    pub fn ready(&self) -> bool {
+        self.calibration.is_some()
+    }
+
+    fn recalibrate(&mut self) {
+        self.calibration = (self.values.len() >= RECENT_FROM).then(|| {
+            let v: Vec<f64> = self.values.iter().map(|x| *x as f64).collect();
+            Calibration::new(&v)
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +230,28 @@ mod tests {
             assert!(s >= prev, "not monotone at {i}");
             prev = s;
         }
+    }
+
+    #[test]
+    fn recent_outputs_calibrate_the_next_one() {
+        let mut r = Recent::default();
+        for i in 0..99 {
+            r.push(i as f64);
+        }
+        assert!(r.score(50.0).is_none(), "scored on 99 outputs");
+        r.push(99.0);
+        let mid = r.score(50.0).unwrap();
+        assert!((mid - 0.5).abs() < 0.02, "{mid}");
+        assert!(r.score(1e6).unwrap() > 0.999);
+        // Only the newest thousand count: after 2,000 outputs around 1,000
+        // the old ones no longer make 500 look large.
+        for i in 0..2000 {
+            r.push(1000.0 + (i % 10) as f64);
+        }
+        assert_eq!(r.values().len(), 1000);
+        assert!(r.score(500.0).unwrap() < 0.01);
+        let back = Recent::restored(r.values().to_vec());
+        assert_eq!(back.score(1005.0), r.score(1005.0));
+        assert!(Recent::restored(vec![f32::NAN; 10]).values().is_empty());
     }
 }

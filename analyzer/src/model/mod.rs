@@ -8,6 +8,7 @@ pub mod auto;
 mod calibrate;
 pub mod changepoint;
 pub mod comb;
+pub mod discord;
 pub mod drift;
 pub mod ensemble;
 pub mod ets;
@@ -24,7 +25,7 @@ pub mod threshold;
 mod window;
 pub mod zscore;
 
-pub use calibrate::{score_from_z, z_for_level, z_from_score};
+pub use calibrate::{Recent, score_from_z, z_for_level, z_from_score};
 
 /// One observation: time in milliseconds since the epoch and a value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -170,6 +171,7 @@ pub const NAMES: &[&str] = &[
     "comb",
     "arima",
     "changepoint",
+    "discord",
     "prophet",
     "auto",
     "iforest",
@@ -181,7 +183,7 @@ pub const NAMES: &[&str] = &[
 
 /// Models that only detect anomalies: their `forecast` is always `None`,
 /// so they cannot be a `forecast_model`.
-pub const DETECTORS: &[&str] = &["iforest", "ocsvm", "autoencoder"];
+pub const DETECTORS: &[&str] = &["iforest", "ocsvm", "autoencoder", "discord"];
 
 /// Builds a model by name.
 pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelError> {
@@ -214,6 +216,7 @@ pub fn build(name: &str, params: &ModelParams) -> Result<Box<dyn Model>, ModelEr
         "comb" => Box::new(comb::new(params.clone())),
         "arima" => Box::new(arima::Arima::new(params.clone())),
         "changepoint" => Box::new(changepoint::Changepoint::new(params.clone())),
+        "discord" => Box::new(discord::Discord::new(params.clone())),
         "prophet" => Box::new(prophet::ProphetModel::new(params.clone())),
         "auto" => Box::new(auto::Auto::new(params.clone())),
         "iforest" => {
