@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::ranking::roc_auc;
+
 use std::path::Path;
 
 use common::{
@@ -81,34 +83,6 @@ fn labelled_series(n: usize, clean: usize, seed: u64) -> (Vec<Point>, Vec<bool>)
     (points, labels)
 }
 
-/// ROC AUC of scores (higher = more anomalous) against labels
-/// (Mann–Whitney, ties counted half).
-fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut rank = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        for k in i..=j {
-            rank[idx[k]] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|l| **l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let sum: f64 = rank
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
-
 fn write_rows(path: &Path, rows: &[Vec<f64>], labels: Option<&[bool]>) {
     let mut s = String::new();
     for (i, r) in rows.iter().enumerate() {
@@ -166,7 +140,7 @@ fn auc_matches_scikit_learn() {
     let imd_if = (0..SEEDS)
         .map(|seed| {
             let forest = Forest::fit(train, 100, 256, seed);
-            auc(
+            roc_auc(
                 &test.iter().map(|r| forest.score(r)).collect::<Vec<_>>(),
                 test_labels,
             )
@@ -175,7 +149,7 @@ fn auc_matches_scikit_learn() {
         / SEEDS as f64;
     let refs: Vec<&[f64]> = train.iter().map(|r| r.as_slice()).collect();
     let svm = OneClassSvm::fit(&refs, 0.1, None).unwrap();
-    let imd_svm = auc(
+    let imd_svm = roc_auc(
         &test.iter().map(|r| -svm.decision(r)).collect::<Vec<_>>(),
         test_labels,
     );

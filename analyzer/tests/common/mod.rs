@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod proxy;
+pub mod ranking;
 
 /// Status and body of a plain `GET path` on `127.0.0.1:port` (the
 /// analyzer's tests read text: `/metrics` and JSON APIs).
