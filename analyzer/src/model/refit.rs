@@ -217,23 +217,14 @@ impl<F: Fitter> Refitting<F> {
     /// narrower, so scores (which use the online errors as they are) and
     /// short horizons keep their calibration.
     fn extra_growth(&self, h: usize) -> f64 {
-        (self.power_growth(h) / self.power_growth_at_ref()).max(1.0)
+        (self.power_growth(h as f64) / self.power_growth(self.horizon_ref)).max(1.0)
     }
 
     /// `h^horizon_power`: how much faster than one step ahead errors `h`
     /// steps ahead grow than the model's own intervals.
-    fn power_growth(&self, h: usize) -> f64 {
+    fn power_growth(&self, h: f64) -> f64 {
         if self.horizon_power > 0.0 {
-            (h.max(1) as f64).powf(self.horizon_power)
-        } else {
-            1.0
-        }
-    }
-
-    /// [`Self::power_growth`] at the reference horizon.
-    fn power_growth_at_ref(&self) -> f64 {
-        if self.horizon_power > 0.0 {
-            self.horizon_ref.powf(self.horizon_power)
+            h.max(1.0).powf(self.horizon_power)
         } else {
             1.0
         }
@@ -551,8 +542,8 @@ impl<F: Fitter> Model for Refitting<F> {
             upper: Vec::with_capacity(steps),
         };
         for (i, m) in mean.iter().enumerate().skip(h0) {
-            let half =
-                (online * self.extra_growth(i + 1)).max(in_sample * self.power_growth(i + 1));
+            let half = (online * self.extra_growth(i + 1))
+                .max(in_sample * self.power_growth((i + 1) as f64));
             let g = growth(&se, i);
             f.mean.push(*m);
             f.lower.push(m - half * g);
@@ -623,8 +614,9 @@ fn growth(se: &[f64], i: usize) -> f64 {
 /// history cannot see how far its trend may be off. Hand-written: a
 /// one-parameter search no crate offers.
 fn horizon_power(errors: &[(usize, f64)]) -> f64 {
-    let seen = |k: usize| errors.iter().any(|(h, _)| *h == k);
-    if errors.len() < 20 || !seen(1) || !(2..=errors.len()).any(seen) {
+    let one_step = errors.iter().any(|(h, _)| *h == 1);
+    let further = errors.iter().any(|(h, _)| *h > 1);
+    if errors.len() < 20 || !one_step || !further {
         return 0.0;
     }
     let n = errors.len() as f64;
