@@ -378,21 +378,20 @@ impl<F: Fitter> Refitting<F> {
         };
         // The pooled errors' quantile, which the bounds use, is that of
         // the errors divided by `h^power` at this many steps ahead.
-        let q = |e: Vec<f64>| Errors::new(&e, 0.0).half_width(SE_LEVEL);
-        let (pooled, scaled) = (
-            q(errors.iter().map(|(_, e)| *e).collect()),
-            q(errors
+        self.horizon_ref = 1.0;
+        if self.horizon_power > 0.0 {
+            let q = |e: Vec<f64>| Errors::new(&e, 0.0).half_width(SE_LEVEL);
+            let pooled = q(errors.iter().map(|(_, e)| *e).collect());
+            let scaled = q(errors
                 .iter()
-                .map(|(k, e)| e / (*k as f64).powf(self.horizon_power))
-                .collect()),
-        );
-        self.horizon_ref = if self.horizon_power > 0.0 && scaled > 0.0 {
-            (pooled / scaled)
-                .powf(1.0 / self.horizon_power)
-                .clamp(1.0, PREDICTED as f64)
-        } else {
-            1.0
-        };
+                .map(|(k, e)| e / self.power_growth(*k as f64))
+                .collect());
+            if scaled > 0.0 {
+                self.horizon_ref = (pooled / scaled)
+                    .powf(1.0 / self.horizon_power)
+                    .clamp(1.0, PREDICTED as f64);
+            }
+        }
         let level = self.level();
         self.online
             .extend(errors.into_iter().map(|(_, e)| e), level);
