@@ -753,4 +753,26 @@ mod tests {
         let err = theta::new(params).load(bad).unwrap_err().to_string();
         assert!(err.contains("horizon_power"), "{err}");
     }
+
+    #[test]
+    fn far_bounds_widen_where_origin_errors_outgrew_the_intervals() {
+        let h = turning(30);
+        let mut m = theta::new(ModelParams {
+            window: 30,
+            ..ModelParams::default()
+        });
+        m.fit(&h).unwrap();
+        // The turn makes errors from the origins grow faster than Theta's
+        // intervals: a power is measured ...
+        assert!(m.horizon_power > 0.0, "{}", m.horizon_power);
+        let wide = m.forecast(6, 0.95).unwrap();
+        m.horizon_power = 0.0;
+        let plain = m.forecast(6, 0.95).unwrap();
+        let width = |f: &Forecast, k: usize| f.upper[k] - f.lower[k];
+        // ... which widens the far bounds and never narrows any.
+        assert!(width(&wide, 5) > width(&plain, 5));
+        for k in 0..6 {
+            assert!(width(&wide, k) >= width(&plain, k) - 1e-9, "step {k}");
+        }
+    }
 }
