@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mad::Mad;
 use super::refit::{Fitter, Refitting};
-use super::season::{detect, regular};
+use super::season::detect_sampled;
 use super::theta::{self, Theta};
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point, build};
@@ -234,7 +234,7 @@ impl Model for Auto {
             Some(s) => Some(s),
             None => w
                 .step_ms()
-                .and_then(|step| detect(&regular(&points, step)).first().copied()),
+                .and_then(|step| detect_sampled(&points, step).first().copied()),
         };
         let h = season.unwrap_or(24).clamp(6, 48);
         let mut params = self.params.clone();

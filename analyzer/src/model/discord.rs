@@ -17,7 +17,7 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::Recent;
-use super::season::{detect, regular};
+use super::season::detect_sampled;
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 
@@ -184,7 +184,7 @@ impl Model for Discord {
             Some(s) => s,
             None => w
                 .step_ms()
-                .and_then(|step| detect(&regular(&points, step)).first().copied())
+                .and_then(|step| detect_sampled(&points, step).first().copied())
                 .unwrap_or(DEFAULT_LENGTH),
         };
         self.set_length(m);

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::resid::{Errors, OnlineErrors, small_sample_widening};
-use super::season::{detect, regular};
+use super::season::{detect_sampled, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 
@@ -477,7 +477,7 @@ impl<F: Fitter> Model for Refitting<F> {
             let points: Vec<Point> = w.points().collect();
             self.seasons = w
                 .step_ms()
-                .map(|step| detect(&regular(&points, step)))
+                .map(|step| detect_sampled(&points, step))
                 .unwrap_or_default();
         }
         self.window = Window::new(capacity(&self.params, &self.seasons, self.cycles));

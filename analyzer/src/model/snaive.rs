@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use super::resid::Errors;
-use super::season::{detect, regular};
+use super::season::{detect_sampled, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point, score_from_z};
 
@@ -214,10 +214,7 @@ impl Model for SNaive {
             w.fill(history);
             let points: Vec<Point> = w.points().collect();
             self.season = match w.step_ms() {
-                Some(step) => detect(&regular(&points, step))
-                    .first()
-                    .copied()
-                    .unwrap_or(1),
+                Some(step) => detect_sampled(&points, step).first().copied().unwrap_or(1),
                 None => 1,
             };
         }

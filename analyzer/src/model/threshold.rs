@@ -14,7 +14,7 @@
 use serde::Deserialize;
 
 use super::Point;
-use super::season::{detect, regular};
+use super::season::detect_sampled;
 
 /// Points a phase needs for its own median.
 pub const MIN_PER_PHASE: usize = 3;
@@ -133,10 +133,7 @@ impl Band {
                         v: p.v.clamp(lo, hi),
                     })
                     .collect();
-                detect(&regular(&clipped, step))
-                    .first()
-                    .copied()
-                    .unwrap_or(1)
+                detect_sampled(&clipped, step).first().copied().unwrap_or(1)
             }
         };
         if season < 2 {

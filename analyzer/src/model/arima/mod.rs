@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::resid::{Errors, OnlineErrors, small_sample_widening};
-use super::season::{detect, regular};
+use super::season::{detect_sampled, regular};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 
@@ -241,7 +241,7 @@ impl Model for Arima {
             let points: Vec<Point> = w.points().collect();
             self.season = w
                 .step_ms()
-                .and_then(|step| detect(&regular(&points, step)).first().copied())
+                .and_then(|step| detect_sampled(&points, step).first().copied())
                 .unwrap_or(1);
         }
         self.window = Window::new(capacity(&self.params, self.season));

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use super::calibrate::Calibration;
-use super::season::{detect, regular};
+use super::season::detect_sampled;
 use super::window::Window;
 use super::{Forecast, Model, ModelError, ModelParams, Point};
 
@@ -190,7 +190,7 @@ pub fn detected_season(points: &[Point]) -> Option<usize> {
     let mut w = Window::new(points.len().max(1));
     w.fill(points);
     let step = w.step_ms()?;
-    detect(&regular(points, step)).first().copied()
+    detect_sampled(points, step).first().copied()
 }
 
 impl<D: Detector> Model for Univariate<D> {
