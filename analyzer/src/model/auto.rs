@@ -77,6 +77,16 @@ impl Auto {
         m.forecast(1, 0.5).map(|_| m)
     }
 
+    /// Lets the judge read the pick's window when that holds every point
+    /// the judge's own would: the judge's three days of one-minute points
+    /// are the newest part of `comb`'s four, and kept twice they were a
+    /// quarter of `auto`'s memory per series (bench/RESULTS.md).
+    fn share_window(&mut self) {
+        if let Some(w) = self.picked.as_deref().and_then(|m| m.window()) {
+            self.judge.share_window(w);
+        }
+    }
+
     /// The model that scores the next point: the judge, else the pick,
     /// else `mad`.
     fn scorer(&self) -> &dyn Model {
@@ -261,6 +271,7 @@ impl Model for Auto {
                 self.picked = Some(m);
             }
         }
+        self.share_window();
         Ok(())
     }
 
@@ -270,9 +281,12 @@ impl Model for Auto {
 
     fn update(&mut self, point: Point) {
         self.mad.update(point);
-        self.judge.update(point);
         if let Some(m) = &mut self.picked {
             m.update(point);
+        }
+        match self.picked.as_deref().and_then(|m| m.window()) {
+            Some(w) => self.judge.update_beside(point, w),
+            None => self.judge.update(point),
         }
     }
 
@@ -319,6 +333,7 @@ impl Model for Auto {
         if let Some(state) = s.judge {
             self.judge.load(state)?;
         }
+        self.share_window();
         Ok(())
     }
 }
@@ -368,20 +383,99 @@ mod tests {
     #[test]
     fn points_are_judged_by_a_theta_that_follows_every_point() {
         let h = daily(600);
+        // The default window (the pick's as long as the judge's) and a
+        // short one (the pick's four cycles, the judge's three): either
+        // way the judge reads the pick's window and keeps one point, and
+        // scores as a judge with a window of its own.
+        for params in [
+            ModelParams::default(),
+            ModelParams {
+                window: 12,
+                ..ModelParams::default()
+            },
+        ] {
+            let mut m = Auto::new(params.clone());
+            let mut judge = super::judge(&params);
+            m.fit(&h[..400]).unwrap();
+            judge.fit(&h[..400]).unwrap();
+            assert!(m.judge.shares_window());
+            assert_eq!(m.judge.window().map(Window::len), Some(1));
+            let (pick, own) = (
+                m.ready().unwrap().window().unwrap(),
+                judge.window().unwrap(),
+            );
+            assert!(pick.capacity() >= own.capacity() && pick.last() == own.last());
+            assert_eq!(pick.capacity() > own.capacity(), params.window == 12);
+            for (k, p) in h[400..].iter().enumerate() {
+                // Every tenth point jumps: scores must agree there too.
+                let p = Point {
+                    v: p.v + if k % 10 == 0 { 8.0 } else { 0.0 },
+                    ..*p
+                };
+                assert_eq!(
+                    m.score(p),
+                    judge.score(p),
+                    "window {}, point {k}",
+                    params.window
+                );
+                m.update(p);
+                judge.update(p);
+            }
+        }
+    }
+
+    #[test]
+    fn a_judge_saved_while_reading_the_picks_window_loads_as_one_with_its_own() {
+        let h = daily(700);
         let mut m = Auto::new(ModelParams::default());
         let mut judge = super::judge(&ModelParams::default());
         m.fit(&h[..400]).unwrap();
         judge.fit(&h[..400]).unwrap();
-        for (k, p) in h[400..].iter().enumerate() {
-            // Every tenth point jumps: scores must agree there too.
-            let p = Point {
-                v: p.v + if k % 10 == 0 { 8.0 } else { 0.0 },
-                ..*p
-            };
-            assert_eq!(m.score(p), judge.score(p), "point {k}");
-            m.update(p);
-            judge.update(p);
+        for p in &h[400..450] {
+            m.update(*p);
+            judge.update(*p);
         }
+        let shared = m.save();
+        assert_eq!(
+            shared["judge"]["window"]["points"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let mut own = shared.clone();
+        own["judge"] = judge.save();
+        let (mut a, mut b) = (
+            Auto::new(ModelParams::default()),
+            Auto::new(ModelParams::default()),
+        );
+        a.load(shared.clone()).unwrap();
+        b.load(own).unwrap();
+        assert!(a.judge.shares_window() && b.judge.shares_window());
+        for (k, p) in h[450..].iter().enumerate() {
+            assert_eq!(a.score(*p), b.score(*p), "point {k}");
+            assert_eq!(a.score(*p), a.judge.score(*p));
+            a.update(*p);
+            b.update(*p);
+        }
+        // Loaded alone, where no window is there to read, the judge's
+        // window grows again and refits once it holds enough points.
+        let mut alone = super::judge(&ModelParams::default());
+        alone.load(shared["judge"].clone()).unwrap();
+        assert!(alone.forecast(1, 0.5).is_none());
+        for p in &h[450..] {
+            alone.update(*p);
+        }
+        assert!(alone.forecast(1, 0.5).is_some());
+        assert_eq!(alone.window().map(Window::len), Some(120));
+        // A sharing judge updated without the window it reads keeps its
+        // own again, and refits once that holds enough points.
+        let mut judge = a.judge;
+        assert!(judge.shares_window());
+        let more = daily(1000);
+        for p in &more[700..] {
+            judge.update(*p);
+        }
+        assert!(!judge.shares_window());
+        assert!(judge.forecast(1, 0.5).is_some());
+        assert_eq!(judge.window().map(Window::len), Some(120));
     }
 
     #[test]

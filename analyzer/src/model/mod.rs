@@ -22,7 +22,7 @@ pub mod season;
 pub mod snaive;
 pub mod theta;
 pub mod threshold;
-mod window;
+pub mod window;
 pub mod zscore;
 
 pub use calibrate::{Recent, score_from_z, z_for_level, z_from_score};
@@ -99,6 +99,13 @@ pub trait Model: Send {
 
     /// Restores state saved by [`Model::save`].
     fn load(&mut self, state: serde_json::Value) -> Result<(), ModelError>;
+
+    /// The recent points the model keeps (its window), for a model kept
+    /// beside it that can read them instead of keeping the same points
+    /// again (`auto`'s judge); `None` for models that keep no window.
+    fn window(&self) -> Option<&window::Window> {
+        None
+    }
 }
 
 /// Parameters every model understands.

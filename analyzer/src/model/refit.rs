@@ -166,6 +166,10 @@ pub struct Refitting<F: Fitter> {
     /// ... beyond the horizon whose errors the seeded errors' pooled
     /// quantile stands for.
     horizon_ref: f64,
+    /// Whether the model reads a window kept beside it instead of its
+    /// own, which then holds only the newest point (see
+    /// [`Refitting::share_window`]).
+    shares_window: bool,
 }
 
 /// Saved state: the seasons, the window and the online errors (the fit is
@@ -209,6 +213,7 @@ impl<F: Fitter> Refitting<F> {
             cycles: CYCLES,
             horizon_power: 0.0,
             horizon_ref: 1.0,
+            shares_window: false,
         }
     }
 
@@ -435,6 +440,100 @@ impl<F: Fitter> Refitting<F> {
         self
     }
 
+    /// Reads `shared` instead of keeping a window of its own: for a model
+    /// kept beside another that holds the same points and at least as many
+    /// (`auto`'s judge beside its pick, which would otherwise hold each
+    /// series' last few days twice). `shared` must end at the point this
+    /// model saw last; `false`, and nothing changed, when it does not or
+    /// holds fewer points than this model's window would. From then on
+    /// every point must come through [`Refitting::update_beside`] with
+    /// `shared` updated first (a plain update makes the model keep its own
+    /// window again, which holds too few points to refit on until it has
+    /// filled). A model restored from state saved while sharing is fitted
+    /// here.
+    pub fn share_window(&mut self, shared: &Window) -> bool {
+        if shared.capacity() < self.capacity() || shared.last() != self.window.last() {
+            return false;
+        }
+        if self.state.is_none() {
+            self.refit_beside(shared);
+        }
+        let mut own = Window::new(1);
+        own.fill(&shared.last().into_iter().collect::<Vec<_>>());
+        self.window = own;
+        self.shares_window = true;
+        true
+    }
+
+    /// Whether the model reads a window kept beside it (see
+    /// [`Refitting::share_window`]).
+    pub fn shares_window(&self) -> bool {
+        self.shares_window
+    }
+
+    /// Takes `point` as [`Model::update`] does, refitting (when due) on
+    /// the newest points of `shared`, which already holds `point`, when
+    /// the model shares it (see [`Refitting::share_window`]).
+    pub fn update_beside(&mut self, point: Point, shared: &Window) {
+        self.take(point, Some(shared));
+    }
+
+    /// Stops reading a shared window: the model's own grows back to its
+    /// full size from the points it holds.
+    fn keep_own_window(&mut self) {
+        self.shares_window = false;
+        if self.window.capacity() < self.capacity() {
+            let points: Vec<Point> = self.window.points().collect();
+            self.window = Window::new(self.capacity());
+            self.window.fill(&points);
+        }
+    }
+
+    /// Points of history the model's window holds when full.
+    fn capacity(&self) -> usize {
+        capacity(&self.params, &self.seasons, self.cycles)
+    }
+
+    /// Refits on the newest points of `shared`, those the model's own
+    /// window would hold.
+    fn refit_beside(&mut self, shared: &Window) {
+        let cap = self.capacity();
+        let mut w = Window::new(cap);
+        w.fill(
+            &shared
+                .points()
+                .skip(shared.len().saturating_sub(cap))
+                .collect::<Vec<_>>(),
+        );
+        let own = std::mem::replace(&mut self.window, w);
+        self.refit();
+        self.window = own;
+    }
+
+    /// Takes a point in; see [`Model::update`].
+    fn take(&mut self, point: Point, shared: Option<&Window>) {
+        if !point.v.is_finite() {
+            return;
+        }
+        if let Some(e) = self.online_error(point) {
+            let level = self.level();
+            self.online.push(e, level);
+        }
+        self.window.push(point);
+        self.since += 1;
+        if self.shares_window && shared.is_none() {
+            self.keep_own_window();
+        }
+        if self.since >= self.refit_every() {
+            match shared.filter(|_| self.shares_window) {
+                Some(w) => self.refit_beside(w),
+                None => self.refit(),
+            }
+        } else {
+            self.follow(point);
+        }
+    }
+
     /// Moves the fit on to `point` when it is the next step after what the
     /// fit has seen and the model can take it: later points are then judged
     /// against forecasts from `point`, not from the last refit.
@@ -470,6 +569,10 @@ impl<F: Fitter> Model for Refitting<F> {
         self.fitter.name()
     }
 
+    fn window(&self) -> Option<&Window> {
+        Some(&self.window)
+    }
+
     fn fit(&mut self, history: &[Point]) -> Result<(), ModelError> {
         if self.params.season.is_none() && self.fitter.seasonal() {
             let mut w = Window::new(history.len().max(1));
@@ -480,8 +583,9 @@ impl<F: Fitter> Model for Refitting<F> {
                 .map(|step| detect_sampled(&points, step))
                 .unwrap_or_default();
         }
-        self.window = Window::new(capacity(&self.params, &self.seasons, self.cycles));
+        self.window = Window::new(self.capacity());
         self.window.fill(history);
+        self.shares_window = false;
         // A full fit searches for the form again; seeding then uses it.
         if self.search {
             self.form = None;
@@ -509,20 +613,7 @@ impl<F: Fitter> Model for Refitting<F> {
     }
 
     fn update(&mut self, point: Point) {
-        if !point.v.is_finite() {
-            return;
-        }
-        if let Some(e) = self.online_error(point) {
-            let level = self.level();
-            self.online.push(e, level);
-        }
-        self.window.push(point);
-        self.since += 1;
-        if self.since >= self.refit_every() {
-            self.refit();
-        } else {
-            self.follow(point);
-        }
+        self.take(point, None);
     }
 
     fn forecast(&self, steps: usize, level: f64) -> Option<Forecast> {
@@ -589,6 +680,9 @@ impl<F: Fitter> Model for Refitting<F> {
         self.horizon_ref = s.horizon_ref;
         self.seasons = s.seasons;
         self.window = s.window;
+        // A window saved while shared holds only the newest point: it
+        // grows again unless it is shared again.
+        self.keep_own_window();
         self.online = OnlineErrors::restored(s.online, self.level());
         self.form = s.form;
         self.refit();

@@ -38,16 +38,19 @@ pub(super) const SEASONAL_CYCLES: usize = 3;
 const MIN_INDEX: f64 = 0.01;
 
 /// Seasonal indices, one per position in the cycle, aligned so that the
-/// fitted data's point `t` has index `idx[t % idx.len()]`.
+/// fitted data's point `t` has index `idx[t % idx.len()]`. Single
+/// precision: a daily cycle at one minute has 1,440 of them, kept in every
+/// series (twice under `auto`), and digits past the seventh move no
+/// forecast.
 #[derive(Debug, Clone, PartialEq)]
 struct Seasonal {
-    idx: Vec<f64>,
+    idx: Vec<f32>,
     multiplicative: bool,
 }
 
 impl Seasonal {
     fn at(&self, t: usize) -> f64 {
-        self.idx[t % self.idx.len()]
+        f64::from(self.idx[t % self.idx.len()])
     }
 
     fn remove(&self, t: usize, v: f64) -> f64 {
@@ -240,7 +243,7 @@ fn decompose(y: &[f64], m: usize) -> Seasonal {
     let positive = y.iter().all(|v| *v > 0.0);
     if positive {
         let s = indices(y, m, true);
-        if s.idx.iter().all(|i| *i >= MIN_INDEX) {
+        if s.idx.iter().all(|i| f64::from(*i) >= MIN_INDEX) {
             return s;
         }
     }
@@ -284,7 +287,7 @@ fn indices(y: &[f64], m: usize, multiplicative: bool) -> Seasonal {
         }
     }
     Seasonal {
-        idx,
+        idx: idx.iter().map(|i| *i as f32).collect(),
         multiplicative,
     }
 }

@@ -167,9 +167,19 @@ impl Window {
         }
     }
 
+    /// Most points held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Number of points held.
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// Whether no point is held.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
     }
 
     /// The values, oldest first.
