@@ -11,9 +11,10 @@
 //! Its anomaly score judges each point against a one-step forecast: that
 //! of a Theta model kept beside the pick, whose level follows every point
 //! (the robust residual score of `refit`). The picked forecaster is chosen
-//! for forecasts a season ahead, and most candidates stay anchored at their
-//! last refit, so their errors mix the point's surprise with the drift of
-//! a forecast up to a season old. The picked model scores while Theta has
+//! for forecasts a season ahead, and seasonal naive (or an ETS or MSTL
+//! whose weights could not be read back) stays anchored at its last refit,
+//! so its errors mix the point's surprise with the drift of a forecast up
+//! to a season old. The picked model scores while Theta has
 //! too little history, the rolling median/MAD model (`mad`) before either
 //! can. Scoring by the pick gave F1 0.480 / 0.715 at 0.99 / 0.999 on the
 //! labelled suite of `tests/model_quality.rs`, by the judge 0.477 / 0.767;

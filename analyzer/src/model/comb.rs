@@ -9,9 +9,10 @@
 //! `auto` uses it where the history is too short for its backtest and
 //! lets the backtest choose it otherwise.
 //!
-//! Run online by `refit`. Theta follows every point between refits; MSTL
-//! stays anchored at the refit, so its forecasts are read that many steps
-//! further out.
+//! Run online by `refit`. Both members follow every point between
+//! refits; an MSTL whose trend model's weights could not be read back
+//! (see `ets::Follower`) stays anchored at the refit, and its forecasts
+//! are read that many steps further out.
 
 use super::ModelParams;
 use super::mstl::MstlFitter;
@@ -33,8 +34,8 @@ struct CombFitted {
     theta: Box<dyn Fitted>,
     /// None when the series is too short for MSTL (or ETS): Theta alone.
     mstl: Option<Box<dyn Fitted>>,
-    /// MSTL's means and standard errors from the fit, worked out once:
-    /// it does not follow the points, and Theta's following asks for a
+    /// MSTL's means and standard errors from the fit, worked out once
+    /// when it does not follow the points: Theta's following asks for a
     /// forecast after every point.
     mstl_ahead: Option<(Vec<f64>, Vec<f64>)>,
     /// Points Theta has taken since the fit, which MSTL has not.
@@ -69,7 +70,10 @@ impl Fitter for CombFitter {
         };
         Ok(Box::new(CombFitted {
             theta: ThetaFitter.fit(y, seasons, None)?,
-            mstl_ahead: mstl.as_ref().and_then(|m| m.predict(2 * PREDICTED)),
+            mstl_ahead: mstl
+                .as_ref()
+                .filter(|m| !m.follows())
+                .and_then(|m| m.predict(2 * PREDICTED)),
             mstl,
             mstl_behind: 0,
         }))
@@ -131,12 +135,19 @@ impl Fitted for CombFitted {
         if !self.theta.update(v) {
             return false;
         }
-        if let Some(m) = &mut self.mstl
-            && !m.update(v)
-        {
-            self.mstl_behind += 1;
+        if let Some(m) = &mut self.mstl {
+            if m.update(v) {
+                // Worked out from the fit; MSTL now forecasts from `v`.
+                self.mstl_ahead = None;
+            } else {
+                self.mstl_behind += 1;
+            }
         }
         true
+    }
+
+    fn follows(&self) -> bool {
+        self.theta.follows() && self.mstl.as_ref().is_none_or(|m| m.follows())
     }
 }
 
@@ -178,14 +189,13 @@ mod tests {
     }
 
     #[test]
-    fn theta_follows_while_mstl_stays_anchored() {
+    fn both_members_follow_between_refits() {
         let h = seasonal(330);
         let mut comb = new(ModelParams::default());
         let mut mstl = crate::model::mstl::new(ModelParams::default());
         comb.fit(&h[..300]).unwrap();
         mstl.fit(&h[..300]).unwrap();
-        // Fewer points than a refit period: theta takes them, MSTL's
-        // forecast from the fit is read further out.
+        // Fewer points than a refit period: both members take them.
         for p in &h[300..310] {
             comb.update(*p);
             mstl.update(*p);

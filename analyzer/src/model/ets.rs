@@ -13,7 +13,7 @@ use augurs::ets::{AutoETS, FittedAutoETS};
 use augurs::{Fit, Predict};
 
 use super::ModelParams;
-use super::refit::{Fitted, Fitter, Refitting, SE_LEVEL, se_from};
+use super::refit::{Fitted, Fitter, PREDICTED, Refitting, SE_LEVEL, se_from};
 
 /// Most points ETS is fitted on (the newest).
 pub const FIT_TAIL: usize = 1_000;
@@ -30,9 +30,9 @@ pub fn new(params: ModelParams) -> Ets {
 }
 
 struct EtsFitted {
-    model: FittedAutoETS,
-    /// The fitted data, until the residuals are taken.
-    y: Vec<f64>,
+    model: Following,
+    /// In-sample one-step errors, until taken.
+    residuals: Vec<f64>,
 }
 
 impl Fitter for EtsFitter {
@@ -57,9 +57,11 @@ impl Fitter for EtsFitter {
     ) -> Result<Box<dyn Fitted>, String> {
         let y = tail(y);
         let model = fit_auto_ets(y, form)?;
+        let fitted = in_sample(&model, y);
+        let residuals = in_sample_errors(fitted.as_deref(), y);
         Ok(Box::new(EtsFitted {
-            model,
-            y: y.to_vec(),
+            model: Following::new(model, y, fitted.as_deref()),
+            residuals,
         }))
     }
 }
@@ -155,21 +157,267 @@ pub(super) fn form_of(model: &FittedAutoETS) -> String {
 
 impl Fitted for EtsFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        predict(&self.model, h)
+        self.model.predict(h)
     }
 
     fn residuals(&mut self) -> Vec<f64> {
-        let y = std::mem::take(&mut self.y);
-        in_sample_errors(self.model.predict_in_sample(None).ok(), &y)
+        std::mem::take(&mut self.residuals)
     }
 
     fn form(&self) -> Option<String> {
-        Some(form_of(&self.model))
+        Some(form_of(self.model.fitted()))
     }
 
     fn parameters(&self) -> usize {
-        parameters_of(&self.model)
+        parameters_of(self.model.fitted())
     }
+
+    fn update(&mut self, v: f64) -> bool {
+        self.model.update(v)
+    }
+
+    fn follows(&self) -> bool {
+        self.model.follows()
+    }
+}
+
+/// A fitted ETS model that takes the points after its fit, where its
+/// smoothing weights could be read back ([`Follower`]); its forecasts
+/// then start from the newest point. Otherwise it stays anchored at the
+/// fit.
+pub(super) struct Following {
+    model: FittedAutoETS,
+    follower: Option<Follower>,
+    /// Standard errors 1..=[`PREDICTED`] steps ahead, from the fit: they
+    /// depend on the weights and the error variance, not on the state.
+    se: Vec<f64>,
+}
+
+impl Following {
+    /// `model` fitted on `y`, with `fitted` its in-sample one-step
+    /// predictions (None: it cannot follow).
+    pub(super) fn new(model: FittedAutoETS, y: &[f64], fitted: Option<&[f64]>) -> Self {
+        let follower = fitted.and_then(|f| Follower::read(&model, y, f));
+        let se = match &follower {
+            Some(_) => predict(&model, PREDICTED).map(|p| p.1).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Following {
+            follower: follower.filter(|_| se.len() == PREDICTED),
+            model,
+            se,
+        }
+    }
+
+    /// The augurs model.
+    pub(super) fn fitted(&self) -> &FittedAutoETS {
+        &self.model
+    }
+
+    /// Whether it takes points after the fit.
+    pub(super) fn follows(&self) -> bool {
+        self.follower.is_some()
+    }
+
+    /// Takes the next point; false when it cannot.
+    pub(super) fn update(&mut self, v: f64) -> bool {
+        match &mut self.follower {
+            Some(f) if v.is_finite() => {
+                f.take(v);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Means and standard errors 1..=h steps after the newest point taken.
+    pub(super) fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+        let Some(f) = &self.follower else {
+            return predict(&self.model, h);
+        };
+        let mean = f.means(h);
+        if mean.iter().any(|m| !m.is_finite()) {
+            return None;
+        }
+        let se = if h <= self.se.len() {
+            self.se[..h].to_vec()
+        } else {
+            predict(&self.model, h)?.1
+        };
+        Some((mean, se))
+    }
+}
+
+/// An ETS model's smoothing weights and newest state, read back from its
+/// fit because augurs keeps them private. With no trend or an additive
+/// (possibly damped) one, the one-step forecast f moves with the error
+/// e = y − f as
+///
+///   g_t = f_{t+1} − f_t = (α + φβ)·e_t + φ·g_{t−1} − φα·e_{t−1}
+///
+/// for additive and multiplicative errors alike (g_t = α·e_t without a
+/// trend), which the in-sample forecasts satisfy exactly. Least squares
+/// over them recovers α, β and φ; a fit they do not reproduce to rounding
+/// (a multiplicative trend, a clamped state) is not followed.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Follower {
+    alpha: f64,
+    beta: f64,
+    phi: f64,
+    /// Level after the newest point taken.
+    level: f64,
+    /// Trend after the newest point taken (0 without one).
+    trend: f64,
+}
+
+impl Follower {
+    /// The weights and state of `model`, fitted on `y` with in-sample
+    /// one-step predictions `fitted` (None: not readable).
+    fn read(model: &FittedAutoETS, y: &[f64], fitted: &[f64]) -> Option<Self> {
+        use augurs::ets::model::TrendComponent;
+        let m = model.model();
+        let trend = match m.model_type().trend {
+            TrendComponent::None => false,
+            TrendComponent::Additive => true,
+            TrendComponent::Multiplicative => return None,
+        };
+        let next = model.predict(3, None).ok()?.point;
+        let follower = Self::from_forecasts(y, fitted, *next.first()?, trend, m.damped())?;
+        // The state read back must give augurs' own forecasts.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()));
+        let ours = follower.means(3);
+        (ours.len() == next.len() && ours.iter().zip(&next).all(|(a, b)| close(*a, *b)))
+            .then_some(follower)
+    }
+
+    /// The weights and the state after `y` of a model with or without a
+    /// (damped) trend whose one-step forecasts of `y` were `fitted` and
+    /// of the point after it `next`.
+    fn from_forecasts(
+        y: &[f64],
+        fitted: &[f64],
+        next: f64,
+        trend: bool,
+        damped: bool,
+    ) -> Option<Self> {
+        let n = y.len();
+        if fitted.len() != n || n < 8 {
+            return None;
+        }
+        // f_0 ..= f_n: the in-sample forecasts and the first one after.
+        let f: Vec<f64> = fitted.iter().copied().chain([next]).collect();
+        let e: Vec<f64> = y.iter().zip(fitted).map(|(a, b)| a - b).collect();
+        let g: Vec<f64> = f.windows(2).map(|w| w[1] - w[0]).collect();
+        let (alpha, beta, phi) = if !trend {
+            let (c, fit) = least_squares(&g, |t| [e[t], 0.0, 0.0], 0..n, 1)?;
+            fit.then_some((c[0], 0.0, 1.0))?
+        } else if damped {
+            let rows = |t: usize| [e[t], g[t - 1], e[t - 1]];
+            let (c, fit) = least_squares(&g, rows, 1..n, 3)?;
+            let phi = c[1];
+            let alpha = -c[2] / phi;
+            fit.then_some((alpha, (c[0] - alpha) / phi, phi))?
+        } else {
+            // φ = 1: g_t − g_{t−1} = (α + β)·e_t − α·e_{t−1}.
+            let d: Vec<f64> = (0..n)
+                .map(|t| if t == 0 { 0.0 } else { g[t] - g[t - 1] })
+                .collect();
+            let (c, fit) = least_squares(&d, |t| [e[t], e[t - 1], 0.0], 1..n, 2)?;
+            let alpha = -c[1];
+            fit.then_some((alpha, c[0] - alpha, 1.0))?
+        };
+        let unit = -1e-6..=1.0 + 1e-6;
+        if !(unit.contains(&alpha) && unit.contains(&beta) && phi > 0.0 && unit.contains(&phi)) {
+            return None;
+        }
+        // l_n = f_n + α·e_n and f_{n+1} = l_n + φ·b_n, at the newest point.
+        let level = fitted[n - 1] + alpha * e[n - 1];
+        Some(Follower {
+            alpha,
+            beta,
+            phi,
+            level,
+            trend: if trend { (next - level) / phi } else { 0.0 },
+        })
+    }
+
+    /// Takes the next point.
+    fn take(&mut self, y: f64) {
+        let f = self.level + self.phi * self.trend;
+        let e = y - f;
+        self.level = f + self.alpha * e;
+        self.trend = self.phi * self.trend + self.beta * e;
+    }
+
+    /// Point forecasts 1..=h steps ahead, as augurs makes them: the trend
+    /// is damped by φ + φ + φ² + … + φ^(h−1) at step h (the textbook sum
+    /// φ + φ² + … + φ^h counts φ once; augurs' forecasts of a fit, which
+    /// these continue, count it twice).
+    fn means(&self, h: usize) -> Vec<f64> {
+        let mut damp = self.phi;
+        let mut power = 1.0;
+        (0..h)
+            .map(|k| {
+                if k > 0 {
+                    power *= self.phi;
+                    damp += power;
+                }
+                self.level + damp * self.trend
+            })
+            .collect()
+    }
+}
+
+/// Least squares of `target[t]` on the first `k` of `rows(t)` over `ts`:
+/// the coefficients, and whether they reproduce the targets to rounding
+/// (the relations fitted here hold exactly). Written out because the
+/// workspace's linear algebra (ndarray without a LAPACK backend) has no
+/// solver, and three unknowns need none.
+fn least_squares(
+    target: &[f64],
+    rows: impl Fn(usize) -> [f64; 3],
+    ts: std::ops::Range<usize>,
+    k: usize,
+) -> Option<([f64; 3], bool)> {
+    let mut a = [[0.0; 4]; 3];
+    for t in ts.clone() {
+        let x = rows(t);
+        for i in 0..k {
+            for j in 0..k {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][3] += x[i] * target[t];
+        }
+    }
+    // Gaussian elimination with partial pivoting on the normal equations.
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        a.swap(col, pivot);
+        if a[col][col].abs() <= f64::MIN_POSITIVE {
+            return None;
+        }
+        let lead = a[col];
+        for (row, line) in a.iter_mut().enumerate().take(k) {
+            if row != col {
+                let r = line[col] / lead[col];
+                for (v, l) in line.iter_mut().zip(lead).skip(col) {
+                    *v -= r * l;
+                }
+            }
+        }
+    }
+    let mut c = [0.0; 3];
+    for i in 0..k {
+        c[i] = a[i][3] / a[i][i];
+    }
+    let (mut miss, mut size) = (0.0_f64, 0.0_f64);
+    for t in ts {
+        let x = rows(t);
+        let fit: f64 = (0..k).map(|i| c[i] * x[i]).sum();
+        miss = miss.max((target[t] - fit).abs());
+        size = size.max(target[t].abs());
+    }
+    Some((c, c.iter().all(|v| v.is_finite()) && miss <= 1e-6 * size))
 }
 
 /// Parameters an ETS model estimates: α and the initial level, β and the
@@ -183,10 +431,17 @@ pub(super) fn parameters_of(model: &FittedAutoETS) -> usize {
     2 + 2 * usize::from(trend) + usize::from(m.damped())
 }
 
+/// A fitted model's in-sample one-step predictions of `y` (None when it
+/// has none for every point).
+pub(super) fn in_sample(model: &FittedAutoETS, y: &[f64]) -> Option<Vec<f64>> {
+    let f = model.predict_in_sample(None).ok()?;
+    (f.point.len() == y.len()).then_some(f.point)
+}
+
 /// `y` minus in-sample predictions (empty when there are none).
-pub(super) fn in_sample_errors(f: Option<augurs::Forecast>, y: &[f64]) -> Vec<f64> {
-    match f {
-        Some(f) if f.point.len() == y.len() => y.iter().zip(&f.point).map(|(a, b)| a - b).collect(),
+pub(super) fn in_sample_errors(fitted: Option<&[f64]>, y: &[f64]) -> Vec<f64> {
+    match fitted {
+        Some(f) if f.len() == y.len() => y.iter().zip(f).map(|(a, b)| a - b).collect(),
         _ => Vec::new(),
     }
 }
@@ -194,6 +449,86 @@ pub(super) fn in_sample_errors(f: Option<augurs::Forecast>, y: &[f64]) -> Vec<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follows_the_points_as_augurs_fit_would_have() {
+        // Every form a non-seasonal search can pick, on a trending series:
+        // the weights read back from a fit on the first 150 points, taking
+        // the next 50, must land on the state augurs' fit on all 200
+        // forecasts from, since the 200-point fit's first 150 in-sample
+        // forecasts are the same recursion.
+        let mut walk = 100.0;
+        let y: Vec<f64> = (0..200)
+            .map(|i| {
+                walk += 0.4 + (((i * 7919) % 13) as f64 - 6.0) / 4.0;
+                walk + ((i * 104_729) % 7) as f64 / 3.0
+            })
+            .collect();
+        // (augurs' search finds no model for the trendless forms alone;
+        // their recursion is checked below.)
+        for form in ["AAN", "AAdN", "MAN", "MAdN"] {
+            let model = fixed(form).unwrap().fit(&y).unwrap();
+            assert_eq!(form_of(&model), form);
+            let fitted = in_sample(&model, &y).unwrap();
+            let damped = model.model().damped();
+            let mut f =
+                Follower::from_forecasts(&y[..150], &fitted[..150], fitted[150], true, damped)
+                    .unwrap_or_else(|| panic!("{form}: weights not read"));
+            let whole = Follower::read(&model, &y, &fitted).unwrap();
+            assert!((f.alpha - whole.alpha).abs() < 1e-6, "{form}");
+            for v in &y[150..] {
+                f.take(*v);
+            }
+            let want = model.predict(5, None).unwrap().point;
+            for (a, b) in f.means(5).iter().zip(&want) {
+                assert!((a - b).abs() < 1e-6 * b.abs(), "{form}: {a} vs {b}");
+            }
+            // Online: a refit-free model forecasts from the newest point.
+            let mut online = Following::new(
+                fixed(form).unwrap().fit(&y[..150]).unwrap(),
+                &y[..150],
+                None,
+            );
+            assert!(!online.follows() && !online.update(1.0), "{form}");
+            let m150 = fixed(form).unwrap().fit(&y[..150]).unwrap();
+            let fitted150 = in_sample(&m150, &y[..150]);
+            online = Following::new(m150, &y[..150], fitted150.as_deref());
+            assert!(online.follows(), "{form}");
+            let before = online.predict(1).unwrap().0[0];
+            assert!(online.update(y[150] + 50.0));
+            assert!(online.predict(1).unwrap().0[0] > before, "{form}");
+        }
+    }
+
+    #[test]
+    fn reads_the_weights_of_simple_exponential_smoothing() {
+        let y: Vec<f64> = (0..80).map(|i| ((i * 7919) % 17) as f64).collect();
+        let (alpha, mut level) = (0.3, 8.0);
+        let fitted: Vec<f64> = y
+            .iter()
+            .map(|v| {
+                let f = level;
+                level += alpha * (v - f);
+                f
+            })
+            .collect();
+        let f = Follower::from_forecasts(&y, &fitted, level, false, false).unwrap();
+        assert!((f.alpha - alpha).abs() < 1e-9 && (f.level - level).abs() < 1e-9);
+        assert_eq!((f.beta, f.trend), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_fit_the_recursion_does_not_reproduce_is_not_followed() {
+        // In-sample forecasts that no smoothing recursion made.
+        let y: Vec<f64> = (0..60).map(|i| (i % 5) as f64).collect();
+        let fitted: Vec<f64> = (0..60).map(|i| ((i * i) % 7) as f64).collect();
+        for (trend, damped) in [(false, false), (true, false), (true, true)] {
+            assert_eq!(
+                Follower::from_forecasts(&y, &fitted, 1.0, trend, damped),
+                None
+            );
+        }
+    }
 
     #[test]
     fn interval_growth_is_capped_at_the_additive_bound() {

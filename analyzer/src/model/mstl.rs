@@ -12,12 +12,10 @@
 //! seasonal component and the trend model fitted on the newest points
 //! ([`ets::FIT_TAIL`]).
 
-use augurs::Predict;
-use augurs::ets::FittedAutoETS;
 use augurs::mstl::stlrs::MstlParams;
 
 use super::ModelParams;
-use super::ets::{self, fit_auto_ets, form_of, in_sample_errors};
+use super::ets::{self, Following, fit_auto_ets, form_of, in_sample_errors};
 use super::refit::{Fitted, Fitter, Refitting};
 
 /// The MSTL fitter.
@@ -33,9 +31,11 @@ pub fn new(params: ModelParams) -> Mstl {
 
 struct MstlFitted {
     /// ETS on the newest part of the seasonally adjusted series.
-    trend: FittedAutoETS,
+    trend: Following,
     /// The last cycle of each seasonal component, in time order.
     cycles: Vec<Vec<f32>>,
+    /// Points taken since the fit (where in each cycle the next one is).
+    taken: usize,
     /// One-step errors, until taken.
     residuals: Vec<f64>,
 }
@@ -88,15 +88,17 @@ impl Fitter for MstlFitter {
         if seasonal.len() != periods.len() || seasonal.iter().any(|c| c.len() != y.len()) {
             return Err("decomposition has the wrong shape".into());
         }
-        let residuals = residuals(&trend, &adjusted, from, &periods, seasonal);
+        let fitted = ets::in_sample(&trend, &adjusted[from..]);
+        let residuals = residuals(fitted.as_deref(), &adjusted, from, &periods, seasonal);
         let cycles = periods
             .iter()
             .zip(seasonal)
             .map(|(p, c)| c[c.len() - p..].to_vec())
             .collect();
         Ok(Box::new(MstlFitted {
-            trend,
+            trend: Following::new(trend, &adjusted[from..], fitted.as_deref()),
             cycles,
+            taken: 0,
             residuals,
         }))
     }
@@ -108,13 +110,13 @@ impl Fitter for MstlFitter {
 /// too small for scores and bounds. Points within the first cycle of the
 /// longest season have no earlier cycle and are left out.
 fn residuals(
-    trend: &FittedAutoETS,
+    trend_fitted: Option<&[f64]>,
     adjusted: &[f64],
     from: usize,
     periods: &[usize],
     seasonal: &[Vec<f32>],
 ) -> Vec<f64> {
-    let mut e = in_sample_errors(trend.predict_in_sample(None).ok(), &adjusted[from..]);
+    let mut e = in_sample_errors(trend_fitted, &adjusted[from..]);
     if e.is_empty() {
         return e;
     }
@@ -135,13 +137,32 @@ impl Fitted for MstlFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
         // Adding the seasonal values moves both bounds alike: the standard
         // errors are the trend model's.
-        let (mut mean, se) = ets::predict(&self.trend, h)?;
+        let (mut mean, se) = self.trend.predict(h)?;
         for cycle in &self.cycles {
-            for (m, c) in mean.iter_mut().zip(cycle.iter().cycle()) {
+            let next = cycle.iter().cycle().skip(self.taken % cycle.len());
+            for (m, c) in mean.iter_mut().zip(next) {
                 *m += f64::from(*c);
             }
         }
         Some((mean, se))
+    }
+
+    /// The point less its seasonal values goes to the trend model, when
+    /// that can follow.
+    fn update(&mut self, v: f64) -> bool {
+        let adjusted = self
+            .cycles
+            .iter()
+            .fold(v, |a, c| a - f64::from(c[self.taken % c.len()]));
+        if !self.trend.update(adjusted) {
+            return false;
+        }
+        self.taken += 1;
+        true
+    }
+
+    fn follows(&self) -> bool {
+        self.trend.follows()
     }
 
     fn residuals(&mut self) -> Vec<f64> {
@@ -149,12 +170,12 @@ impl Fitted for MstlFitted {
     }
 
     fn form(&self) -> Option<String> {
-        Some(form_of(&self.trend))
+        Some(form_of(self.trend.fitted()))
     }
 
     /// The trend model's (the decomposition is a smoother, not a fit).
     fn parameters(&self) -> usize {
-        ets::parameters_of(&self.trend)
+        ets::parameters_of(self.trend.fitted())
     }
 }
 
@@ -180,6 +201,40 @@ mod tests {
             assert!((mean - v(240 + k as i64)).abs() < 1.0, "step {k}: {mean}");
             assert!(f.lower[k] < *mean && *mean < f.upper[k]);
         }
+    }
+
+    #[test]
+    fn follows_a_wandering_level_between_refits() {
+        // A daily shape on random walks: forecasts from the newest point
+        // miss the next ten by less than the fit's own, read ten steps
+        // further out (summed over 20 walks; a random walk's error grows
+        // with the steps ahead).
+        let mut state = 12_345_u64;
+        let (mut following, mut anchored) = (0.0, 0.0);
+        for _ in 0..20 {
+            let mut walk = 50.0;
+            let y: Vec<f64> = (0..320)
+                .map(|i| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    walk += ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 2.0;
+                    walk + 6.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin()
+                })
+                .collect();
+            let mut fitted = MstlFitter.fit(&y[..300], &[24], None).unwrap();
+            assert!(fitted.follows());
+            let from_fit = fitted.predict(20).unwrap().0;
+            for v in &y[300..310] {
+                assert!(fitted.update(*v));
+            }
+            let from_newest = fitted.predict(10).unwrap().0;
+            let miss =
+                |f: &[f64]| -> f64 { f.iter().zip(&y[310..]).map(|(a, b)| (a - b).powi(2)).sum() };
+            following += miss(&from_newest);
+            anchored += miss(&from_fit[10..]);
+        }
+        assert!(following < 0.8 * anchored, "{following} vs {anchored}");
     }
 
     #[test]

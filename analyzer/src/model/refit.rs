@@ -1,15 +1,16 @@
 //! Online use of batch forecasters (augurs' ETS and MSTL), which fit a
 //! whole series at once and cannot take one more point: the model keeps a
-//! window, refits it every season (at most every 48 points), and between
-//! refits judges each point against the last fit's forecast for that many
-//! steps ahead. Scores use a robust scale of the fit's one-step errors;
+//! window, refits it every season (at most every 48 points, or 250 for a
+//! fit that follows the points, below), and between refits judges each
+//! point against the last fit's forecast for that many steps ahead. Scores use a robust scale of the fit's one-step errors;
 //! bounds use their empirical quantile, widened with the horizon as the
 //! model's own intervals widen, and faster where forecasts from earlier
 //! origins of a short history missed by more further out.
 //!
 //! Models that can follow a point without refitting (a smoothing model's
-//! level) take each point that comes one step after the fit, so that the
-//! next one is judged against a one-step forecast.
+//! level and trend: Theta, and ETS and MSTL's trend model with the weights
+//! read back from augurs' fit) take each point that comes one step after
+//! the fit, so that the next one is judged against a one-step forecast.
 //!
 //! A full fit (`Model::fit`) may search among forms of the model (ETS'
 //! error, trend and damping, chosen by AICc); the periodic refits keep the
@@ -78,6 +79,11 @@ pub trait Fitted: Send + Sync {
     fn update(&mut self, _v: f64) -> bool {
         false
     }
+    /// Whether [`Fitted::update`] takes points (so forecasts start from
+    /// the newest one and refits can be further apart).
+    fn follows(&self) -> bool {
+        false
+    }
 }
 
 /// Cycles of the longest season a window holds by default: enough for
@@ -85,8 +91,17 @@ pub trait Fitted: Send + Sync {
 /// forecasts a season ahead.
 const CYCLES: usize = 4;
 
-/// The longest gap between refits, in points.
+/// The longest gap between refits, in points, of a fit whose forecasts
+/// stay anchored at it (every point is judged against a forecast from
+/// further back until the next refit).
 const MAX_REFIT_EVERY: usize = 48;
+/// The longest gap between refits of a fit that follows the points
+/// ([`Fitted::follows`]): its forecasts start from the newest point, so a
+/// refit only re-estimates the weights and the seasonal shape. A quarter
+/// of the points ETS is fitted on ([`super::ets::FIT_TAIL`]) are new by
+/// then. At one-minute samples and a daily season this is every 4 h
+/// rather than every 48 min: most of `auto`'s CPU is these refits.
+const MAX_FOLLOWING_REFIT_EVERY: usize = super::ets::FIT_TAIL / 4;
 /// Held-out points that seed the online errors at fit time.
 const SEED_POINTS: usize = 48;
 /// Most origins a short window is forecast from to seed the online
@@ -117,6 +132,8 @@ struct State {
     /// fitted to them, at [`SE_LEVEL`] (see [`small_sample_widening`];
     /// none without errors).
     widening: f64,
+    /// Whether the fit has taken every point since it (so far).
+    following: bool,
 }
 
 /// Means and standard errors 1..=h steps ahead, kept or worked out.
@@ -253,12 +270,20 @@ impl<F: Fitter> Refitting<F> {
         &self.seasons
     }
 
+    /// Points between refits: a season, within limits that are wider
+    /// while the fit follows the points.
     fn refit_every(&self) -> usize {
-        self.seasons
-            .first()
-            .copied()
-            .unwrap_or(12)
-            .clamp(6, MAX_REFIT_EVERY)
+        let following = self.state.as_ref().is_some_and(|s| s.following);
+        self.season_within(if following {
+            MAX_FOLLOWING_REFIT_EVERY
+        } else {
+            MAX_REFIT_EVERY
+        })
+    }
+
+    /// The shortest season (12 without one), within 6 and `most`.
+    fn season_within(&self, most: usize) -> usize {
+        self.seasons.first().copied().unwrap_or(12).clamp(6, most)
     }
 
     fn refit(&mut self) {
@@ -292,6 +317,7 @@ impl<F: Fitter> Refitting<F> {
                 }
                 self.state = Some(State {
                     widening,
+                    following: fitted.follows(),
                     predicted: fitted.predict(PREDICTED),
                     fitted,
                     last_t: last.t,
@@ -328,7 +354,10 @@ impl<F: Fitter> Refitting<F> {
         };
         let points: Vec<Point> = self.window.points().collect();
         let y = regular(&points, step);
-        let h = self.refit_every().max(SEED_POINTS);
+        // Forecasts anchored at a fit, as between refits of a model that
+        // cannot follow.
+        let anchored = self.season_within(MAX_REFIT_EVERY);
+        let h = anchored.max(SEED_POINTS);
         let need = self
             .params
             .min_points
@@ -346,7 +375,7 @@ impl<F: Fitter> Refitting<F> {
                     .max(y.len() / 2)
                     .max(y.len().saturating_sub(SEED_ORIGINS));
                 let origins: Vec<usize> = (first..y.len()).collect();
-                self.seed_from(&y, &origins, self.refit_every());
+                self.seed_from(&y, &origins, anchored);
             }
         }
     }
@@ -542,6 +571,7 @@ impl<F: Fitter> Refitting<F> {
             return;
         };
         if Self::steps_to(s, point.t) != 1 || !s.fitted.update(point.v) {
+            s.following = false;
             return;
         }
         s.predicted = s.fitted.predict(PREDICTED);

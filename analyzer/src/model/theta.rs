@@ -213,6 +213,10 @@ impl Fitted for ThetaFitted {
         self.n += 1;
         true
     }
+
+    fn follows(&self) -> bool {
+        true
+    }
 }
 
 /// The M3/M4 Theta benchmark's seasonality test: the autocorrelation at
