@@ -165,18 +165,18 @@ impl Fitted for EtsFitted {
     }
 
     fn form(&self) -> Option<String> {
-        Some(form_of(self.model.fitted()))
+        Some(self.model.form().to_string())
     }
 
     fn parameters(&self) -> usize {
-        parameters_of(self.model.fitted())
+        self.model.parameters()
     }
 
     fn update(&mut self, v: f64) -> bool {
         self.model.update(v)
     }
 
-    fn follows(&self) -> bool {
+    fn stays_current(&self) -> bool {
         self.model.follows()
     }
 }
@@ -186,32 +186,72 @@ impl Fitted for EtsFitted {
 /// then start from the newest point. Otherwise it stays anchored at the
 /// fit.
 pub(super) struct Following {
-    model: FittedAutoETS,
+    /// augurs' fit, kept while forecasts need it: when the model cannot
+    /// follow, or its standard errors are not worked out here. It holds
+    /// every fitted point's state, fitted value and residual (about 32 KiB
+    /// for ETS' 1,000 points), which is the larger part of an `mstl` or
+    /// `comb` series' memory besides its window.
+    model: Option<FittedAutoETS>,
+    form: String,
+    parameters: usize,
     follower: Option<Follower>,
-    /// Standard errors 1..=[`PREDICTED`] steps ahead, from the fit: they
-    /// depend on the weights and the error variance, not on the state.
+    /// Standard errors 1..=[`PREDICTED`] steps ahead, from the fit, when
+    /// they are augurs' (multiplicative errors): they depend on the weights
+    /// and the error variance, not on the state.
     se: Vec<f64>,
+    /// The one-step error variance, when the standard errors are worked
+    /// out here (additive errors).
+    sigma2: Option<f64>,
 }
 
 impl Following {
     /// `model` fitted on `y`, with `fitted` its in-sample one-step
     /// predictions (None: it cannot follow).
     pub(super) fn new(model: FittedAutoETS, y: &[f64], fitted: Option<&[f64]>) -> Self {
-        let follower = fitted.and_then(|f| Follower::read(&model, y, f));
-        let se = match &follower {
+        let form = form_of(&model);
+        let parameters = parameters_of(&model);
+        let mut follower = fitted.and_then(|f| Follower::read(&model, y, f));
+        let mut se = match &follower {
             Some(_) => predict(&model, PREDICTED).map(|p| p.1).unwrap_or_default(),
             None => Vec::new(),
         };
+        if se.len() != PREDICTED {
+            follower = None;
+        }
+        // Additive errors: the closed forms give augurs' standard errors
+        // for any horizon, so its fit can go once they agree.
+        let sigma2 = follower
+            .as_ref()
+            .filter(|_| form.starts_with('A'))
+            .map(|f| (f, se[0] * se[0]))
+            .filter(|(f, s2)| {
+                let ours = f.additive_se(*s2, PREDICTED);
+                ours.iter()
+                    .zip(&se)
+                    .all(|(a, b)| (a - b).abs() <= 1e-6 * (a.abs() + b.abs()))
+            })
+            .map(|(_, s2)| s2);
+        if sigma2.is_some() {
+            se = Vec::new();
+        }
         Following {
-            follower: follower.filter(|_| se.len() == PREDICTED),
-            model,
+            model: sigma2.is_none().then_some(model),
+            form,
+            parameters,
+            follower,
             se,
+            sigma2,
         }
     }
 
-    /// The augurs model.
-    pub(super) fn fitted(&self) -> &FittedAutoETS {
-        &self.model
+    /// The form in ETS notation (see [`form_of`]).
+    pub(super) fn form(&self) -> &str {
+        &self.form
+    }
+
+    /// Parameters estimated (see [`parameters_of`]).
+    pub(super) fn parameters(&self) -> usize {
+        self.parameters
     }
 
     /// Whether it takes points after the fit.
@@ -232,17 +272,18 @@ impl Following {
 
     /// Means and standard errors 1..=h steps after the newest point taken.
     pub(super) fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        let Some(f) = &self.follower else {
-            return predict(&self.model, h);
+        let (Some(f), model) = (&self.follower, &self.model) else {
+            return predict(self.model.as_ref()?, h);
         };
         let mean = f.means(h);
         if mean.iter().any(|m| !m.is_finite()) {
             return None;
         }
-        let se = if h <= self.se.len() {
-            self.se[..h].to_vec()
-        } else {
-            predict(&self.model, h)?.1
+        let se = match (self.sigma2, model) {
+            (Some(s2), _) => f.additive_se(s2, h),
+            (None, _) if h <= self.se.len() => self.se[..h].to_vec(),
+            (None, Some(m)) => predict(m, h)?.1,
+            (None, None) => return None,
         };
         Some((mean, se))
     }
@@ -268,6 +309,8 @@ pub(super) struct Follower {
     level: f64,
     /// Trend after the newest point taken (0 without one).
     trend: f64,
+    /// Whether the form has a trend.
+    trended: bool,
 }
 
 impl Follower {
@@ -338,6 +381,7 @@ impl Follower {
             phi,
             level,
             trend: if trend { (next - level) / phi } else { 0.0 },
+            trended: trend,
         })
     }
 
@@ -347,6 +391,34 @@ impl Follower {
         let e = y - f;
         self.level = f + self.alpha * e;
         self.trend = self.phi * self.trend + self.beta * e;
+    }
+
+    /// Standard errors 1..=h steps ahead of the additive-error form with
+    /// these weights and one-step error variance `sigma2`: the closed forms
+    /// of the variance for ETS(A,N,N), (A,A,N) and (A,Ad,N) (Hyndman et
+    /// al., "Forecasting with Exponential Smoothing", 2008, ch. 6), which
+    /// augurs uses too, with the growth capped as [`predict`] caps it.
+    fn additive_se(&self, sigma2: f64, h: usize) -> Vec<f64> {
+        let (a, b, p) = (self.alpha, self.beta, self.phi);
+        let mut se: Vec<f64> = (1..=h)
+            .map(|k| {
+                let s = k as f64;
+                let ratio = if !self.trended {
+                    1.0 + a * a * (s - 1.0)
+                } else if p >= 1.0 {
+                    1.0 + (s - 1.0) * (a * a + a * b * s + b * b * s * (2.0 * s - 1.0) / 6.0)
+                } else {
+                    let ps = p.powi(k as i32);
+                    let q = (1.0 - p).powi(2);
+                    1.0 + a * a * (s - 1.0) + b * p * s / q * (2.0 * a * (1.0 - p) + b * p)
+                        - b * p * (1.0 - ps) / (q * (1.0 - p * p))
+                            * (2.0 * a * (1.0 - p * p) + b * p * (1.0 + 2.0 * p - ps))
+                };
+                (ratio * sigma2).sqrt()
+            })
+            .collect();
+        cap_growth(&mut se);
+        se
     }
 
     /// Point forecasts 1..=h steps ahead, as augurs makes them: the trend
@@ -483,6 +555,23 @@ mod tests {
             for (a, b) in f.means(5).iter().zip(&want) {
                 assert!((a - b).abs() < 1e-6 * b.abs(), "{form}: {a} vs {b}");
             }
+            // Additive errors: augurs' fit is let go, and standard errors
+            // further out than those kept still match augurs'.
+            let own = Following::new(model.clone(), &y, Some(&fitted));
+            assert_eq!(own.model.is_none(), form.starts_with('A'), "{form}");
+            let (ours, theirs) = (own.predict(300).unwrap(), predict(&model, 300).unwrap());
+            for (a, b) in ours
+                .0
+                .iter()
+                .zip(&theirs.0)
+                .chain(ours.1.iter().zip(&theirs.1))
+            {
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "{form}: {a} vs {b}");
+            }
+            assert_eq!(
+                (own.form(), own.parameters()),
+                (form, parameters_of(&model))
+            );
             // Online: a refit-free model forecasts from the newest point.
             let mut online = Following::new(
                 fixed(form).unwrap().fit(&y[..150]).unwrap(),

@@ -15,7 +15,7 @@
 use augurs::mstl::stlrs::MstlParams;
 
 use super::ModelParams;
-use super::ets::{self, Following, fit_auto_ets, form_of, in_sample_errors};
+use super::ets::{self, Following, fit_auto_ets, in_sample_errors};
 use super::refit::{Fitted, Fitter, Refitting};
 
 /// The MSTL fitter.
@@ -161,7 +161,7 @@ impl Fitted for MstlFitted {
         true
     }
 
-    fn follows(&self) -> bool {
+    fn stays_current(&self) -> bool {
         self.trend.follows()
     }
 
@@ -170,12 +170,12 @@ impl Fitted for MstlFitted {
     }
 
     fn form(&self) -> Option<String> {
-        Some(form_of(self.trend.fitted()))
+        Some(self.trend.form().to_string())
     }
 
     /// The trend model's (the decomposition is a smoother, not a fit).
     fn parameters(&self) -> usize {
-        ets::parameters_of(self.trend.fitted())
+        self.trend.parameters()
     }
 }
 
@@ -223,7 +223,7 @@ mod tests {
                 })
                 .collect();
             let mut fitted = MstlFitter.fit(&y[..300], &[24], None).unwrap();
-            assert!(fitted.follows());
+            assert!(fitted.stays_current());
             let from_fit = fitted.predict(20).unwrap().0;
             for v in &y[300..310] {
                 assert!(fitted.update(*v));

