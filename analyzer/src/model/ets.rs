@@ -188,9 +188,10 @@ impl Fitted for EtsFitted {
 pub(super) struct Following {
     /// augurs' fit, kept while forecasts need it: when the model cannot
     /// follow, or its standard errors are not worked out here. It holds
-    /// every fitted point's state, fitted value and residual (about 32 KiB
-    /// for ETS' 1,000 points), which is the larger part of an `mstl` or
-    /// `comb` series' memory besides its window.
+    /// every fitted point's state, fitted value and residual (24–32 KiB
+    /// for ETS' 1,000 points, by the trend; 24 KiB measured on one `comb`
+    /// series), the larger part of an `mstl` or `comb` series' memory
+    /// besides its window.
     model: Option<FittedAutoETS>,
     form: String,
     parameters: usize,

@@ -1,16 +1,19 @@
 //! Online use of batch forecasters (augurs' ETS and MSTL), which fit a
 //! whole series at once and cannot take one more point: the model keeps a
 //! window, refits it every season (at most every 48 points, or 250 for a
-//! fit that follows the points, below), and between refits judges each
-//! point against the last fit's forecast for that many steps ahead. Scores use a robust scale of the fit's one-step errors;
+//! fit that stays current, below), and between refits judges each point
+//! against the last fit's forecast for that many steps ahead. Scores use a
+//! robust scale of the fit's one-step errors;
 //! bounds use their empirical quantile, widened with the horizon as the
 //! model's own intervals widen, and faster where forecasts from earlier
 //! origins of a short history missed by more further out.
 //!
-//! Models that can follow a point without refitting (a smoothing model's
-//! level and trend: Theta, and ETS and MSTL's trend model with the weights
-//! read back from augurs' fit) take each point that comes one step after
-//! the fit, so that the next one is judged against a one-step forecast.
+//! Models that can follow a point without refitting (Theta's smoothed
+//! level; the level and trend of ETS and of MSTL's trend model, with the
+//! weights read back from augurs' fit) take each point that comes one step
+//! after the fit, so that the next one is judged against a one-step
+//! forecast. Those whose whole state follows (ETS, MSTL) stay current and
+//! refit less often; Theta's drift and indices wait for its refits.
 //!
 //! A full fit (`Model::fit`) may search among forms of the model (ETS'
 //! error, trend and damping, chosen by AICc); the periodic refits keep the
