@@ -405,7 +405,8 @@ mod tests {
                 m.ready().unwrap().window().unwrap(),
                 judge.window().unwrap(),
             );
-            assert!(pick.capacity() >= own.capacity() && pick.last() == own.last());
+            let last_t = |w: &Window| w.last().map(|p| p.t);
+            assert!(pick.capacity() >= own.capacity() && last_t(pick) == last_t(own));
             assert_eq!(pick.capacity() > own.capacity(), params.window == 12);
             for (k, p) in h[400..].iter().enumerate() {
                 // Every tenth point jumps: scores must agree there too.
@@ -413,10 +414,13 @@ mod tests {
                     v: p.v + if k % 10 == 0 { 8.0 } else { 0.0 },
                     ..*p
                 };
-                assert_eq!(
+                // The same points, rounded by each window's own blocks
+                // (model::window).
+                assert!(
+                    (m.score(p) - judge.score(p)).abs() < 1e-4,
+                    "{} vs {}: window {}, point {k}",
                     m.score(p),
                     judge.score(p),
-                    "window {}, point {k}",
                     params.window
                 );
                 m.update(p);
@@ -451,7 +455,9 @@ mod tests {
         b.load(own).unwrap();
         assert!(a.judge.shares_window() && b.judge.shares_window());
         for (k, p) in h[450..].iter().enumerate() {
-            assert_eq!(a.score(*p), b.score(*p), "point {k}");
+            // Each window rounds values by its own blocks (model::window).
+            let (x, y) = (a.score(*p), b.score(*p));
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}: point {k}");
             assert_eq!(a.score(*p), a.judge.score(*p));
             a.update(*p);
             b.update(*p);

@@ -197,11 +197,10 @@ pub(super) struct Following {
     parameters: usize,
     follower: Option<Follower>,
     /// Standard errors 1..=[`PREDICTED`] steps ahead, from the fit, when
-    /// they are augurs' (multiplicative errors): they depend on the weights
-    /// and the error variance, not on the state.
+    /// they are augurs' (the closed forms here did not reproduce them).
     se: Vec<f64>,
-    /// The one-step error variance, when the standard errors are worked
-    /// out here (additive errors).
+    /// The one-step error variance (of relative errors, for multiplicative
+    /// ones), when the standard errors are worked out here.
     sigma2: Option<f64>,
 }
 
@@ -219,14 +218,18 @@ impl Following {
         if se.len() != PREDICTED {
             follower = None;
         }
-        // Additive errors: the closed forms give augurs' standard errors
-        // for any horizon, so its fit can go once they agree.
+        // The closed forms give augurs' standard errors for any horizon,
+        // so its fit can go once they agree.
+        let multiplicative = form.starts_with('M');
         let sigma2 = follower
             .as_ref()
-            .filter(|_| form.starts_with('A'))
-            .map(|f| (f, se[0] * se[0]))
+            .map(|f| {
+                let relative = if multiplicative { f.means(1)[0] } else { 1.0 };
+                (f, (se[0] / relative).powi(2))
+            })
+            .filter(|(_, s2)| s2.is_finite())
             .filter(|(f, s2)| {
-                let ours = f.additive_se(*s2, PREDICTED);
+                let ours = f.se(multiplicative, *s2, PREDICTED);
                 ours.iter()
                     .zip(&se)
                     .all(|(a, b)| (a - b).abs() <= 1e-6 * (a.abs() + b.abs()))
@@ -281,7 +284,7 @@ impl Following {
             return None;
         }
         let se = match (self.sigma2, model) {
-            (Some(s2), _) => f.additive_se(s2, h),
+            (Some(s2), _) => f.se(self.form.starts_with('M'), s2, h),
             (None, _) if h <= self.se.len() => self.se[..h].to_vec(),
             (None, Some(m)) => predict(m, h)?.1,
             (None, None) => return None,
@@ -394,14 +397,30 @@ impl Follower {
         self.trend = self.phi * self.trend + self.beta * e;
     }
 
-    /// Standard errors 1..=h steps ahead of the additive-error form with
-    /// these weights and one-step error variance `sigma2`: the closed forms
-    /// of the variance for ETS(A,N,N), (A,A,N) and (A,Ad,N) (Hyndman et
-    /// al., "Forecasting with Exponential Smoothing", 2008, ch. 6), which
-    /// augurs uses too, with the growth capped as [`predict`] caps it.
+    /// Standard errors 1..=h steps ahead with these weights and one-step
+    /// error variance `sigma2` (of the relative errors when they are
+    /// `multiplicative`), as augurs works them out, with the growth capped
+    /// as [`predict`] caps it. Additive errors: the closed forms of the
+    /// variance for ETS(A,N,N), (A,A,N) and (A,Ad,N) (Hyndman et al.,
+    /// "Forecasting with Exponential Smoothing", 2008, ch. 6).
+    /// Multiplicative ones (class 2 there): with μ_k the point forecasts
+    /// and c_j the weight of an error j steps back on the forecast,
+    /// θ_k = μ_k² + σ²·Σ_{j<k} c_j²·θ_{k−j} and the variance is
+    /// (1 + σ²)·θ_k − μ_k², so the bounds scale with the level followed.
+    fn se(&self, multiplicative: bool, sigma2: f64, h: usize) -> Vec<f64> {
+        let mut se = if multiplicative {
+            self.multiplicative_se(sigma2, h)
+        } else {
+            self.additive_se(sigma2, h)
+        };
+        cap_growth(&mut se);
+        se
+    }
+
+    /// Uncapped standard errors of the additive-error forms (see [`Self::se`]).
     fn additive_se(&self, sigma2: f64, h: usize) -> Vec<f64> {
         let (a, b, p) = (self.alpha, self.beta, self.phi);
-        let mut se: Vec<f64> = (1..=h)
+        (1..=h)
             .map(|k| {
                 let s = k as f64;
                 let ratio = if !self.trended {
@@ -417,9 +436,34 @@ impl Follower {
                 };
                 (ratio * sigma2).sqrt()
             })
+            .collect()
+    }
+
+    /// Uncapped standard errors of the multiplicative-error forms (see
+    /// [`Self::se`]); quadratic in `h`, as augurs' are.
+    fn multiplicative_se(&self, sigma2: f64, h: usize) -> Vec<f64> {
+        let mean = self.means(h);
+        // c_j = α + β·(φ + φ² + … + φ^j); φ = 1 without damping, β = 0
+        // without a trend.
+        let mut damp = 0.0;
+        let mut power = 1.0;
+        let c2: Vec<f64> = (0..h)
+            .map(|_| {
+                power *= self.phi;
+                damp += power;
+                (self.alpha + self.beta * damp).powi(2)
+            })
             .collect();
-        cap_growth(&mut se);
-        se
+        let mut theta: Vec<f64> = Vec::with_capacity(h);
+        for m in &mean {
+            let spread: f64 = theta.iter().rev().zip(&c2).map(|(t, c)| t * c).sum();
+            theta.push(m * m + sigma2 * spread);
+        }
+        theta
+            .iter()
+            .zip(&mean)
+            .map(|(t, m)| ((1.0 + sigma2) * t - m * m).max(0.0).sqrt())
+            .collect()
     }
 
     /// Point forecasts 1..=h steps ahead, as augurs makes them: the trend
@@ -556,10 +600,10 @@ mod tests {
             for (a, b) in f.means(5).iter().zip(&want) {
                 assert!((a - b).abs() < 1e-6 * b.abs(), "{form}: {a} vs {b}");
             }
-            // Additive errors: augurs' fit is let go, and standard errors
-            // further out than those kept still match augurs'.
+            // augurs' fit is let go, and the standard errors worked out
+            // here match augurs' out to 300 steps.
             let own = Following::new(model.clone(), &y, Some(&fitted));
-            assert_eq!(own.model.is_none(), form.starts_with('A'), "{form}");
+            assert!(own.model.is_none() && own.se.is_empty(), "{form}");
             let (ours, theirs) = (own.predict(300).unwrap(), predict(&model, 300).unwrap());
             for (a, b) in ours
                 .0

@@ -478,7 +478,7 @@ impl<F: Fitter> Refitting<F> {
     /// Reads `shared` instead of keeping a window of its own: for a model
     /// kept beside another that holds the same points and at least as many
     /// (`auto`'s judge beside its pick, which would otherwise hold each
-    /// series' last few days twice). `shared` must end at the point this
+    /// series' last few days twice). `shared` must end at the time of the point this
     /// model saw last; `false`, and nothing changed, when it does not or
     /// holds fewer points than this model's window would. From then on
     /// every point must come through [`Refitting::update_beside`] with
@@ -487,7 +487,10 @@ impl<F: Fitter> Refitting<F> {
     /// filled). A model restored from state saved while sharing is fitted
     /// here.
     pub fn share_window(&mut self, shared: &Window) -> bool {
-        if shared.capacity() < self.capacity() || shared.last() != self.window.last() {
+        // Times, not values: each window rounds its values by its own
+        // blocks (see [`Window`]).
+        let last_t = |w: &Window| w.last().map(|p| p.t);
+        if shared.capacity() < self.capacity() || last_t(shared) != last_t(&self.window) {
             return false;
         }
         if self.state.is_none() {

@@ -293,7 +293,9 @@ mod tests {
         let f = m.forecast(7, 0.95).unwrap();
         for (k, mean) in f.mean.iter().enumerate() {
             let want = h[240 - 6 + (k % 6)].v;
-            assert_eq!(*mean, want, "step {}", k + 1);
+            // As the window holds it (see model::window: to f32 precision
+            // of the distance from its block's first value).
+            assert!((mean - want).abs() < 1e-7 * want, "step {}", k + 1);
         }
         assert!(f.upper[6] - f.lower[6] > f.upper[0] - f.lower[0]);
         let off = m.score(Point { t: 240_000, v: 9.0 });
