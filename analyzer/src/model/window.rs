@@ -115,8 +115,7 @@ impl<'de> Deserialize<'de> for Window {
         w.bases = blocks.bases.into();
         for (i, p) in s.points.into_iter().enumerate() {
             let seq = w.seq + i as u64;
-            let base = w.bases[(seq / BLOCK - w.seq / BLOCK) as usize];
-            w.store(seq, base, p.v);
+            w.store(seq, w.base_of(seq), p.v);
             w.append_time(p.t);
         }
         Ok(w)
@@ -305,11 +304,11 @@ impl Window {
             self.wide.pop_front();
         }
         self.seq += 1;
-        if self.seq % BLOCK == 0 || self.offsets.is_empty() {
-            self.bases.pop_front();
-        }
         if self.offsets.is_empty() {
+            self.bases.clear();
             self.seq = 0;
+        } else if self.seq % BLOCK == 0 {
+            self.bases.pop_front();
         }
         if let Some((spacing, n)) = self.runs.front_mut() {
             self.first_t = self.first_t.wrapping_add(*spacing);
@@ -328,7 +327,12 @@ impl Window {
             let k = self.wide.partition_point(|w| w.0 < seq);
             return self.wide[k].1;
         }
-        self.bases[(seq / BLOCK - self.seq / BLOCK) as usize] + f64::from(o)
+        self.base_of(seq) + f64::from(o)
+    }
+
+    /// The base of value number `seq`'s block (a block still held).
+    fn base_of(&self, seq: u64) -> f64 {
+        self.bases[(seq / BLOCK - self.seq / BLOCK) as usize]
     }
 
     /// Most points held.
