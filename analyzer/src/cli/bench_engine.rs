@@ -206,6 +206,13 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
         }
     }
     let rss = status_kib("VmRSS")?;
+    eprintln!(
+        "fit {fit_cpu:.1} CPU s ({fit_wall:.1} s wall); {} cycles: {:.3} CPU s each, {:.3} at most; {:.1} MiB resident",
+        a.cycles,
+        cycle_cpu.iter().sum::<f64>() / a.cycles.max(1) as f64,
+        cycle_cpu.iter().copied().fold(0.0, f64::max),
+        rss as f64 / 1024.0
+    );
     // One periodic refit of every series (as `fit_every` makes them): the
     // whole history read and every model fitted again, without the online
     // pass over the newest points that a first fit makes.

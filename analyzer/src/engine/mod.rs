@@ -9,6 +9,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 pub mod group;
+pub mod memory;
 pub mod persist;
 mod tracked;
 
@@ -338,6 +339,7 @@ impl Engine {
         for r in &reports {
             total.add(r);
         }
+        memory::release_free();
         total
     }
 }
