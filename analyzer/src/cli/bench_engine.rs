@@ -111,7 +111,7 @@ impl Source for Generated {
 }
 
 /// A value (KiB) from `/proc/self/status`.
-fn status_kib(key: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_kib(key: &str) -> anyhow::Result<u64> {
     let s = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     s.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

@@ -24,22 +24,17 @@ pub fn release_free() {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
 
     /// Resident memory of this process, in KiB.
     fn resident_kib() -> u64 {
-        let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS")
+        crate::cli::bench_engine::status_kib("VmRSS").expect("VmRSS in /proc/self/status")
     }
 
     /// Memory freed between blocks still in use stays resident until
     /// released: 256 MiB in 4 KiB blocks, every 64th kept.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn gives_back_memory_freed_between_live_blocks() {
         let handle = std::thread::spawn(|| {
