@@ -206,11 +206,18 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
         }
     }
     let rss = status_kib("VmRSS")?;
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let cpu_per_cycle = mean(&cycle_cpu);
+    let cpu_cycle_max = cycle_cpu.iter().copied().fold(0.0, f64::max);
     eprintln!(
-        "fit {fit_cpu:.1} CPU s ({fit_wall:.1} s wall); {} cycles: {:.3} CPU s each, {:.3} at most; {:.1} MiB resident",
+        "fit {fit_cpu:.1} CPU s ({fit_wall:.1} s wall); {} cycles: {cpu_per_cycle:.3} CPU s each, {cpu_cycle_max:.3} at most; {:.1} MiB resident",
         a.cycles,
-        cycle_cpu.iter().sum::<f64>() / a.cycles.max(1) as f64,
-        cycle_cpu.iter().copied().fold(0.0, f64::max),
         rss as f64 / 1024.0
     );
     // One periodic refit of every series (as `fit_every` makes them): the
@@ -228,14 +235,6 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             refit.fitted
         );
     }
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
-    let cpu_per_cycle = mean(&cycle_cpu);
     let step_s = step_ms as f64 / 1000.0;
     println!(
         "{}",
@@ -256,7 +255,7 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             "cycle_cpu_seconds": cpu_per_cycle,
             // The models' own refits fall on the same cycles after the
             // first fit: the mean holds as many of them as the cycles reach.
-            "cycle_cpu_max_seconds": cycle_cpu.iter().copied().fold(0.0, f64::max),
+            "cycle_cpu_max_seconds": cpu_cycle_max,
             "cycle_wall_seconds": mean(&cycle_wall),
             "core_share_at_step": cpu_per_cycle / step_s,
             "refit_cpu_seconds": refit_cpu,
