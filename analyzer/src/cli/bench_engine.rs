@@ -253,8 +253,9 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             "cycles": a.cycles,
             "points_per_cycle": points as f64 / a.cycles.max(1) as f64,
             "cycle_cpu_seconds": cpu_per_cycle,
-            // The models' own refits fall on the same cycles after the
-            // first fit: the mean holds as many of them as the cycles reach.
+            // The models' own refits (each series at its own phase) are in
+            // the mean as far as the cycles reach; the heaviest cycle shows
+            // how evenly they are spread.
             "cycle_cpu_max_seconds": cpu_cycle_max,
             "cycle_wall_seconds": mean(&cycle_wall),
             "core_share_at_step": cpu_per_cycle / step_s,

@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::refit::refit_phase;
 use super::resid::{Errors, OnlineErrors, small_sample_widening};
 use super::season::{detect_sampled, regular};
 use super::window::{Window, future_times};
@@ -63,7 +64,8 @@ struct View {
     next: f64,
 }
 
-/// Saved state: the season, the window, the online errors and the orders
+/// Saved state: the season, the window, the online errors, the orders and
+/// the points taken since they were estimated
 /// (coefficients are re-estimated on load, deterministically).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +74,10 @@ struct Saved {
     window: Window,
     online: Vec<f64>,
     spec: Option<Spec>,
+    /// Points taken since the last estimate (absent in older state: a
+    /// phase, as after a fit).
+    #[serde(default)]
+    since: Option<usize>,
 }
 
 impl Arima {
@@ -262,6 +268,7 @@ impl Model for Arima {
             self.seed_online(&y, &spec);
         }
         self.rebuild();
+        self.since = refit_phase(self.window.points(), self.refit_every());
         Ok(())
     }
 
@@ -319,6 +326,7 @@ impl Model for Arima {
             window: self.window.clone(),
             online: self.online.saved(),
             spec: self.spec(),
+            since: Some(self.since),
         })
         .unwrap_or(serde_json::Value::Null)
     }
@@ -348,6 +356,9 @@ impl Model for Arima {
         if let Some(spec) = s.spec {
             self.reestimate(spec);
         }
+        self.since = s
+            .since
+            .unwrap_or_else(|| refit_phase(self.window.points(), self.refit_every()));
         Ok(())
     }
 }

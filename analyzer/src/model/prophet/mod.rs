@@ -14,7 +14,9 @@
 //! that, at most `MAX_POINTS`), with Prophet's default seasonalities (daily
 //! once the history spans two days, weekly two weeks, yearly two years) and
 //! the configured `season`, if any. It is refitted when the engine refits
-//! and every `REFIT_EVERY` new points. Until the next fit, a new point is
+//! and every `REFIT_EVERY` new points (the first time after a per-series
+//! share of them, so that series fitted together do not refit together).
+//! Until the next fit, a new point is
 //! judged against the fit's prediction for its time: the score is the
 //! error standardised by a robust scale of the model's errors. Those errors
 //! are the fit's in-sample ones and, once there are enough, the errors of
@@ -39,6 +41,7 @@ use augurs::prophet::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::refit::refit_phase;
 use super::resid::{Errors, OnlineErrors};
 use super::window::{Window, future_times};
 use super::{Forecast, Model, ModelError, ModelParams, Point};
@@ -77,6 +80,9 @@ pub struct ProphetModel {
     online: OnlineErrors,
     /// Points taken in since the last fit.
     recent: Vec<Point>,
+    /// How many of them trigger the next refit: `REFIT_EVERY`, less a
+    /// per-series phase after a fit by the engine (see `refit_phase`).
+    refit_at: usize,
 }
 
 /// A fitted model.
@@ -98,6 +104,12 @@ struct Saved {
     online: Vec<f64>,
     #[serde(default)]
     recent: Vec<Point>,
+    #[serde(default = "refit_every")]
+    refit_at: usize,
+}
+
+fn refit_every() -> usize {
+    REFIT_EVERY
 }
 
 impl ProphetModel {
@@ -109,6 +121,7 @@ impl ProphetModel {
             last_t: None,
             online: OnlineErrors::default(),
             recent: Vec::new(),
+            refit_at: REFIT_EVERY,
         }
     }
 
@@ -279,6 +292,7 @@ impl Model for ProphetModel {
         if self.online.too_few() {
             self.seed_online(&points);
         }
+        self.refit_at = REFIT_EVERY - refit_phase(points.iter().copied(), REFIT_EVERY);
         match self.fit_points(&points, Lbfgs::default()) {
             Ok(fitted) => self.state = self.state(fitted, points),
             Err(e) => tracing::debug!(model = "prophet", error = %e, "fit failed"),
@@ -311,7 +325,7 @@ impl Model for ProphetModel {
             self.recent.remove(0);
         }
         self.recent.push(point);
-        if self.recent.len() >= REFIT_EVERY
+        if self.recent.len() >= self.refit_at
             && let Some(s) = &self.state
         {
             let mut all = s.points.clone();
@@ -319,6 +333,8 @@ impl Model for ProphetModel {
             if let Err(e) = self.fit(&all) {
                 tracing::debug!(model = "prophet", error = %e, "refit failed");
             }
+            // Already out of phase with the others: a whole period.
+            self.refit_at = REFIT_EVERY;
         }
     }
 
@@ -347,6 +363,7 @@ impl Model for ProphetModel {
             last_t: self.last_t,
             online: self.online.saved(),
             recent: self.recent.clone(),
+            refit_at: self.refit_at,
         })
         .unwrap_or(serde_json::Value::Null)
     }
@@ -359,6 +376,12 @@ impl Model for ProphetModel {
         let s: Saved = serde_json::from_value(state).map_err(|e| bad(e.to_string()))?;
         if s.online.iter().any(|e| !e.is_finite()) {
             return Err(bad("non-finite online error".to_string()));
+        }
+        if !(1..=REFIT_EVERY).contains(&s.refit_at) {
+            return Err(bad(format!(
+                "refit_at {} outside 1..={REFIT_EVERY}",
+                s.refit_at
+            )));
         }
         self.state = match s.params {
             Some(params) => {
@@ -375,6 +398,7 @@ impl Model for ProphetModel {
         self.last_t = s.last_t;
         self.online = OnlineErrors::restored(s.online, self.level());
         self.recent = s.recent;
+        self.refit_at = s.refit_at;
         Ok(())
     }
 }
@@ -447,6 +471,13 @@ mod tests {
             assert!((x - y).abs() < 1e-9 * y.abs(), "{x} vs {y}");
         }
         assert!(r.load(serde_json::json!({"points": 1})).is_err());
+        // The count to the next refit is kept, and a bad one refused by name.
+        assert_eq!(r.refit_at, m.refit_at);
+        assert!((1..=REFIT_EVERY).contains(&m.refit_at));
+        let mut bad = m.save();
+        bad["refit_at"] = serde_json::json!(0);
+        let err = r.load(bad).unwrap_err().to_string();
+        assert!(err.contains("refit_at"), "{err}");
     }
 
     #[test]
