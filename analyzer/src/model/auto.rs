@@ -557,7 +557,10 @@ mod tests {
         let mut m = Auto::new(ModelParams::default());
         m.fit(&h).unwrap();
         let picked = m.picked().unwrap();
-        assert!(["snaive", "mstl", "comb"].contains(&picked), "{picked}");
+        assert!(
+            ["snaive", "ets", "mstl", "comb"].contains(&picked),
+            "{picked}"
+        );
         // Whichever it is, the forecast follows the cycle.
         let f = m.forecast(24, 0.95).unwrap();
         for (k, mean) in f.mean.iter().enumerate() {

@@ -1,7 +1,8 @@
-//! `ets`: exponential smoothing (error, trend, damping chosen by AICc among
-//! additive and multiplicative forms) from augurs' `AutoETS`. augurs does
-//! not implement seasonal ETS, so this model is non-seasonal: for seasonal
-//! series use `mstl` (ETS on the seasonally adjusted series) or `auto`.
+//! `ets`: exponential smoothing, the form chosen by AICc among augurs'
+//! non-seasonal `AutoETS` forms (additive or multiplicative error; no,
+//! additive or damped trend) and, when the series has a season of which
+//! the fitted points hold three cycles, the additive seasonal forms of
+//! Holt-Winters (`holt_winters`: augurs has no seasonal ETS).
 //!
 //! The parameters are estimated on the newest [`FIT_TAIL`] points of the
 //! window at most: enough for ETS' five parameters at any sampling rate,
@@ -13,6 +14,7 @@ use augurs::ets::{AutoETS, FittedAutoETS};
 use augurs::{Fit, Predict};
 
 use super::ModelParams;
+use super::holt_winters::{self, HoltWinters, Trend};
 use super::refit::{Fitted, Fitter, PREDICTED, Refitting, SE_LEVEL, se_from};
 
 /// Most points ETS is fitted on (the newest).
@@ -30,9 +32,15 @@ pub fn new(params: ModelParams) -> Ets {
 }
 
 struct EtsFitted {
-    model: Following,
+    model: EtsModel,
     /// In-sample one-step errors, until taken.
     residuals: Vec<f64>,
+}
+
+/// A fitted non-seasonal (augurs) or seasonal (Holt-Winters) form.
+enum EtsModel {
+    Plain(Box<Following>),
+    Seasonal(HoltWinters),
 }
 
 impl Fitter for EtsFitter {
@@ -41,29 +49,62 @@ impl Fitter for EtsFitter {
     }
 
     fn seasonal(&self) -> bool {
-        false
+        true
     }
 
     fn min_len(&self, _seasons: &[usize]) -> usize {
-        // AutoETS needs more points than parameters (up to 5) plus 4.
+        // AutoETS needs more points than parameters (up to 5) plus 4;
+        // shorter series than a seasonal form needs get the others.
         10
     }
 
+    /// A seasonal form when one is given and the season fits; the given
+    /// non-seasonal one; else the best of both kinds by AICc.
     fn fit(
         &self,
         y: &[f64],
-        _seasons: &[usize],
+        seasons: &[usize],
         form: Option<&str>,
     ) -> Result<Box<dyn Fitted>, String> {
         let y = tail(y);
-        let model = fit_auto_ets(y, form)?;
-        let fitted = in_sample(&model, y);
-        let residuals = in_sample_errors(fitted.as_deref(), y);
-        Ok(Box::new(EtsFitted {
-            model: Following::new(model, y, fitted.as_deref()),
-            residuals,
-        }))
+        let season = seasons
+            .first()
+            .copied()
+            .filter(|m| holt_winters::fits(y.len(), *m));
+        let given = form.and_then(Trend::of_form);
+        if let (Some(trend), Some(m)) = (given, season) {
+            if let Some(hw) = holt_winters::fit(y, m, trend) {
+                return Ok(seasonal(hw));
+            }
+        }
+        let search = form.is_none() || given.is_some();
+        let plain = fit_auto_ets(y, form.filter(|_| !search));
+        let hw = season
+            .filter(|_| search)
+            .and_then(|m| holt_winters::search(y, m));
+        match (plain, hw) {
+            (Ok(p), Some(hw)) if hw.aicc() < p.model().aicc() => Ok(seasonal(hw)),
+            (Ok(p), _) => Ok(plain_fitted(p, y)),
+            (Err(_), Some(hw)) => Ok(seasonal(hw)),
+            (Err(e), None) => Err(e),
+        }
     }
+}
+
+fn seasonal(mut hw: HoltWinters) -> Box<dyn Fitted> {
+    Box::new(EtsFitted {
+        residuals: hw.take_residuals(),
+        model: EtsModel::Seasonal(hw),
+    })
+}
+
+fn plain_fitted(model: FittedAutoETS, y: &[f64]) -> Box<dyn Fitted> {
+    let fitted = in_sample(&model, y);
+    let residuals = in_sample_errors(fitted.as_deref(), y);
+    Box::new(EtsFitted {
+        model: EtsModel::Plain(Box::new(Following::new(model, y, fitted.as_deref()))),
+        residuals,
+    })
 }
 
 /// The newest [`FIT_TAIL`] points of `y`.
@@ -157,7 +198,10 @@ pub(super) fn form_of(model: &FittedAutoETS) -> String {
 
 impl Fitted for EtsFitted {
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        self.model.predict(h)
+        match &self.model {
+            EtsModel::Plain(m) => m.predict(h),
+            EtsModel::Seasonal(m) => m.predict(h),
+        }
     }
 
     fn residuals(&mut self) -> Vec<f64> {
@@ -165,19 +209,31 @@ impl Fitted for EtsFitted {
     }
 
     fn form(&self) -> Option<String> {
-        Some(self.model.form().to_string())
+        Some(match &self.model {
+            EtsModel::Plain(m) => m.form().to_string(),
+            EtsModel::Seasonal(m) => m.form().to_string(),
+        })
     }
 
     fn parameters(&self) -> usize {
-        self.model.parameters()
+        match &self.model {
+            EtsModel::Plain(m) => m.parameters(),
+            EtsModel::Seasonal(m) => m.parameters(),
+        }
     }
 
     fn update(&mut self, v: f64) -> bool {
-        self.model.update(v)
+        match &mut self.model {
+            EtsModel::Plain(m) => m.update(v),
+            EtsModel::Seasonal(m) => m.update(v),
+        }
     }
 
     fn stays_current(&self) -> bool {
-        self.model.follows()
+        match &self.model {
+            EtsModel::Plain(m) => m.follows(),
+            EtsModel::Seasonal(_) => true,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod discord;
 pub mod drift;
 pub mod ensemble;
 pub mod ets;
+mod holt_winters;
 pub mod learned;
 pub mod mad;
 pub mod mstl;

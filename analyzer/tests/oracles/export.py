@@ -5,7 +5,8 @@ with statsforecast's AutoARIMA, AutoETS and Theta, for analyzer/tests/oracles.rs
 Usage: python export.py OUT_DIR
 Writes OUT_DIR/series.csv (series_id,timestamp,value), meta.csv
 (series_id,season,horizon,kind), sf.csv (series_id,step,arima,arima_lo,
-arima_hi,ets,ets_ns,theta) and orders.csv (series_id,p,d,q,P,D,Q,m: AutoARIMA's
+arima_hi,ets,ets_ns,theta,ets_aa: AutoETS among additive-error forms with an
+additive season, or none when m is 1) and orders.csv (series_id,p,d,q,P,D,Q,m: AutoARIMA's
 choice on the whole series).
 """
 
@@ -100,7 +101,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
     ws, wm, wf, wo = (csv.writer(f) for f in (f_series, f_meta, f_sf, f_orders))
     ws.writerow(["series_id", "timestamp", "value"])
     wm.writerow(["series_id", "season", "horizon", "kind"])
-    wf.writerow(["series_id", "step", "arima", "arima_lo", "arima_hi", "ets", "ets_ns", "theta"])
+    wf.writerow(["series_id", "step", "arima", "arima_lo", "arima_hi", "ets", "ets_ns", "theta", "ets_aa"])
     wo.writerow(["series_id", "p", "d", "q", "P", "D", "Q", "m"])
     for name, y, m, h in rows:
         y = np.asarray(y, dtype=float)
@@ -114,6 +115,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
         fe = AutoETS(season_length=m).forecast(y=train, h=h)
         fn = AutoETS(season_length=1, model="ZZN").forecast(y=train, h=h)
         ft = Theta(season_length=m).forecast(y=train, h=h)
+        fa_a = AutoETS(season_length=m, model="AZA" if m > 1 else "AZN").forecast(y=train, h=h)
         for k in range(h):
             wf.writerow(
                 [
@@ -125,6 +127,7 @@ with open(os.path.join(out, "series.csv"), "w", newline="") as f_series, open(
                     repr(float(fe["mean"][k])),
                     repr(float(fn["mean"][k])),
                     repr(float(ft["mean"][k])),
+                    repr(float(fa_a["mean"][k])),
                 ]
             )
         whole = AutoARIMA(season_length=m).fit(y)
