@@ -6,7 +6,7 @@
 //! (`tests/competitions/export.py`, run with the venv's Python that
 //! `.ci/test` installs); the test asserts that `auto`'s mean MASE on each
 //! competition is within 3 % of AutoETS' (on every series of both, it is
-//! lower: see the README) and `ets`' within 6 %, and prints sMAPE,
+//! lower: see the README) and `ets`' within 3 %, and prints sMAPE,
 //! MASE, 95 % coverage and MSIS per group:
 //! `cargo test -p imd-analyzer --test competitions -- --nocapture`
 //! (`IMD_COMPETITIONS_EVERY=1` for every series). `ets` alone is printed
@@ -199,12 +199,11 @@ fn auto_is_about_as_accurate_as_autoets_on_m3_and_tourism() {
             auto <= ets * 1.03,
             "{set}: auto's mean MASE {auto:.3} is more than 3 % above AutoETS' {ets:.3}"
         );
-        // The same model family: imd's has no multiplicative seasons, which
-        // AutoETS picks on many monthly series (4 % behind on Tourism, on
-        // every series, 2026-12-05).
+        // The same model family (on every series, 2026-12-05: 1.384 against
+        // 1.382 on M3, 2.022 against 2.051 on Tourism).
         assert!(
-            own <= ets * 1.06,
-            "{set}: ets' mean MASE {own:.3} is more than 6 % above AutoETS' {ets:.3}"
+            own <= ets * 1.03,
+            "{set}: ets' mean MASE {own:.3} is more than 3 % above AutoETS' {ets:.3}"
         );
     }
 }

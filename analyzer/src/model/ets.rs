@@ -14,7 +14,7 @@ use augurs::ets::{AutoETS, FittedAutoETS};
 use augurs::{Fit, Predict};
 
 use super::ModelParams;
-use super::holt_winters::{self, HoltWinters, Trend};
+use super::holt_winters::{self, Form, HoltWinters};
 use super::refit::{Fitted, Fitter, PREDICTED, Refitting, SE_LEVEL, se_from};
 
 /// Most points ETS is fitted on (the newest).
@@ -71,9 +71,9 @@ impl Fitter for EtsFitter {
             .first()
             .copied()
             .filter(|m| holt_winters::fits(y.len(), *m));
-        let given = form.and_then(Trend::of_form);
-        if let (Some(trend), Some(m)) = (given, season) {
-            if let Some(hw) = holt_winters::fit(y, m, trend) {
+        let given = form.and_then(Form::of_name);
+        if let (Some(given), Some(m)) = (given, season) {
+            if let Some(hw) = holt_winters::fit(y, m, given) {
                 return Ok(seasonal(hw));
             }
         }
