@@ -546,14 +546,7 @@ mod tests {
 
     #[test]
     fn picks_a_seasonal_model_for_seasonal_data() {
-        let h: Vec<Point> = (0..400)
-            .map(|i| Point {
-                t: i * 3_600_000,
-                v: 50.0
-                    + 10.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin()
-                    + if i % 5 == 0 { 0.5 } else { -0.1 },
-            })
-            .collect();
+        let h = crate::model::testdata::hourly_daily(400, |i| if i % 5 == 0 { 0.5 } else { -0.1 });
         let mut m = Auto::new(ModelParams::default());
         m.fit(&h).unwrap();
         let picked = m.picked().unwrap();

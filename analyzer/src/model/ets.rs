@@ -52,6 +52,18 @@ impl Fitter for EtsFitter {
         true
     }
 
+    /// The shortest season detected, when the points ETS is fitted on
+    /// hold enough cycles of it for the seasonal forms; none otherwise, so
+    /// that a season they cannot use (a day of one-minute samples) does
+    /// not make the window hold four of its cycles.
+    fn seasons_used(&self, detected: Vec<usize>) -> Vec<usize> {
+        detected
+            .into_iter()
+            .take(1)
+            .filter(|m| holt_winters::fits(FIT_TAIL, *m))
+            .collect()
+    }
+
     fn min_len(&self, _seasons: &[usize]) -> usize {
         // AutoETS needs more points than parameters (up to 5) plus 4;
         // shorter series than a seasonal form needs get the others.
@@ -786,6 +798,35 @@ mod tests {
         let m = fit_auto_ets(&y, Some("AAdN")).unwrap();
         assert_eq!(form_of(&m), "AAdN");
         assert_eq!(tail(&vec![1.0; FIT_TAIL + 5]).len(), FIT_TAIL);
+    }
+
+    #[test]
+    fn a_daily_cycle_of_hourly_points_gets_a_seasonal_form() {
+        let h = crate::model::testdata::hourly_daily(400, |i| ((i * 7919) % 11) as f64 / 10.0);
+        let mut m = new(ModelParams::default());
+        m.fit(&h[..300]).unwrap();
+        assert_eq!(m.seasons(), &[24]);
+        let form = m.form().unwrap().to_string();
+        assert!(form.ends_with('A') || form.ends_with('M'), "{form}");
+        // It follows the cycle point by point: none of the next 100 points
+        // (noise of ±0.5 on a swing of 20) looks anomalous ...
+        for p in &h[300..] {
+            assert!(m.score(*p) < 0.99, "{p:?} scored {}", m.score(*p));
+            m.update(*p);
+        }
+        // ... but a point off its phase does.
+        let off = Point {
+            t: 400 * 3_600_000,
+            v: 50.0 - 10.0 * (std::f64::consts::TAU * 400.0 / 24.0).sin(),
+        };
+        assert!(m.score(off) > 0.999, "{}", m.score(off));
+        // Seasons the fitted points cannot hold three cycles of are not
+        // used (nor kept, so the window does not grow for them).
+        assert_eq!(EtsFitter.seasons_used(vec![24, 168]), vec![24]);
+        assert_eq!(
+            EtsFitter.seasons_used(vec![1440, 10080]),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

@@ -273,6 +273,17 @@ pub(crate) mod testdata {
             })
             .collect()
     }
+
+    /// `n` hourly points of a daily sine (level 50, amplitude 10) plus
+    /// `extra(i)` at the i-th.
+    pub fn hourly_daily(n: i64, extra: impl Fn(i64) -> f64) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                t: i * 3_600_000,
+                v: 50.0 + 10.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin() + extra(i),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ pub trait Fitter: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether the model uses seasons (and detection should run).
     fn seasonal(&self) -> bool;
+    /// Of the seasons detected in a history, those the model uses (all by
+    /// default): the window holds four cycles of the longest kept.
+    fn seasons_used(&self, detected: Vec<usize>) -> Vec<usize> {
+        detected
+    }
     /// Fewest grid points it can fit with these seasons.
     fn min_len(&self, seasons: &[usize]) -> usize;
     /// Fits `y`: in the given form (as a fit reported it), or searching
@@ -623,10 +628,11 @@ impl<F: Fitter> Model for Refitting<F> {
             let mut w = Window::new(history.len().max(1));
             w.fill(history);
             let points: Vec<Point> = w.points().collect();
-            self.seasons = w
-                .step_ms()
-                .map(|step| detect_sampled(&points, step))
-                .unwrap_or_default();
+            self.seasons = self.fitter.seasons_used(
+                w.step_ms()
+                    .map(|step| detect_sampled(&points, step))
+                    .unwrap_or_default(),
+            );
         }
         self.window = Window::new(self.capacity());
         self.window.fill(history);
