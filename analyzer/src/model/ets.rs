@@ -820,6 +820,19 @@ mod tests {
             v: 50.0 - 10.0 * (std::f64::consts::TAU * 400.0 / 24.0).sin(),
         };
         assert!(m.score(off) > 0.999, "{}", m.score(off));
+        // Saved and loaded, it keeps the seasonal form and forecasts much
+        // alike: loading refits the saved window, whose newest points the
+        // original took one by one since its last refit.
+        let mut loaded = new(ModelParams::default());
+        loaded.load(m.save()).unwrap();
+        assert_eq!(loaded.form(), m.form());
+        let (a, b) = (
+            m.forecast(24, 0.95).unwrap(),
+            loaded.forecast(24, 0.95).unwrap(),
+        );
+        for (x, y) in a.mean.iter().zip(&b.mean) {
+            assert!((x - y).abs() < 1e-3 * x.abs(), "{x} vs {y}");
+        }
         // Seasons the fitted points cannot hold three cycles of are not
         // used (nor kept, so the window does not grow for them).
         assert_eq!(EtsFitter.seasons_used(vec![24, 168]), vec![24]);
