@@ -1,8 +1,9 @@
 //! `ets`: exponential smoothing, the form chosen by AICc among augurs'
 //! non-seasonal `AutoETS` forms (additive or multiplicative error; no,
 //! additive or damped trend) and, when the series has a season of which
-//! the fitted points hold three cycles, the additive seasonal forms of
-//! Holt-Winters (`holt_winters`: augurs has no seasonal ETS).
+//! the fitted points hold three cycles, the seasonal forms of Holt-Winters
+//! (`holt_winters`: additive, and multiplicative on positive series;
+//! augurs has no seasonal ETS).
 //!
 //! The parameters are estimated on the newest [`FIT_TAIL`] points of the
 //! window at most: enough for ETS' five parameters at any sampling rate,
