@@ -30,6 +30,8 @@
 use argmin::core::{CostFunction, Executor};
 use argmin::solver::neldermead::NelderMead;
 
+use super::season::classical_indices;
+
 /// Cycles of the season a fit needs (the decomposition uses three).
 pub(super) const CYCLES_NEEDED: usize = 3;
 /// Most Nelder-Mead iterations per fit, per coordinate.
@@ -325,38 +327,9 @@ impl CostFunction for Problem<'_> {
 /// multiplicative decomposition finds no positive indices.
 fn heuristic(y: &[f64], m: usize, form: Form) -> Option<Smoothing> {
     let first = &y[..(CYCLES_NEEDED * m).min(y.len())];
-    // Centred moving average over one cycle (2×m when m is even).
-    let half = m / 2;
-    let mut sums = vec![0.0; m];
-    let mut counts = vec![0usize; m];
-    for t in half..first.len().saturating_sub(half) {
-        let ma = if m % 2 == 1 {
-            first[t - half..=t + half].iter().sum::<f64>() / m as f64
-        } else {
-            let inner: f64 = first[t + 1 - half..t + half].iter().sum();
-            (inner + 0.5 * (first[t - half] + first[t + half])) / m as f64
-        };
-        sums[t % m] += if form.multiplicative {
-            first[t] / ma
-        } else {
-            first[t] - ma
-        };
-        counts[t % m] += 1;
-    }
-    let neutral = if form.multiplicative { 1.0 } else { 0.0 };
-    let mut season: Vec<f64> = sums
-        .iter()
-        .zip(&counts)
-        .map(|(s, c)| if *c > 0 { s / *c as f64 } else { neutral })
-        .collect();
-    let mean = season.iter().sum::<f64>() / m as f64;
-    if form.multiplicative {
-        if !positive(mean) || !season.iter().all(|s| positive(*s)) {
-            return None;
-        }
-        season.iter_mut().for_each(|s| *s /= mean);
-    } else {
-        season.iter_mut().for_each(|s| *s -= mean);
+    let season = classical_indices(first, m, form.multiplicative);
+    if form.multiplicative && !season.iter().all(|s| positive(*s)) {
+        return None;
     }
     let k = (2 * m).max(10).min(y.len());
     let adjusted: Vec<f64> = y[..k]

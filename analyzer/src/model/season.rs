@@ -165,6 +165,51 @@ fn dips_before(y: &[f64], var: f64, p: usize, at_p: f64) -> bool {
     lags.iter().any(|l| acf(y, *l, var) < at_p / 2.0)
 }
 
+/// Classical decomposition's seasonal indices of `y` at period `m`, by
+/// position in the cycle counted from `y`'s first value: the centred
+/// moving average (2×m when `m` is even) as the trend, the ratios
+/// (`multiplicative`) or differences to it averaged by position and
+/// normalised to a mean of 1 or 0. Used by `theta` to adjust a series and
+/// by `holt_winters` to start its seasonal states.
+pub(super) fn classical_indices(y: &[f64], m: usize, multiplicative: bool) -> Vec<f64> {
+    let n = y.len();
+    let half = m / 2;
+    let mut sums = vec![0.0; m];
+    let mut counts = vec![0usize; m];
+    for t in half..n.saturating_sub(half) {
+        let trend = if m % 2 == 0 {
+            (0.5 * y[t - half] + y[t + 1 - half..t + half].iter().sum::<f64>() + 0.5 * y[t + half])
+                / m as f64
+        } else {
+            y[t - half..=t + half].iter().sum::<f64>() / m as f64
+        };
+        let d = if multiplicative {
+            y[t] / trend
+        } else {
+            y[t] - trend
+        };
+        if d.is_finite() {
+            sums[t % m] += d;
+            counts[t % m] += 1;
+        }
+    }
+    let neutral = if multiplicative { 1.0 } else { 0.0 };
+    let mut idx: Vec<f64> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(s, c)| if *c > 0 { s / *c as f64 } else { neutral })
+        .collect();
+    let mean = idx.iter().sum::<f64>() / m as f64;
+    for i in &mut idx {
+        if multiplicative {
+            *i /= mean;
+        } else {
+            *i -= mean;
+        }
+    }
+    idx
+}
+
 /// Seasonal periods of a regularly sampled series, shortest first: at
 /// most two, the second a multiple of the first (a week of days). Empty
 /// when the series shows no clear seasonality.

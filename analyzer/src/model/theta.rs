@@ -15,6 +15,7 @@
 
 use super::ModelParams;
 use super::refit::{Fitted, Fitter, Refitting};
+use super::season::classical_indices;
 
 /// The Theta fitter.
 pub struct ThetaFitter;
@@ -253,43 +254,11 @@ fn decompose(y: &[f64], m: usize) -> Seasonal {
 }
 
 fn indices(y: &[f64], m: usize, multiplicative: bool) -> Seasonal {
-    let n = y.len();
-    let half = m / 2;
-    let mut sums = vec![0.0; m];
-    let mut counts = vec![0usize; m];
-    for t in half..n.saturating_sub(half) {
-        let trend = if m % 2 == 0 {
-            (0.5 * y[t - half] + y[t + 1 - half..t + half].iter().sum::<f64>() + 0.5 * y[t + half])
-                / m as f64
-        } else {
-            y[t - half..=t + half].iter().sum::<f64>() / m as f64
-        };
-        let d = if multiplicative {
-            y[t] / trend
-        } else {
-            y[t] - trend
-        };
-        if d.is_finite() {
-            sums[t % m] += d;
-            counts[t % m] += 1;
-        }
-    }
-    let neutral = if multiplicative { 1.0 } else { 0.0 };
-    let mut idx: Vec<f64> = sums
-        .iter()
-        .zip(&counts)
-        .map(|(s, c)| if *c > 0 { s / *c as f64 } else { neutral })
-        .collect();
-    let mean = idx.iter().sum::<f64>() / m as f64;
-    for i in &mut idx {
-        if multiplicative {
-            *i /= mean;
-        } else {
-            *i -= mean;
-        }
-    }
     Seasonal {
-        idx: idx.iter().map(|i| *i as f32).collect(),
+        idx: classical_indices(y, m, multiplicative)
+            .iter()
+            .map(|i| *i as f32)
+            .collect(),
         multiplicative,
     }
 }
