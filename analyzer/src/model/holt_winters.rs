@@ -31,6 +31,7 @@ use argmin::core::{CostFunction, Executor};
 use argmin::solver::neldermead::NelderMead;
 
 use super::season::classical_indices;
+use super::theta::ols_slope;
 
 /// Cycles of the season a fit needs (the decomposition uses three).
 pub(super) const CYCLES_NEEDED: usize = 3;
@@ -343,20 +344,14 @@ fn heuristic(y: &[f64], m: usize, form: Form) -> Option<Smoothing> {
             }
         })
         .collect();
+    let ym = adjusted.iter().sum::<f64>() / k as f64;
     let (level, slope) = if form.trended() {
-        let tm = (k as f64 + 1.0) / 2.0;
-        let ym = adjusted.iter().sum::<f64>() / k as f64;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for (t, v) in adjusted.iter().enumerate() {
-            let dt = (t + 1) as f64 - tm;
-            sxy += dt * (v - ym);
-            sxx += dt * dt;
-        }
-        let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-        // The line's value one step before the first point.
-        (ym - b * tm, b)
+        let b = ols_slope(&adjusted);
+        // The line's value one step before the first point (its mean
+        // lies at the middle, (k − 1) / 2 steps after the first).
+        (ym - b * (k as f64 + 1.0) / 2.0, b)
     } else {
-        (adjusted.iter().sum::<f64>() / k as f64, 0.0)
+        (ym, 0.0)
     };
     let alpha = ALPHA.0 + 0.2 * (ALPHA.1 - ALPHA.0) / m as f64;
     Some(Smoothing {

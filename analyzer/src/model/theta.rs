@@ -264,7 +264,7 @@ fn indices(y: &[f64], m: usize, multiplicative: bool) -> Seasonal {
 }
 
 /// Slope of the least-squares line through `y` against 0, 1, 2, ….
-fn ols_slope(y: &[f64]) -> f64 {
+pub(super) fn ols_slope(y: &[f64]) -> f64 {
     let n = y.len() as f64;
     let mx = (n - 1.0) / 2.0;
     let my = y.iter().sum::<f64>() / n;
