@@ -16,6 +16,12 @@ const ONLINE_ERRORS: usize = 240;
 /// Online errors needed before they count.
 const ONLINE_FROM: usize = 30;
 
+/// Held-out errors from which bounds read them even while they are too
+/// few to count for scores: the normal quantile of their root mean
+/// square (see [`OnlineErrors::half_width`]). Ten are the errors of four
+/// rolling origins of a short yearly series.
+const FEW_FROM: usize = 10;
+
 /// The newest errors whose spread, when it has clearly risen above the
 /// kept errors' scale, becomes the scale scores are judged on: a noisier
 /// regime is then judged against its own noise after a few dozen points,
@@ -176,6 +182,14 @@ impl OnlineErrors {
         self.kept.len() < ONLINE_FROM
     }
 
+    /// Whether bounds from `n` errors read the normal quantile of their
+    /// spread (enough to read, too few for their empirical quantile): a
+    /// caller that knows how many independent draws they came from widens
+    /// them for that count (see `refit`'s seeding).
+    pub fn read_as_normal(n: usize) -> bool {
+        (FEW_FROM..ONLINE_FROM).contains(&n)
+    }
+
     /// Adds one error.
     pub fn push(&mut self, e: f64, level: f64) {
         self.extend([e], level);
@@ -239,10 +253,19 @@ impl OnlineErrors {
     }
 
     /// Half-width of a one-step bound at `level`: the fit's (`fit_half`),
-    /// or these errors' when wider.
+    /// or these errors' when wider. From [`FEW_FROM`] errors on, before
+    /// they count for scores, their normal quantile is used: a short
+    /// history's few held-out errors say more about its forecasts than
+    /// its in-sample ones (on the M3 and Tourism yearly series shorter
+    /// than 15 points, 95 % coverage 0.84 and 0.72 with the in-sample
+    /// errors alone; README, "Forecasting competitions").
     pub fn half_width(&self, fit_half: f64, level: f64) -> f64 {
         match &self.summary {
             Some(o) => o.half_width(level).max(fit_half),
+            None if self.kept.len() >= FEW_FROM => {
+                let e: Vec<f64> = self.kept.iter().copied().collect();
+                Errors::new(&e, 0.0).half_width(level).max(fit_half)
+            }
             None => fit_half,
         }
     }
@@ -264,6 +287,20 @@ mod tests {
         let few = Errors::new(&[1.0, -1.0], 0.0);
         assert!((few.half_width(0.95) - 1.96).abs() < 0.01);
         assert_eq!(Errors::new(&[], 0.0).abs.len(), 0);
+    }
+
+    #[test]
+    fn bounds_read_few_errors_as_a_normal_quantile() {
+        let mut online = OnlineErrors::default();
+        online.extend([2.0, -2.0, 2.0, -2.0, 2.0, -2.0, 2.0, -2.0, 2.0], 0.0);
+        // Nine: too few to read, the fit's half-width stands.
+        assert_eq!(online.half_width(1.0, 0.95), 1.0);
+        online.push(-2.0, 0.0);
+        // Ten: their normal quantile (root mean square 2), not yet
+        // counted for scores.
+        assert!(online.too_few());
+        assert!((online.half_width(1.0, 0.95) - 2.0 * z_for_level(0.95)).abs() < 1e-9);
+        assert!(OnlineErrors::read_as_normal(10) && !OnlineErrors::read_as_normal(30));
     }
 
     /// `n` evenly spread quantiles of a distribution given by its inverse
