@@ -163,6 +163,18 @@ impl Smoothing {
         }
     }
 
+    /// Forecasts the point at cycle position `pos`, then takes `v`:
+    /// the forecast, or None (nothing taken) when a multiplicative form's
+    /// forecast is not positive.
+    fn step(&mut self, pos: usize, v: f64, multiplicative: bool) -> Option<f64> {
+        let mu = self.forecast(pos, multiplicative);
+        if multiplicative && !positive(mu) {
+            return None;
+        }
+        self.take(pos, v, mu, multiplicative);
+        Some(mu)
+    }
+
     /// Takes `v`, the point at cycle position `pos` forecast as `mu`; its
     /// error (relative, when multiplicative) moves every state.
     fn take(&mut self, pos: usize, v: f64, mu: f64, multiplicative: bool) {
@@ -203,18 +215,14 @@ impl Pass {
 /// Runs `form` from `start` over `y`, keeping the one-step errors (in the
 /// series' units) when asked; None when a multiplicative form's forecast
 /// leaves the positive numbers.
-fn run(y: &[f64], form: Form, start: &Smoothing, errors: Option<&mut Vec<f64>>) -> Option<Pass> {
+fn run(y: &[f64], form: Form, start: Smoothing, errors: Option<&mut Vec<f64>>) -> Option<Pass> {
     let m = start.season.len();
-    let mut s = start.clone();
+    let mut s = start;
     let (mut sse, mut log_mean) = (0.0, 0.0);
     let mut out = errors;
     for (t, v) in y.iter().enumerate() {
-        let pos = t % m;
-        let mu = s.forecast(pos, form.multiplicative);
+        let mu = s.step(t % m, *v, form.multiplicative)?;
         let e = if form.multiplicative {
-            if !positive(mu) {
-                return None;
-            }
             log_mean += mu.ln();
             (v - mu) / mu
         } else {
@@ -224,7 +232,6 @@ fn run(y: &[f64], form: Form, start: &Smoothing, errors: Option<&mut Vec<f64>>) 
         if let Some(out) = out.as_deref_mut() {
             out.push(v - mu);
         }
-        s.take(pos, *v, mu, form.multiplicative);
     }
     sse.is_finite().then_some(Pass {
         sse,
@@ -253,6 +260,7 @@ fn logit(p: f64) -> f64 {
 /// The optimisation problem: the coordinates are the weights in free form
 /// (α, then γ as a share of 1 − α, β as a share of α, φ within its
 /// bounds), then the initial level and slope.
+#[derive(Clone, Copy)]
 struct Problem<'a> {
     y: &'a [f64],
     form: Form,
@@ -313,7 +321,7 @@ impl CostFunction for Problem<'_> {
 
     /// −2 log-likelihood up to a constant (see [`Pass::criterion`]).
     fn cost(&self, x: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let value = run(self.y, self.form, &self.decode(x), None)
+        let value = run(self.y, self.form, self.decode(x), None)
             .map(|p| p.criterion(self.y.len()))
             .filter(|c| c.is_finite());
         Ok(value.unwrap_or(f64::MAX))
@@ -408,17 +416,13 @@ pub(super) fn fit(y: &[f64], m: usize, form: Form) -> Option<HoltWinters> {
     let solver = NelderMead::new(simplex)
         .with_sd_tolerance(TOLERANCE * z.len() as f64)
         .ok()?;
+    // The executor takes a copy (the problem only borrows the data).
     let result = Executor::new(problem, solver)
         .configure(|s| s.max_iters(ITERATIONS_PER_COORDINATE * dims as u64))
         .run()
         .ok()?;
     let best = result.state.best_param.as_ref()?;
-    let mut fitted = Problem {
-        y: &z,
-        form,
-        start: &start,
-    }
-    .decode(best);
+    let mut fitted = problem.decode(best);
     // Back to the series' own scale.
     fitted.level = centre + spread * fitted.level;
     fitted.slope *= spread;
@@ -426,7 +430,7 @@ pub(super) fn fit(y: &[f64], m: usize, form: Form) -> Option<HoltWinters> {
         fitted.season.iter_mut().for_each(|s| *s *= spread);
     }
     let mut residuals = Vec::with_capacity(y.len());
-    let pass = run(y, form, &fitted, Some(&mut residuals))?;
+    let pass = run(y, form, fitted, Some(&mut residuals))?;
     if residuals.iter().any(|e| !e.is_finite()) {
         return None;
     }
@@ -496,11 +500,14 @@ impl HoltWinters {
     /// it cannot (not finite, or a multiplicative form's forecast is no
     /// longer positive).
     pub(super) fn update(&mut self, v: f64) -> bool {
-        let mu = self.s.forecast(self.next, self.form.multiplicative);
-        if !v.is_finite() || (self.form.multiplicative && !positive(mu)) {
+        if !v.is_finite()
+            || self
+                .s
+                .step(self.next, v, self.form.multiplicative)
+                .is_none()
+        {
             return false;
         }
-        self.s.take(self.next, v, mu, self.form.multiplicative);
         self.next = (self.next + 1) % self.s.season.len();
         true
     }
@@ -613,7 +620,7 @@ mod tests {
         start.season = (0..7)
             .map(|p| again.s.season[(again.next + p) % 7])
             .collect();
-        let end = run(&y[100..], hw.form, &start, None).unwrap().end;
+        let end = run(&y[100..], hw.form, start, None).unwrap().end;
         assert!((end.level - hw.s.level).abs() < 1e-9);
         let mine = hw.predict(3).unwrap().0;
         let phi = hw.s.phi;
