@@ -199,9 +199,9 @@ pub struct Refitting<F: Fitter> {
     /// own, which then holds only the newest point (see
     /// [`Refitting::share_window`]).
     shares_window: bool,
-    /// Rolling origins the online errors were seeded from (0: none, or
-    /// one held-out block): from [`SEED_ORIGINS`] on, bounds trust them
-    /// without the in-sample floor (see [`Refitting::forecast`]).
+    /// Origins the online errors were seeded from (1 for one held-out
+    /// block, 0 before any seeding): from [`SEED_ORIGINS`] on, bounds
+    /// trust them without the in-sample floor (see `forecast`).
     seeded_origins: usize,
 }
 
