@@ -18,7 +18,7 @@ seconds=${1:-20}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(xor_chunk remote_read_frames text_format logs_config analyzer_config)
+    targets=(xor_chunk remote_read_frames text_format logs_config analyzer_config query_range_answer)
 fi
 export RUSTC_BOOTSTRAP=1
 # libfuzzer-sys compiles libFuzzer (C++).

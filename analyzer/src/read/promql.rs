@@ -119,15 +119,8 @@ impl QueryRange {
         self.stats.clone()
     }
 
-    /// One request for the step points in `[start_ms, end_ms]`, merged into `out`.
-    fn read_window(
-        &self,
-        query: &str,
-        start_ms: i64,
-        end_ms: i64,
-        out: &mut BTreeMap<Labels, Vec<Point>>,
-        tally: &mut (u64, u64),
-    ) -> Result<(), ReadError> {
+    /// The answer's body for the step points in `[start_ms, end_ms]`.
+    fn fetch_window(&self, query: &str, start_ms: i64, end_ms: i64) -> Result<Vec<u8>, ReadError> {
         let mut url = self.endpoint.clone();
         url.query_pairs_mut()
             .append_pair("query", query)
@@ -149,54 +142,54 @@ impl QueryRange {
             }
             Err(e) => return Err(e),
         };
-        let body = http::read_body(resp, &self.endpoint, self.max_response_bytes)?;
+        http::read_body(resp, &self.endpoint, self.max_response_bytes)
+    }
+
+    /// Merges one window's answer (`body`) into `out`.
+    fn merge_window(
+        &self,
+        query: &str,
+        body: &[u8],
+        out: &mut BTreeMap<Labels, Vec<Point>>,
+        tally: &mut (u64, u64),
+    ) -> Result<(), ReadError> {
         tally.0 += body.len() as u64;
-        let answer: ApiAnswer = serde_json::from_slice(&body).map_err(|e| {
+        let matrix = parse_matrix(body).map_err(|e| {
             ReadError::Decode(format!(
-                "{} did not answer query_range JSON: {e}",
+                "the query_range answer of {} to {query:?} {e}",
                 http::redact(&self.endpoint)
             ))
         })?;
-        if answer.status != "success" {
-            return Err(ReadError::Decode(format!(
-                "query {query:?} failed: {} ({})",
-                answer.error.unwrap_or_default(),
-                answer.error_type.unwrap_or_default()
-            )));
-        }
-        for w in answer.warnings.iter().flatten() {
+        for w in &matrix.warnings {
             tracing::warn!(query, warning = %w, "query_range warning");
         }
-        let data = answer
-            .data
-            .ok_or_else(|| ReadError::Decode("query_range answer has no data".into()))?;
-        if data.result_type != "matrix" {
-            return Err(ReadError::Decode(format!(
-                "query_range answered a {}, not a matrix",
-                data.result_type
-            )));
-        }
-        for series in data.result {
-            let mut labels: Labels = series.metric.into_iter().collect();
-            labels.sort();
+        for (labels, values) in matrix.series {
+            tally.1 += values.len() as u64;
             let points = out.entry(labels).or_default();
-            for (t, v) in series.values {
-                let v = parse_value(&v).ok_or_else(|| {
-                    ReadError::Decode(format!("query_range value {v:?} is not a number"))
-                })?;
-                if !t.is_finite() {
-                    return Err(ReadError::Decode(format!(
-                        "query_range timestamp {t} is not finite"
-                    )));
-                }
-                tally.1 += 1;
-                points.push(Point {
-                    t: (t * 1000.0).round() as i64,
-                    v,
-                });
+            if points.is_empty() {
+                *points = values;
+            } else {
+                points.extend_from_slice(&values);
             }
         }
         Ok(())
+    }
+
+    /// The requests (step-aligned `[start, end]` windows) that cover
+    /// `[from_ms, to_ms]` within the server's point limit.
+    fn windows(&self, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)> {
+        let span = self.step_ms.saturating_mul(self.max_points - 1);
+        let mut windows = Vec::new();
+        let mut start = align_up(from_ms, self.step_ms);
+        while start <= to_ms {
+            let end = start.saturating_add(span).min(to_ms);
+            windows.push((start, end));
+            start = match end.checked_add(self.step_ms) {
+                Some(s) => align_up(s, self.step_ms),
+                None => break,
+            };
+        }
+        windows
     }
 
     fn read_inner(
@@ -207,15 +200,41 @@ impl QueryRange {
         tally: &mut (u64, u64),
     ) -> Result<Vec<SeriesData>, ReadError> {
         let mut out = BTreeMap::new();
-        let span = self.step_ms.saturating_mul(self.max_points - 1);
-        let mut start = align_up(from_ms, self.step_ms);
-        while start <= to_ms {
-            let end = start.saturating_add(span).min(to_ms);
-            self.read_window(query, start, end, &mut out, tally)?;
-            start = match end.checked_add(self.step_ms) {
-                Some(s) => align_up(s, self.step_ms),
-                None => break,
-            };
+        let windows = self.windows(from_ms, to_ms);
+        if windows.len() == 1 {
+            let (start, end) = windows[0];
+            let body = self.fetch_window(query, start, end)?;
+            self.merge_window(query, &body, &mut out, tally)?;
+        } else if windows.len() > 1 {
+            // A long range takes several requests: the next answer is
+            // fetched while this one is parsed, so that the server's work
+            // and the client's overlap (in turn, they added up to twice
+            // what the server alone took). At most two answers are held.
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(0);
+                let fetching = std::thread::Builder::new()
+                    .name("query-range-fetch".to_string())
+                    .spawn_scoped(s, move || {
+                        for (start, end) in windows {
+                            let body = self.fetch_window(query, start, end);
+                            let failed = body.is_err();
+                            // The reader gone (it failed) or this fetch
+                            // failed: no more requests.
+                            if tx.send(body).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                if let Err(e) = fetching {
+                    return Err(ReadError::Decode(format!(
+                        "no thread to fetch query_range answers on: {e}"
+                    )));
+                }
+                for body in rx {
+                    self.merge_window(query, &body?, &mut out, tally)?;
+                }
+                Ok(())
+            })?;
         }
         Ok(out
             .into_iter()
@@ -394,6 +413,46 @@ pub fn promql_selector(selector: &Selector) -> String {
     format!("{{{}}}", matchers.join(","))
 }
 
+/// One `query_range` answer as read.
+#[derive(Debug)]
+pub struct Matrix {
+    /// Each series' labels (sorted) and points, in the answer's order.
+    pub series: Vec<(Labels, Vec<Point>)>,
+    /// The warnings the server sent along.
+    pub warnings: Vec<String>,
+}
+
+/// Reads one `query_range` answer (`body`, the API's JSON). The error says
+/// what is wrong with it, worded to follow "the answer".
+pub fn parse_matrix(body: &[u8]) -> Result<Matrix, String> {
+    let answer: ApiAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("is not query_range JSON: {e}"))?;
+    if answer.status != "success" {
+        return Err(format!(
+            "reports a failure: {} ({})",
+            answer.error.unwrap_or_default(),
+            answer.error_type.unwrap_or_default()
+        ));
+    }
+    let data = answer.data.ok_or("has no data")?;
+    if data.result_type != "matrix" {
+        return Err(format!("is a {}, not a matrix", data.result_type));
+    }
+    let series = data
+        .result
+        .into_iter()
+        .map(|s| {
+            let mut labels: Labels = s.metric.into_iter().collect();
+            labels.sort();
+            (labels, s.values)
+        })
+        .collect();
+    Ok(Matrix {
+        series,
+        warnings: answer.warnings.unwrap_or_default(),
+    })
+}
+
 #[derive(serde::Deserialize)]
 struct ApiAnswer {
     status: String,
@@ -421,8 +480,94 @@ struct MatrixSeries {
     metric: BTreeMap<String, String>,
     /// `[seconds, "value"]` pairs; native histograms (`histograms`) are
     /// not float series and are ignored.
-    #[serde(default)]
-    values: Vec<(f64, String)>,
+    #[serde(default, deserialize_with = "matrix_points")]
+    values: Vec<Point>,
+}
+
+/// Reads a matrix series' `[seconds, "value"]` pairs straight into points.
+/// serde_json has no way to parse a number held in a string, and reading
+/// each value as a `String` first cost an allocation per sample: most of
+/// the client's time on large answers. Here the text is parsed where it
+/// lies in the body.
+fn matrix_points<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Point>, D::Error> {
+    struct Points;
+    impl<'de> serde::de::Visitor<'de> for Points {
+        type Value = Vec<Point>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of [seconds, \"value\"] pairs")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<Point>, A::Error> {
+            let mut points = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(MatrixPoint(p)) = seq.next_element()? {
+                points.push(p);
+            }
+            Ok(points)
+        }
+    }
+    d.deserialize_seq(Points)
+}
+
+/// One `[seconds, "value"]` pair of a matrix answer.
+struct MatrixPoint(Point);
+
+impl<'de> serde::Deserialize<'de> for MatrixPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pair;
+        impl<'de> serde::de::Visitor<'de> for Pair {
+            type Value = MatrixPoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [seconds, \"value\"] pair")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MatrixPoint, A::Error> {
+                use serde::de::Error;
+                let t: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let ValueText(v) = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(3, &self));
+                }
+                if !t.is_finite() {
+                    return Err(A::Error::custom(format!("timestamp {t} is not finite")));
+                }
+                Ok(MatrixPoint(Point {
+                    t: (t * 1000.0).round() as i64,
+                    v,
+                }))
+            }
+        }
+        d.deserialize_seq(Pair)
+    }
+}
+
+/// A sample value as the API writes it: a string holding a float, `NaN`
+/// or `±Inf`.
+struct ValueText(f64);
+
+impl<'de> serde::Deserialize<'de> for ValueText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = ValueText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sample value in a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ValueText, E> {
+                parse_value(s)
+                    .map(ValueText)
+                    .ok_or_else(|| E::custom(format!("sample value {s:?} is not a number")))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +659,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_window_ends_the_read_after_at_most_one_fetch_ahead() {
+        let ok = |v: &str| {
+            matrix(&format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"job":"a"}},"values":[[30,"{v}"]]}}]}}}}"#
+            ))
+        };
+        for (second, kind) in [
+            (matrix("<html>"), "decode"),
+            ((503, "text/plain", b"overloaded".to_vec()), "http_status"),
+        ] {
+            let (url, seen) = serve(vec![ok("1"), second, ok("3"), ok("4"), ok("5")]);
+            let mut o = PromqlOptions::new(url, Duration::from_secs(15));
+            o.max_points_per_request = 2;
+            let s = QueryRange::new(&o).unwrap();
+            let e = s
+                .read(&Selector::parse("up").unwrap(), 0, 150_000)
+                .unwrap_err();
+            assert_eq!(e.kind(), kind, "{e}");
+            let asked = seen.lock().unwrap().len();
+            assert!(
+                (2..=3).contains(&asked),
+                "{asked} requests after a failed second"
+            );
+        }
+        // Escaped value text is read as well as plain text.
+        let (url, _) = serve(vec![matrix(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1.5,"1\u00305"]]}]}}"#,
+        )]);
+        let got = QueryRange::new(&PromqlOptions::new(url, Duration::from_secs(15)))
+            .unwrap()
+            .read(&Selector::parse("up").unwrap(), 0, 10_000)
+            .unwrap();
+        assert_eq!(got[0].points, vec![Point { t: 1_500, v: 105.0 }]);
+    }
+
+    #[test]
     fn a_sharded_read_lists_then_asks_for_the_owned_series_by_or() {
         let jobs = ["a", "b", "c", "d", "e", "f"];
         let labels = |j: &str| -> Labels {
@@ -592,7 +773,11 @@ mod tests {
             e.to_string().contains("parse error at char 3 (bad_data)"),
             "{e}"
         );
-        for text in ["not a matrix", "query_range JSON", "not a number"] {
+        for text in [
+            "not a matrix",
+            "query_range JSON",
+            r#"sample value "x" is not a number"#,
+        ] {
             let e = s.read(&sel, 0, 60_000).unwrap_err();
             assert_eq!(e.kind(), "decode");
             assert!(e.to_string().contains(text), "{e}");

@@ -304,17 +304,20 @@ impl RemoteRead {
                 self.samples_limit_hit(&ts.labels);
                 break;
             }
-            let mut points = Vec::with_capacity(ts.samples.len());
             let mut checks = PointChecks::new(from_ms, to_ms);
-            for s in &ts.samples {
-                checks.push(
-                    &mut points,
-                    Point {
+            // A sample and a point have the same size and alignment, so
+            // this collect reuses the samples' memory (no second copy of a
+            // large answer's points).
+            let points: Vec<Point> = ts
+                .samples
+                .into_iter()
+                .filter_map(|s| {
+                    checks.admit(Point {
                         t: s.timestamp,
                         v: s.value,
-                    },
-                );
-            }
+                    })
+                })
+                .collect();
             checks.count(&self.stats);
             if let Some(s) = finish(ts.labels, points, checks.sorted) {
                 out.push(s);
@@ -512,13 +515,13 @@ impl RemoteRead {
             // samples of one chunk must move forward in time.
             checks.last_t = None;
             while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
-                checks.push(
-                    &mut points,
-                    Point {
-                        t,
-                        v: f64::from_bits(bits),
-                    },
-                );
+                let p = Point {
+                    t,
+                    v: f64::from_bits(bits),
+                };
+                if let Some(p) = checks.admit(p) {
+                    points.push(p);
+                }
             }
         }
         checks.count(&self.stats);
@@ -536,6 +539,8 @@ struct PointChecks {
     from_ms: i64,
     to_ms: i64,
     last_t: Option<i64>,
+    /// Time of the last point kept.
+    last_kept_t: Option<i64>,
     /// Whether every kept point is after the kept point before it (false
     /// when chunks overlap).
     sorted: bool,
@@ -549,29 +554,33 @@ impl PointChecks {
             from_ms,
             to_ms,
             last_t: None,
+            last_kept_t: None,
             sorted: true,
             non_monotonic: 0,
             infinite: 0,
         }
     }
 
+    /// `p` when it is to be kept, counted and checked against the points
+    /// kept before it.
     #[inline]
-    fn push(&mut self, points: &mut Vec<Point>, p: Point) {
+    fn admit(&mut self, p: Point) -> Option<Point> {
         if self.last_t.is_some_and(|last| p.t <= last) {
             self.non_monotonic += 1;
-            return;
+            return None;
         }
         self.last_t = Some(p.t);
         if p.t < self.from_ms || p.t > self.to_ms || is_stale_marker(p.v) {
-            return;
+            return None;
         }
         if p.v.is_infinite() {
             self.infinite += 1;
         }
-        if points.last().is_some_and(|last| last.t >= p.t) {
+        if self.last_kept_t.is_some_and(|last| last >= p.t) {
             self.sorted = false;
         }
-        points.push(p);
+        self.last_kept_t = Some(p.t);
+        Some(p)
     }
 
     fn count(&self, stats: &ReadStats) {
