@@ -25,6 +25,9 @@ Run from the repository root (bench/run does it for you):
    (`-o /dev/null`): what Prometheus can serve to a client that costs
    nothing. imd's wall time over curl's says whether the client is the
    bottleneck.
+5. Steps 3 and 4 alternate --runs times (default 3) per path; the table
+   gives the medians and the range of imd / curl, since single runs on a
+   small machine vary by a fifth.
 
 Prints a table and writes it to bench/out/remote_read-<date>.md. Python 3
 standard library only.
@@ -40,6 +43,7 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,6 +220,9 @@ def main():
     ap.add_argument("--days", type=float, default=7)
     ap.add_argument("--step", type=int, default=15, help="sample interval, seconds")
     ap.add_argument("--repeat", type=int, default=1, help="reads of the whole range per measurement")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="measurements per path, imd and curl alternating; the table gives medians "
+                         "and the range of imd / raw (single runs on a 2-core machine vary by 20 %%)")
     ap.add_argument("--cache", default=os.path.join(ROOT, "target", "bench"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
     ap.add_argument("--json", help="also write the figures as JSON here")
@@ -252,11 +259,6 @@ def main():
                 req = os.path.join(work, f"{mode}.req")
                 if mode != "query_range":
                     cmd += ["--dump-request", req]
-                wall, ccpu, pcpu, outs = measure(proc.pid, [cmd])
-                imd = json.loads(outs[0].strip().splitlines()[-1])
-                if imd["series"] != args.series or imd["points"] != info["samples"] * args.repeat:
-                    raise RuntimeError(f"{mode}: imd read {imd['series']} series and {imd['points']} points, "
-                                       f"expected {args.series} and {info['samples'] * args.repeat}")
                 # The same requests through curl, bytes only.
                 if mode != "query_range":
                     curl = [["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}\n",
@@ -272,15 +274,29 @@ def main():
                                      f"{base}/api/v1/query_range?query={q}&start={secs(s)}&end={secs(e)}"
                                      f"&step={args.step}"])
                     curl = curl * args.repeat
-                rwall, rcpu, rpcpu, routs = measure(proc.pid, curl)
-                rbytes = sum(int(o.strip() or 0) for o in routs)
-                results[mode] = {
-                    "imd": imd, "wall": wall, "client_cpu": imd["cpu_seconds"], "prom_cpu": pcpu,
-                    "raw_wall": rwall, "raw_cpu": rcpu, "raw_prom_cpu": rpcpu, "raw_bytes": rbytes,
-                    "requests": len(curl),
-                }
-                print(f"{mode}: imd {imd['points']:,} points in {wall:.2f} s, curl {rbytes:,} bytes in {rwall:.2f} s",
-                      flush=True)
+                runs = []
+                for _ in range(max(args.runs, 1)):
+                    wall, _, pcpu, outs = measure(proc.pid, [cmd])
+                    imd = json.loads(outs[0].strip().splitlines()[-1])
+                    if imd["series"] != args.series or imd["points"] != info["samples"] * args.repeat:
+                        raise RuntimeError(f"{mode}: imd read {imd['series']} series and {imd['points']} points, "
+                                           f"expected {args.series} and {info['samples'] * args.repeat}")
+                    rwall, rcpu, rpcpu, routs = measure(proc.pid, curl)
+                    rbytes = sum(int(o.strip() or 0) for o in routs)
+                    runs.append({
+                        "imd": imd, "wall": wall, "client_cpu": imd["cpu_seconds"], "prom_cpu": pcpu,
+                        "raw_wall": rwall, "raw_cpu": rcpu, "raw_prom_cpu": rpcpu, "raw_bytes": rbytes,
+                        "ratio": wall / max(rwall, 1e-9),
+                    })
+                    print(f"{mode}: imd {imd['points']:,} points in {wall:.2f} s, curl {rbytes:,} bytes "
+                          f"in {rwall:.2f} s", flush=True)
+                keys = ["wall", "client_cpu", "prom_cpu", "raw_wall", "raw_cpu", "raw_prom_cpu", "ratio"]
+                results[mode] = {k: statistics.median(r[k] for r in runs) for k in keys}
+                results[mode].update({
+                    "imd": runs[0]["imd"], "raw_bytes": runs[0]["raw_bytes"], "requests": len(curl),
+                    "ratio_range": [min(r["ratio"] for r in runs), max(r["ratio"] for r in runs)],
+                    "runs": runs,
+                })
         finally:
             stop(proc)
             log.close()
@@ -298,11 +314,13 @@ def main():
         + (" (cached from an earlier run)" if info["cached"] else ""),
         f"- each path reads the whole range of every series {args.repeat}x through imd-analyzer bench-read "
         "(the analyzer's client); 'raw' is curl sending the same requests and discarding the answer",
-        f"- command: python3 bench/remote_read.py --series {args.series} --days {args.days:g} --step {args.step}",
+        f"- {max(args.runs, 1)} runs per path, imd and curl alternating: medians, and the range of imd / raw",
+        f"- command: python3 bench/remote_read.py --series {args.series} --days {args.days:g} --step {args.step}"
+        f" --runs {max(args.runs, 1)}",
         "",
         "| path | requests | samples/s (imd) | bytes/sample | imd client CPU s | Prometheus CPU s | "
-        "client CPU / Prometheus CPU | raw curl s | imd s | imd / raw |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "client CPU / Prometheus CPU | raw curl s | imd s | imd / raw | imd / raw, range |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, r in results.items():
         imd = r["imd"]
@@ -310,7 +328,7 @@ def main():
             f"| {mode} | {r['requests']} | {imd['points'] / r['wall'] / 1e6:.2f} M | "
             f"{imd['bytes'] / max(imd['points'], 1):.2f} | {r['client_cpu']:.2f} | {r['prom_cpu']:.2f} | "
             f"{r['client_cpu'] / max(r['prom_cpu'], 1e-9):.2f} | {r['raw_wall']:.2f} | {r['wall']:.2f} | "
-            f"{r['wall'] / max(r['raw_wall'], 1e-9):.2f} |")
+            f"{r['ratio']:.2f} | {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f} |")
     if "chunks" in results and "query_range" in results:
         c, q = results["chunks"], results["query_range"]
         lines.append("")
