@@ -313,6 +313,8 @@ impl Engine {
         self.last_cycle_ms = Some(now_ms);
         let workers = options.concurrency.max(1).min(self.states.len().max(1));
         let chunk = self.states.len().div_ceil(workers).max(1);
+        let whole_reads = std::sync::Mutex::new(());
+        let whole_reads = &whole_reads;
         let reports: Vec<CycleReport> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .states
@@ -322,7 +324,7 @@ impl Engine {
                         let mut r = CycleReport::default();
                         for st in states.iter_mut() {
                             match sources.get(st.source) {
-                                Some(src) => r.add(&st.cycle(*src, now_ms, &options)),
+                                Some(src) => r.add(&st.cycle(*src, now_ms, &options, whole_reads)),
                                 None => r.read_errors += 1,
                             }
                         }
@@ -367,7 +369,22 @@ impl QueryState {
         };
     }
 
-    fn cycle(&mut self, source: &dyn Source, now_ms: i64, options: &EngineOptions) -> CycleReport {
+    /// One cycle of this query. `whole_reads` is held by a cycle that
+    /// reads whole histories and fits on them (the first, and periodic
+    /// refits), so that only one query's histories are in memory at a time:
+    /// two at once were the peak of the engine's memory at a first start.
+    /// The fits run on every core either way; what waits is the other
+    /// query's read, short next to the fits.
+    fn cycle(
+        &mut self,
+        source: &dyn Source,
+        now_ms: i64,
+        options: &EngineOptions,
+        whole_reads: &std::sync::Mutex<()>,
+    ) -> CycleReport {
+        let _whole = self
+            .due_for_fit(now_ms, options)
+            .then(|| whole_reads.lock().unwrap_or_else(|e| e.into_inner()));
         if matches!(self.query.target, crate::query::Target::Multivariate(_)) {
             return group::cycle(self, source, now_ms, options);
         }
@@ -802,6 +819,67 @@ pub(crate) mod tests {
                 .push((selector.to_string(), from_ms, to_ms));
             self.0.read(selector, from_ms, to_ms)
         }
+    }
+
+    /// Counts reads in progress at once (each lasts `hold`).
+    struct Overlapping<'a> {
+        store: &'a Store,
+        hold: Duration,
+        active: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+    impl Source for Overlapping<'_> {
+        fn read(
+            &self,
+            selector: &Selector,
+            from_ms: i64,
+            to_ms: i64,
+        ) -> Result<Vec<crate::read::SeriesData>, crate::read::ReadError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.active.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            std::thread::sleep(self.hold);
+            let rows = self.store.read(selector, from_ms, to_ms);
+            self.active.fetch_sub(1, SeqCst);
+            rows
+        }
+    }
+
+    #[test]
+    fn whole_history_reads_of_two_queries_do_not_overlap_but_incremental_ones_do() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Store::new(3_600_000, 10_000);
+        for i in 0..30 {
+            store.ingest(i * 1000, &[load("a", 1.0 + (i % 3) as f64)]);
+        }
+        let source = Overlapping {
+            store: &store,
+            hold: Duration::from_millis(150),
+            active: Default::default(),
+            most: Default::default(),
+        };
+        let mut e = Engine::new(
+            vec![query(None), query(None)],
+            EngineOptions {
+                concurrency: 2,
+                ..EngineOptions::default()
+            },
+        );
+        let first = e.cycle(&source, 29_000);
+        assert_eq!(first.fitted, 2);
+        assert_eq!(
+            source.most.load(SeqCst),
+            1,
+            "first fits: one query at a time"
+        );
+        store.ingest(30_000, &[load("a", 2.0)]);
+        let next = e.cycle(&source, 30_000);
+        assert_eq!((next.fitted, next.points), (0, 2));
+        assert_eq!(
+            source.most.load(SeqCst),
+            2,
+            "incremental reads run side by side"
+        );
     }
 
     #[test]
