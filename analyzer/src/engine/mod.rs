@@ -854,7 +854,7 @@ pub(crate) mod tests {
         }
         let source = Overlapping {
             store: &store,
-            hold: Duration::from_millis(150),
+            hold: Duration::from_millis(300),
             active: Default::default(),
             most: Default::default(),
         };
