@@ -28,6 +28,10 @@ Run from the repository root (bench/run does it for you):
 5. Steps 3 and 4 alternate --runs times (default 3) per path; the table
    gives the medians and the range of imd / curl, since single runs on a
    small machine vary by a fifth.
+6. Records Prometheus' streamed-chunks answer once and replays it from
+   memory (sendfile) to the client, with one decode thread and with one per
+   core: the client's speed when it has the cores to itself (as on a host of
+   its own), against what Prometheus serves on one stream.
 
 Prints a table and writes it to bench/out/remote_read-<date>.md. Python 3
 standard library only.
@@ -37,6 +41,7 @@ import argparse
 import calendar
 import concurrent.futures
 import datetime
+import http.server
 import json
 import math
 import os
@@ -47,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -213,6 +219,64 @@ def measure(prom_pid, cmd_list):
     return time.perf_counter() - t0, children_cpu() - c0, cpu_seconds(prom_pid) - p0, outs
 
 
+class Replay(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with one recorded streamed remote-read answer."""
+    protocol_version = "HTTP/1.1"
+    answer = None
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type",
+                         "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse")
+        self.send_header("Content-Length", str(os.path.getsize(self.answer)))
+        self.end_headers()
+        self.wfile.flush()
+        with open(self.answer, "rb") as f:
+            self.connection.sendfile(f)
+
+    def log_message(self, *_):
+        pass
+
+
+def client_alone(args, base, req, work, info, selector, from_ms, to_ms):
+    """The chunks client reading a recorded answer replayed from memory,
+    with one decode thread and with one per core: how fast the client is
+    when it does not share the cores with Prometheus."""
+    answer = os.path.join(work, "answer.bin")
+    subprocess.run(["curl", "-sS", "--fail", "-o", answer,
+                    "-H", "Content-Encoding: snappy", "-H", "Content-Type: application/x-protobuf",
+                    "-H", "X-Prometheus-Remote-Read-Version: 0.1.0",
+                    "--data-binary", f"@{req}", f"{base}/api/v1/read"], check=True)
+    Replay.answer = answer
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    cores = os.cpu_count() or 1
+    out = []
+    try:
+        for threads in sorted({1, cores}):
+            runs = []
+            for _ in range(max(args.runs, 1)):
+                t0 = time.perf_counter()
+                r = subprocess.run([args.bin, "bench-read", "--url", url, "--selector", selector,
+                                    "--from", str(from_ms), "--to", str(to_ms), "--mode", "chunks",
+                                    "--decode-threads", str(threads)],
+                                   capture_output=True, text=True, check=True)
+                wall = time.perf_counter() - t0
+                imd = json.loads(r.stdout.strip().splitlines()[-1])
+                if imd["points"] != info["samples"]:
+                    raise RuntimeError(f"replayed answer: {imd['points']} points, expected {info['samples']}")
+                runs.append((imd["wall_seconds"], imd["cpu_seconds"], wall))
+            out.append({"threads": threads,
+                        "wall": statistics.median(x[0] for x in runs),
+                        "cpu": statistics.median(x[1] for x in runs)})
+            print(f"chunks, replayed, {threads} decode thread(s): {out[-1]['wall']:.2f} s", flush=True)
+    finally:
+        server.shutdown()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "bench", "release", "imd-analyzer"))
@@ -244,6 +308,7 @@ def main():
     selector = f'{METRIC}{{job="bench"}}'
     work = tempfile.mkdtemp(prefix="imd-bench-rr-")
     results = {}
+    alone = []
     try:
         proc, port, log = start_prometheus(data, work)
         try:
@@ -297,6 +362,9 @@ def main():
                     "ratio_range": [min(r["ratio"] for r in runs), max(r["ratio"] for r in runs)],
                     "runs": runs,
                 })
+            if "chunks" in results:
+                alone = client_alone(args, base, os.path.join(work, "chunks.req"), work, info, selector,
+                                     from_ms, to_ms)
         finally:
             stop(proc)
             log.close()
@@ -329,6 +397,23 @@ def main():
             f"{imd['bytes'] / max(imd['points'], 1):.2f} | {r['client_cpu']:.2f} | {r['prom_cpu']:.2f} | "
             f"{r['client_cpu'] / max(r['prom_cpu'], 1e-9):.2f} | {r['raw_wall']:.2f} | {r['wall']:.2f} | "
             f"{r['ratio']:.2f} | {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f} |")
+    if alone:
+        served = n / results["chunks"]["raw_wall"]
+        lines += [
+            "",
+            "The streamed-chunks client on its own: Prometheus' answer, recorded once, is replayed from memory "
+            "(sendfile, about no CPU), so that the client has the cores to itself, as it does when it runs on "
+            "another host than Prometheus. 'Prometheus serves' is the chunks row's samples over its raw curl time "
+            "(one stream takes Prometheus about one core).",
+            "",
+            "| decode threads | client s | client CPU s | samples/s | over what Prometheus serves "
+            f"({served / 1e6:.1f} M/s) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for a in alone:
+            rate = n / a["wall"]
+            lines.append(f"| {a['threads']} | {a['wall']:.2f} | {a['cpu']:.2f} | {rate / 1e6:.1f} M | "
+                         f"{rate / served:.2f} |")
     if "chunks" in results and "query_range" in results:
         c, q = results["chunks"], results["query_range"]
         lines.append("")
@@ -342,7 +427,7 @@ def main():
         f.write(report)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tsdb": info, "paths": results, "samples": n}, f)
+            json.dump({"tsdb": info, "paths": results, "samples": n, "client_alone": alone}, f)
 
 
 if __name__ == "__main__":

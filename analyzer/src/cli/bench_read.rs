@@ -69,6 +69,10 @@ pub struct BenchReadArgs {
     /// 20 million; the bench reads more at once).
     #[arg(long, default_value_t = 1_000_000_000)]
     pub max_samples: usize,
+    /// Threads decoding a streamed answer (0: one per core, as the
+    /// analyzer runs).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
     /// Also write the compressed remote-read request body here.
     #[arg(long, value_name = "FILE")]
     pub dump_request: Option<PathBuf>,
@@ -141,6 +145,7 @@ fn run_blocking(a: &BenchReadArgs) -> anyhow::Result<()> {
             };
             o.max_response_bytes = max_bytes;
             o.max_samples = a.max_samples;
+            o.decode_threads = a.decode_threads;
             o.http.timeout = Duration::from_secs(600);
             let s = RemoteRead::new(&o)?;
             let stats = s.stats();

@@ -81,6 +81,9 @@ pub struct RemoteReadOptions {
     /// The most samples one read decodes; the series decoded whole before
     /// the limit are kept, the rest of the answer is not read.
     pub max_samples: usize,
+    /// Threads that decode a streamed answer's chunks; 0 (the default)
+    /// means one per core.
+    pub decode_threads: usize,
 }
 
 impl RemoteReadOptions {
@@ -94,6 +97,7 @@ impl RemoteReadOptions {
             max_frame_bytes: frames::DEFAULT_MAX_FRAME_BYTES,
             max_response_bytes: 512 << 20,
             max_samples: DEFAULT_MAX_SAMPLES,
+            decode_threads: 0,
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct RemoteRead {
     max_frame_bytes: usize,
     max_response_bytes: usize,
     max_samples: usize,
+    /// Threads decoding a streamed answer (at least 1).
+    decode_threads: usize,
     stats: Arc<ReadStats>,
     /// The series API next to the endpoint, for sharded reads.
     series_url: Option<reqwest::Url>,
@@ -176,6 +182,10 @@ impl RemoteRead {
             max_frame_bytes: opts.max_frame_bytes,
             max_response_bytes: opts.max_response_bytes,
             max_samples: opts.max_samples,
+            decode_threads: match opts.decode_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             stats: Arc::new(ReadStats::default()),
             pushdown: Pushdown::default(),
         })
@@ -349,65 +359,120 @@ impl RemoteRead {
         tally: &mut Tally,
     ) -> Result<Vec<SeriesData>, ReadError> {
         let (series_rx, bytes) = receive_series(resp, self.max_frame_bytes, queries);
-        let result = (|| {
-            let mut out = Vec::new();
-            loop {
+        // Series are admitted here, in the order they came (the samples
+        // limit counts them in that order), and decoded by `decode_threads`
+        // workers. One thread decodes about half as many samples per second
+        // as a Prometheus serves on one core (the read benchmark), so a
+        // single decoder would hold the read back on any machine.
+        let threads = self.decode_threads.max(1);
+        let (job_tx, job_rx) =
+            std::sync::mpsc::sync_channel::<(usize, proto::ChunkedSeries)>(threads * 2);
+        // Owned by the workers only: were they all gone, sending would
+        // fail rather than wait for them.
+        let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let stream_end = std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let done_tx = done_tx.clone();
+                let job_rx = Arc::clone(&job_rx);
+                scope.spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next
+                        // series, not while decoding it.
+                        let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((i, series)) = job else { return };
+                        let decoded = Self::decode_series(&series, from_ms, to_ms);
+                        if done_tx.send((i, series.labels, decoded)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop((done_tx, job_rx));
+            let mut received = 0usize;
+            let end = loop {
                 let series = match series_rx.recv() {
                     Ok(Ok(Some(series))) => series,
-                    Ok(Ok(None)) => break,
+                    Ok(Ok(None)) => break Ok(()),
                     // The receiving thread cannot end without a last word;
                     // were it gone, the stream ended in an unknown state.
                     Err(_) => {
-                        return Err(ReadError::Decode(
+                        break Err(ReadError::Decode(
                             "the thread receiving the stream stopped".to_string(),
                         ));
                     }
-                    Ok(Err(FrameError::Io { source, .. })) => {
-                        return Err(http::body_error(&self.url, &source));
-                    }
-                    // Nothing usable arrived: the read failed.
-                    Ok(Err(e)) if out.is_empty() => return Err(ReadError::Frame(e)),
-                    // The series handed out so far arrived whole (a series
-                    // is complete once the next one starts); the one in
-                    // progress and the rest are lost for this read.
-                    Ok(Err(e)) => {
-                        let e = ReadError::Frame(e);
-                        self.stats.problem(http::problem_reason(&e), 1);
-                        super::mark_partial();
-                        tracing::warn!(
-                            url = %http::redact(&self.url),
-                            query = %super::current_query(),
-                            kept_series = out.len(),
-                            error = %e,
-                            "remote-read stream broken; keeping the series received before the break"
-                        );
-                        break;
-                    }
+                    Ok(Err(e)) => break Err(ReadError::Frame(e)),
                 };
-                match self.decode_series(&series, from_ms, to_ms, tally) {
-                    Ok(Some((points, sorted))) => {
-                        if let Some(s) = finish(series.labels, points, sorted) {
-                            out.push(s);
-                        }
-                    }
+                match self.admit_series(&series, from_ms, to_ms, tally) {
+                    Ok(true) => {}
                     // The samples limit: stop reading.
-                    Ok(None) => break,
+                    Ok(false) => break Ok(()),
                     Err(e) => {
-                        self.stats.problem(http::problem_reason(&e), 1);
-                        super::mark_partial();
-                        tracing::warn!(
-                            url = %http::redact(&self.url),
-                            query = %super::current_query(),
-                            error = %e,
-                            "series left out of this read"
-                        );
+                        self.series_left_out(&e);
+                        continue;
                     }
                 }
+                if job_tx.send((received, series)).is_err() {
+                    break Err(ReadError::Decode(
+                        "the threads decoding the stream stopped".to_string(),
+                    ));
+                }
+                received += 1;
+            };
+            drop(job_tx);
+            end
+        });
+        let mut decoded: Vec<_> = done_rx.into_iter().collect();
+        decoded.sort_by_key(|(i, _, _)| *i);
+        let mut out = Vec::with_capacity(decoded.len());
+        for (_, labels, result) in decoded {
+            match result {
+                Ok((points, checks)) => {
+                    checks.count(&self.stats);
+                    if let Some(s) = finish(labels, points, checks.sorted) {
+                        out.push(s);
+                    }
+                }
+                Err(e) => self.series_left_out(&e),
             }
-            Ok(out)
-        })();
+        }
         tally.bytes += bytes.load(Ordering::Relaxed);
-        result
+        match stream_end {
+            Ok(()) => Ok(out),
+            Err(ReadError::Frame(FrameError::Io { source, .. })) => {
+                Err(http::body_error(&self.url, &source))
+            }
+            // Nothing usable arrived: the read failed.
+            Err(e @ ReadError::Frame(_)) if out.is_empty() => Err(e),
+            Err(e @ ReadError::Frame(_)) => {
+                // The series handed out so far arrived whole (a series is
+                // complete once the next one starts); the one in progress
+                // and the rest are lost for this read.
+                self.stats.problem(http::problem_reason(&e), 1);
+                super::mark_partial();
+                tracing::warn!(
+                    url = %http::redact(&self.url),
+                    query = %super::current_query(),
+                    kept_series = out.len(),
+                    error = %e,
+                    "remote-read stream broken; keeping the series received before the break"
+                );
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counts and logs a series that cannot be used in this read.
+    fn series_left_out(&self, e: &ReadError) {
+        self.stats.problem(http::problem_reason(e), 1);
+        super::mark_partial();
+        tracing::warn!(
+            url = %http::redact(&self.url),
+            query = %super::current_query(),
+            error = %e,
+            "series left out of this read"
+        );
     }
 }
 
@@ -461,60 +526,53 @@ fn receive_series(
 }
 
 impl RemoteRead {
-    /// The points of one streamed series' chunks that lie in
-    /// `[from_ms, to_ms]`, and whether they came in time order;
-    /// `Ok(None)` when the samples limit was reached (counted), `Err` when
-    /// a chunk is unusable (the series is lost for this read).
-    fn decode_series(
+    /// Whether a streamed series may be decoded: `Ok(false)` when its
+    /// samples would pass the samples limit (counted; the read stops),
+    /// `Err` when a chunk it needs is not an XOR chunk (the series is lost
+    /// for this read). Its chunks' sample counts (from their headers) are
+    /// added to the tally.
+    fn admit_series(
         &self,
         series: &proto::ChunkedSeries,
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
-    ) -> Result<Option<(Vec<Point>, bool)>, ReadError> {
-        let chunk_error = |source| ReadError::Chunk {
-            series: label_text(&series.labels),
-            source,
-        };
+    ) -> Result<bool, ReadError> {
+        let mut total = 0u64;
+        for chunk in in_range(series, from_ms, to_ms) {
+            total += decoder_for(series, chunk)?.num_samples() as u64;
+        }
+        if tally.samples + total > self.max_samples as u64 {
+            self.samples_limit_hit(&series.labels);
+            return Ok(false);
+        }
+        tally.samples += total;
+        Ok(true)
+    }
+
+    /// The points of one streamed series' chunks that lie in
+    /// `[from_ms, to_ms]`, with what their checks found (counted by the
+    /// caller, on the thread that knows the query); `Err` when a chunk is
+    /// unusable (the series is lost for this read).
+    fn decode_series(
+        series: &proto::ChunkedSeries,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(Vec<Point>, PointChecks), ReadError> {
         // Every chunk is checked and counted before any is decoded, so that
         // the points get one allocation of the right size: growing the
         // vector chunk by chunk copied each series' points about twice.
-        let mut decoders = Vec::with_capacity(series.chunks.len());
-        let mut total = 0usize;
-        for chunk in &series.chunks {
-            if chunk.max_time_ms < from_ms || chunk.min_time_ms > to_ms {
-                continue;
-            }
-            match ChunkEncoding::try_from(chunk.r#type) {
-                Ok(ChunkEncoding::Xor) => {}
-                other => {
-                    return Err(chunk_error(xor::ChunkError::UnknownEncoding {
-                        encoding: chunk.r#type,
-                        name: match other {
-                            Ok(ChunkEncoding::Histogram) => "native histogram",
-                            Ok(ChunkEncoding::FloatHistogram) => "native float histogram",
-                            Ok(_) => "unset",
-                            Err(_) => "not known to this version",
-                        },
-                    }));
-                }
-            }
-            let d = xor::XorDecoder::new(&chunk.data).map_err(chunk_error)?;
-            total += d.num_samples();
-            decoders.push(d);
-        }
-        if tally.samples + total as u64 > self.max_samples as u64 {
-            self.samples_limit_hit(&series.labels);
-            return Ok(None);
-        }
-        tally.samples += total as u64;
+        let decoders = in_range(series, from_ms, to_ms)
+            .map(|chunk| decoder_for(series, chunk))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = decoders.iter().map(|d| d.num_samples()).sum();
         let mut points = Vec::with_capacity(total);
         let mut checks = PointChecks::new(from_ms, to_ms);
         for mut d in decoders {
             // Chunks may overlap each other (merged by `finish`), but the
             // samples of one chunk must move forward in time.
             checks.last_t = None;
-            while let Some((t, bits)) = d.next_bits().map_err(chunk_error)? {
+            while let Some((t, bits)) = d.next_bits().map_err(|e| chunk_error(series, e))? {
                 let p = Point {
                     t,
                     v: f64::from_bits(bits),
@@ -524,8 +582,53 @@ impl RemoteRead {
                 }
             }
         }
-        checks.count(&self.stats);
-        Ok(Some((points, checks.sorted)))
+        Ok((points, checks))
+    }
+}
+
+/// The chunks of `series` that reach into `[from_ms, to_ms]`.
+fn in_range(
+    series: &proto::ChunkedSeries,
+    from_ms: i64,
+    to_ms: i64,
+) -> impl Iterator<Item = &proto::Chunk> {
+    series
+        .chunks
+        .iter()
+        .filter(move |c| c.max_time_ms >= from_ms && c.min_time_ms <= to_ms)
+}
+
+/// A decoder over `chunk` of `series`, or why it cannot have one (not an
+/// XOR chunk, no header).
+fn decoder_for<'a>(
+    series: &proto::ChunkedSeries,
+    chunk: &'a proto::Chunk,
+) -> Result<xor::XorDecoder<'a>, ReadError> {
+    match ChunkEncoding::try_from(chunk.r#type) {
+        Ok(ChunkEncoding::Xor) => {}
+        other => {
+            return Err(chunk_error(
+                series,
+                xor::ChunkError::UnknownEncoding {
+                    encoding: chunk.r#type,
+                    name: match other {
+                        Ok(ChunkEncoding::Histogram) => "native histogram",
+                        Ok(ChunkEncoding::FloatHistogram) => "native float histogram",
+                        Ok(_) => "unset",
+                        Err(_) => "not known to this version",
+                    },
+                },
+            ));
+        }
+    }
+    xor::XorDecoder::new(&chunk.data).map_err(|e| chunk_error(series, e))
+}
+
+/// A chunk's problem as the read error naming its series.
+fn chunk_error(series: &proto::ChunkedSeries, source: xor::ChunkError) -> ReadError {
+    ReadError::Chunk {
+        series: label_text(&series.labels),
+        source,
     }
 }
 
@@ -1089,6 +1192,44 @@ mod tests {
         }
         let st = s.stats().snapshot();
         assert_eq!(st.errors.iter().map(|e| e.1).sum::<u64>(), 0, "{st:?}");
+    }
+
+    #[test]
+    fn decoding_on_several_threads_gives_what_one_thread_gives() {
+        // Good, corrupt and overlapping series mixed, in an order the
+        // labels do not sort into.
+        let series: Vec<ChunkedSeries> = (0..60)
+            .map(|i| {
+                let mut s = good_series(&format!("s{:02}", (i * 37) % 60), 1000 + i, 50 + i);
+                match i % 7 {
+                    3 => s.chunks[0].data.truncate(9),
+                    5 => s
+                        .chunks
+                        .push(xor_chunk(&[(1005 + i, 1.5), (1015 + i, 2.5)])),
+                    _ => {}
+                }
+                s
+            })
+            .collect();
+        let read = |threads: usize| {
+            let (url, _) = serve(vec![(200, STREAMED, streamed(series.clone()))]);
+            let mut o = RemoteReadOptions::new(format!("{url}/api/v1/read"));
+            o.decode_threads = threads;
+            let s = RemoteRead::new(&o).unwrap();
+            let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+            (got.unwrap(), partial, s.stats().snapshot().problems)
+        };
+        let one = read(1);
+        assert_eq!(one.0.len(), 60 - 9, "the corrupt series are left out");
+        assert!(one.1, "series were lost: the answer is partial");
+        assert!(
+            one.2.contains(&("q".to_string(), "corrupt_chunk", 9)),
+            "{:?}",
+            one.2
+        );
+        for threads in [2, 4] {
+            assert_eq!(read(threads), one, "{threads} threads");
+        }
     }
 
     #[test]

@@ -189,6 +189,10 @@ impl<'a> XorDecoder<'a> {
     }
 
     /// The next sample as (timestamp ms, value bits), `None` after the last.
+    // Inlined into the caller's loop (a plain `#[inline]` was not taken):
+    // called once per sample, a call kept apart returns its 32-byte answer
+    // through memory. About 7 % less client CPU on the read benchmark.
+    #[inline(always)]
     pub fn next_bits(&mut self) -> Result<Option<(i64, u64)>, ChunkError> {
         if self.failed || self.read == self.total {
             return Ok(None);
@@ -198,15 +202,20 @@ impl<'a> XorDecoder<'a> {
                 self.read += 1;
                 Ok(Some((self.t, self.value_bits)))
             }
-            Err(reason) => {
-                self.failed = true;
-                Err(ChunkError::Corrupt(format!(
-                    "sample {} of {}: {reason}",
-                    u32::from(self.read) + 1,
-                    self.total
-                )))
-            }
+            Err(reason) => Err(self.fail(reason)),
         }
+    }
+
+    /// Ends decoding at the sample that could not be read, and says why.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, reason: String) -> ChunkError {
+        self.failed = true;
+        ChunkError::Corrupt(format!(
+            "sample {} of {}: {reason}",
+            u32::from(self.read) + 1,
+            self.total
+        ))
     }
 
     #[inline(always)]
