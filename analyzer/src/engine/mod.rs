@@ -323,9 +323,18 @@ impl Engine {
                     scope.spawn(move || {
                         let mut r = CycleReport::default();
                         for st in states.iter_mut() {
-                            match sources.get(st.source) {
-                                Some(src) => r.add(&st.cycle(*src, now_ms, &options, whole_reads)),
-                                None => r.read_errors += 1,
+                            let Some(src) = sources.get(st.source) else {
+                                r.read_errors += 1;
+                                continue;
+                            };
+                            let whole = st.due_for_fit(now_ms, &options);
+                            r.add(&st.cycle(*src, now_ms, &options, whole_reads));
+                            // The histories this cycle read are freed: give
+                            // them back before the next query reads its own,
+                            // not at the end of the engine's cycle (a first
+                            // fit is one cycle over every query).
+                            if whole {
+                                memory::release_free();
                             }
                         }
                         r
