@@ -51,7 +51,7 @@ fn chunk(t: i64, v: f64, claimed: u16) -> Chunk {
         min_time_ms: t,
         max_time_ms: t,
         r#type: ChunkEncoding::Xor as i32,
-        data,
+        data: data.into(),
     }
 }
 

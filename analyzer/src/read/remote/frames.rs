@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 
+use bytes::Bytes;
 use prost::Message;
 
 use super::proto::{ChunkedReadResponse, ChunkedSeries};
@@ -90,7 +91,6 @@ pub enum FrameError {
 pub struct FrameReader<R> {
     inner: BufReader<R>,
     limit: usize,
-    payload: Vec<u8>,
     frames: u64,
 }
 
@@ -100,7 +100,6 @@ impl<R: Read> FrameReader<R> {
         FrameReader {
             inner: BufReader::with_capacity(64 * 1024, inner),
             limit,
-            payload: Vec::new(),
             frames: 0,
         }
     }
@@ -112,7 +111,7 @@ impl<R: Read> FrameReader<R> {
 
     /// The next frame's payload, checked; `None` when the stream ends
     /// cleanly between frames.
-    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         let frame = self.frames + 1;
         let io = |source| FrameError::Io { frame, source };
         // Length: a uvarint read byte by byte.
@@ -168,9 +167,14 @@ impl<R: Read> FrameReader<R> {
             });
         }
         let expected = u32::from_be_bytes(crc);
-        self.payload.clear();
-        self.payload.resize(size, 0);
-        let got = read_full(&mut self.inner, &mut self.payload).map_err(io)?;
+        // A buffer of its own for every frame: the chunks decoded from it
+        // are views into it (no copy of each chunk), and it is freed once
+        // the last of them is.
+        let mut payload = Vec::with_capacity(size);
+        let got = (&mut self.inner)
+            .take(size as u64)
+            .read_to_end(&mut payload)
+            .map_err(io)?;
         if got < size {
             return Err(FrameError::Truncated {
                 frame,
@@ -179,7 +183,7 @@ impl<R: Read> FrameReader<R> {
                 got,
             });
         }
-        let actual = crc32c::crc32c(&self.payload);
+        let actual = crc32c::crc32c(&payload);
         if actual != expected {
             return Err(FrameError::Checksum {
                 frame,
@@ -187,7 +191,7 @@ impl<R: Read> FrameReader<R> {
                 actual,
             });
         }
-        Ok(Some(&self.payload))
+        Ok(Some(Bytes::from(payload)))
     }
 }
 
@@ -303,7 +307,7 @@ mod tests {
                     min_time_ms: i,
                     max_time_ms: i,
                     r#type: 1,
-                    data: vec![0, 0],
+                    data: vec![0, 0].into(),
                 })
                 .collect(),
         }

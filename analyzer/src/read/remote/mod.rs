@@ -827,7 +827,7 @@ mod tests {
             min_time_ms: samples.first().map_or(0, |s| s.0),
             max_time_ms: samples.last().map_or(0, |s| s.0),
             r#type: ChunkEncoding::Xor as i32,
-            data: xor::encoder::encode(&bits),
+            data: xor::encoder::encode(&bits).into(),
         }
     }
 

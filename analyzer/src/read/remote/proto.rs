@@ -117,9 +117,9 @@ pub struct Chunk {
     /// A [`ChunkEncoding`].
     #[prost(enumeration = "ChunkEncoding", tag = "3")]
     pub r#type: i32,
-    /// The encoded chunk.
-    #[prost(bytes = "vec", tag = "4")]
-    pub data: Vec<u8>,
+    /// The encoded chunk: a view into the frame it came in, not a copy.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub data: bytes::Bytes,
 }
 
 /// One series as chunks (the STREAMED_XOR_CHUNKS answer).
@@ -239,7 +239,7 @@ mod tests {
             min_time_ms: 5,
             max_time_ms: 6,
             r#type: ChunkEncoding::Xor as i32,
-            data: vec![9],
+            data: vec![9].into(),
         };
         assert_eq!(
             chunk.encode_to_vec(),
