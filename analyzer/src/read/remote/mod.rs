@@ -7,7 +7,9 @@
 //! `ReadResponse`) as the fallback the server may choose; the answer's
 //! content type says which one came. Staleness markers end a series and are
 //! dropped; points outside the asked range (whole chunks carry them) are
-//! trimmed.
+//! trimmed. A streamed answer is received and framed on one thread and its
+//! series decoded on one thread per core, the chunks being views into the
+//! frames they came in.
 //!
 //! Bad input costs as little as the framing allows: a series with an
 //! unusable chunk is left out of this read, a broken stream keeps the series
