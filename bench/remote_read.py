@@ -267,10 +267,13 @@ def client_alone(args, base, req, work, info, selector, from_ms, to_ms):
                 imd = json.loads(r.stdout.strip().splitlines()[-1])
                 if imd["points"] != info["samples"]:
                     raise RuntimeError(f"replayed answer: {imd['points']} points, expected {info['samples']}")
-                runs.append((imd["wall_seconds"], imd["cpu_seconds"], wall))
+                runs.append((imd["wall_seconds"], imd["cpu_seconds"], wall,
+                             imd["decode_wall_seconds"], imd["decode_cpu_seconds"]))
             out.append({"threads": threads,
                         "wall": statistics.median(x[0] for x in runs),
-                        "cpu": statistics.median(x[1] for x in runs)})
+                        "cpu": statistics.median(x[1] for x in runs),
+                        "decode_wall": statistics.median(x[3] for x in runs),
+                        "decode_cpu": statistics.median(x[4] for x in runs)})
             print(f"chunks, replayed, {threads} decode thread(s): {out[-1]['wall']:.2f} s", flush=True)
     finally:
         server.shutdown()
@@ -352,10 +355,16 @@ def main():
                         "imd": imd, "wall": wall, "client_cpu": imd["cpu_seconds"], "prom_cpu": pcpu,
                         "raw_wall": rwall, "raw_cpu": rcpu, "raw_prom_cpu": rpcpu, "raw_bytes": rbytes,
                         "ratio": wall / max(rwall, 1e-9),
+                        # The read alone (what the engine waits for), and
+                        # the decoding of streamed chunks into points that
+                        # the engine's jobs do after it.
+                        "read_wall": imd["wall_seconds"], "read_ratio": imd["wall_seconds"] / max(rwall, 1e-9),
+                        "decode_wall": imd["decode_wall_seconds"], "decode_cpu": imd["decode_cpu_seconds"],
                     })
                     print(f"{mode}: imd {imd['points']:,} points in {wall:.2f} s, curl {rbytes:,} bytes "
                           f"in {rwall:.2f} s", flush=True)
-                keys = ["wall", "client_cpu", "prom_cpu", "raw_wall", "raw_cpu", "raw_prom_cpu", "ratio"]
+                keys = ["wall", "client_cpu", "prom_cpu", "raw_wall", "raw_cpu", "raw_prom_cpu", "ratio",
+                        "read_wall", "read_ratio", "decode_wall", "decode_cpu"]
                 results[mode] = {k: statistics.median(r[k] for r in runs) for k in keys}
                 results[mode].update({
                     "imd": runs[0]["imd"], "raw_bytes": runs[0]["raw_bytes"], "requests": len(curl),
@@ -383,12 +392,16 @@ def main():
         f"- each path reads the whole range of every series {args.repeat}x through imd-analyzer bench-read "
         "(the analyzer's client); 'raw' is curl sending the same requests and discarding the answer",
         f"- {max(args.runs, 1)} runs per path, imd and curl alternating: medians, and the range of imd / raw",
+        "- 'imd s' is the whole bench-read process: the read, then the decoding of every series into points on "
+        "every core, as the engine's jobs do (only streamed chunks are still encoded after the read); "
+        "'read s' is the read alone, what the engine waits for before its jobs start; 'imd client CPU s' is the read's",
         f"- command: python3 bench/remote_read.py --series {args.series} --days {args.days:g} --step {args.step}"
         f" --runs {max(args.runs, 1)}",
         "",
         "| path | requests | samples/s (imd) | bytes/sample | imd client CPU s | Prometheus CPU s | "
-        "client CPU / Prometheus CPU | raw curl s | imd s | imd / raw | imd / raw, range |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "client CPU / Prometheus CPU | raw curl s | imd s | imd / raw | imd / raw, range | "
+        "read s / raw | then decoded, s (CPU s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, r in results.items():
         imd = r["imd"]
@@ -396,7 +409,8 @@ def main():
             f"| {mode} | {r['requests']} | {imd['points'] / r['wall'] / 1e6:.2f} M | "
             f"{imd['bytes'] / max(imd['points'], 1):.2f} | {r['client_cpu']:.2f} | {r['prom_cpu']:.2f} | "
             f"{r['client_cpu'] / max(r['prom_cpu'], 1e-9):.2f} | {r['raw_wall']:.2f} | {r['wall']:.2f} | "
-            f"{r['ratio']:.2f} | {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f} |")
+            f"{r['ratio']:.2f} | {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f} | "
+            f"{r['read_wall']:.2f} / {r['read_ratio']:.2f} | {r['decode_wall']:.2f} ({r['decode_cpu']:.2f}) |")
     if alone:
         served = n / results["chunks"]["raw_wall"]
         lines += [
@@ -406,14 +420,14 @@ def main():
             "another host than Prometheus. 'Prometheus serves' is the chunks row's samples over its raw curl time "
             "(one stream takes Prometheus about one core).",
             "",
-            "| decode threads | client s | client CPU s | samples/s | over what Prometheus serves "
-            f"({served / 1e6:.1f} M/s) |",
-            "|---:|---:|---:|---:|---:|",
+            "| check threads | client s | client CPU s | samples/s | over what Prometheus serves "
+            f"({served / 1e6:.1f} M/s) | then decoded, s (CPU s) |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for a in alone:
             rate = n / a["wall"]
             lines.append(f"| {a['threads']} | {a['wall']:.2f} | {a['cpu']:.2f} | {rate / 1e6:.1f} M | "
-                         f"{rate / served:.2f} |")
+                         f"{rate / served:.2f} | {a['decode_wall']:.2f} ({a['decode_cpu']:.2f}) |")
     if "chunks" in results and "query_range" in results:
         c, q = results["chunks"], results["query_range"]
         lines.append("")

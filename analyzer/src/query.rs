@@ -236,7 +236,7 @@ impl Target {
         rows.ok()?
             .into_iter()
             .find(|r| r.labels == labels)
-            .map(|r| r.points)
+            .map(|r| r.points.into_points())
     }
 }
 

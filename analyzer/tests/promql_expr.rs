@@ -38,7 +38,7 @@ fn an_expression_is_read_by_query_range_and_analysed() {
         .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].labels.is_empty(), "{:?}", rows[0].labels);
-    let last = rows[0].points.last().unwrap().v;
+    let last = rows[0].points.to_points().last().unwrap().v;
     assert!(
         (60.0..=66.0).contains(&last),
         "sum of 10+k, 20+k, 30+k: {last}"

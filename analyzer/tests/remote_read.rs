@@ -222,7 +222,11 @@ fn exact(series: &[SeriesData]) -> Vec<(Labels, Vec<(i64, u64)>)> {
         .map(|s| {
             (
                 s.labels.clone(),
-                s.points.iter().map(|p| (p.t, p.v.to_bits())).collect(),
+                s.points
+                    .to_points()
+                    .iter()
+                    .map(|p| (p.t, p.v.to_bits()))
+                    .collect(),
             )
         })
         .collect()
@@ -273,7 +277,7 @@ fn assert_matches_input(what: &str, got: &[SeriesData], want: &[Input]) {
             "{what}: number of points of {:?}",
             g.labels
         );
-        for (i, (p, (t, v))) in g.points.iter().zip(&w.points).enumerate() {
+        for (i, (p, (t, v))) in g.points.to_points().iter().zip(&w.points).enumerate() {
             assert!(
                 p.t == *t && same_value(p.v, *v),
                 "{what}: {:?} point {i}: got ({}, {}), want ({t}, {v})",
@@ -310,7 +314,7 @@ fn assert_query_range_matches(
     for w in &candidates {
         let got_points: BTreeMap<i64, f64> = got_by
             .get(&w.labels)
-            .map(|g| g.points.iter().map(|p| (p.t, p.v)).collect())
+            .map(|g| g.points.to_points().iter().map(|p| (p.t, p.v)).collect())
             .unwrap_or_default();
         if let Some(g) = got_by.get(&w.labels) {
             assert_eq!(

@@ -284,7 +284,7 @@ mod tests {
         };
         let sel = Selector::parse("bench_gauge").unwrap();
         let rows = g.read(&sel, 0, 300_001).unwrap();
-        let ts: Vec<i64> = rows[0].points.iter().map(|p| p.t).collect();
+        let ts: Vec<i64> = rows[0].points.to_points().iter().map(|p| p.t).collect();
         assert_eq!(ts, vec![120_000, 180_000, 240_000, 300_000]);
         let rows = g.read(&sel, 180_001, 240_000).unwrap();
         assert_eq!(rows[0].points.len(), 1);

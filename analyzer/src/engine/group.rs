@@ -86,11 +86,8 @@ fn read_groups(
             if owner.is_some_and(|o| !o.shard.owns(&key)) {
                 continue;
             }
-            let points = if *rate {
-                per_second(&row.points)
-            } else {
-                row.points
-            };
+            let points = row.points.into_points();
+            let points = if *rate { per_second(&points) } else { points };
             let slot = &mut sums.entry(key).or_insert_with(|| vec![BTreeMap::new(); k])[j];
             for p in points.iter().filter(|p| p.v.is_finite()) {
                 *slot.entry(p.t).or_insert(0.0) += p.v;

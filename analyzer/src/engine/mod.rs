@@ -15,11 +15,11 @@ mod tracked;
 
 use persist::SavedSeries;
 pub use tracked::Tracked;
-use tracked::{new_tracked, refresh_forecast, resume, transform};
+use tracked::{new_tracked, prepare, refresh_forecast, resume};
 
 use crate::model::Point;
 use crate::query::Query;
-use crate::read::{Labels, Source};
+use crate::read::{Labels, Samples, Source};
 
 /// A tracked series missing from this many complete, non-empty answers in a
 /// row has vanished from its source and is dropped (until then it keeps its
@@ -437,25 +437,30 @@ impl QueryState {
         let started = Instant::now();
         // Series in the answer, fresh or not: the others have vanished.
         let mut present = HashSet::new();
-        let mut rows: Vec<(Labels, Vec<Point>)> = rows
+        // The points stay as the source sent them (streamed chunks are
+        // decoded by the series' own job below, so that a query's history
+        // is not held decoded all at once); `prepare` makes them the
+        // models' points.
+        let mut rows: Vec<(Labels, Samples)> = rows
             .into_iter()
             // Another replica's series: not read further, not tracked.
             .filter(|row| match options.shard {
                 Some((index, count)) => crate::shard::owner(&row.labels, count) == index,
                 None => true,
             })
-            // Non-finite values (NaN, ±Inf) are missing points to models.
-            .map(|row| {
-                let finite = row.points.into_iter().filter(|p| p.v.is_finite()).collect();
-                (row.labels, transform(q, finite))
-            })
+            .map(|row| (row.labels, row.points))
             // A series with no point within the lookback is stale, as
             // PromQL would have it: it is not analysed (nor published) until
             // fresh points come, but keeps its state while it is still in
-            // the answers (e.g. the first read after an outage).
+            // the answers (e.g. the first read after an outage). The last
+            // point `prepare` gives is the last finite one (a rate's needs
+            // one before it).
             .filter(|(labels, points)| {
                 present.insert(labels.clone());
-                points.last().is_some_and(|p| p.t >= now_ms - lookback)
+                let nth = if q.config.rate { 2 } else { 1 };
+                points
+                    .last_finite_t(nth)
+                    .is_some_and(|t| t >= now_ms - lookback)
             })
             .collect();
         if let Some(max) = options.max_series {
@@ -492,8 +497,8 @@ impl QueryState {
         // Known series take in their new points (and refit when due) on
         // every core: with thousands of series in one query, the refits are
         // most of a cycle's work. The rows left over are new series.
-        let mut rows: HashMap<Labels, Vec<Point>> = rows.into_iter().collect();
-        let mut jobs: Vec<(&mut Tracked, Vec<Point>)> = self
+        let mut rows: HashMap<Labels, Samples> = rows.into_iter().collect();
+        let jobs: Vec<(&mut Tracked, Samples)> = self
             .tracked
             .iter_mut()
             .filter_map(|(labels, t)| rows.remove(labels).map(|points| (t, points)))
@@ -501,14 +506,15 @@ impl QueryState {
         let level = q.config.level;
         let block = Instant::now();
         let (taken, fitted, fit_work, all_work) = jobs
-            .par_iter_mut()
+            .into_par_iter()
             .map(|(t, points)| {
                 let started = Instant::now();
-                let taken = t.take(points, level);
+                let points = prepare(q, points);
+                let taken = t.take(&points, level);
                 let mut fit_work = 0.0;
                 if refit {
                     let fit_started = Instant::now();
-                    t.refit(q, points);
+                    t.refit(q, &points);
                     fit_work = fit_started.elapsed().as_secs_f64();
                 }
                 refresh_forecast(t, q);
@@ -519,7 +525,6 @@ impl QueryState {
                 || (0, 0, 0.0, 0.0),
                 |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3),
             );
-        drop(jobs);
         report.points += taken;
         report.fitted += fitted;
         // Fit time is wall time, as model time is (so that inference time,
@@ -539,18 +544,22 @@ impl QueryState {
                     q.target.read_series(source, &labels, history_from, now_ms)
                 });
                 match read {
-                    Some(p) if !p.is_empty() => {
-                        transform(q, p.into_iter().filter(|p| p.v.is_finite()).collect())
-                    }
+                    Some(p) if !p.is_empty() => p.into(),
                     _ => points,
                 }
             } else {
                 points
             };
-            let resumed = self
-                .restored
-                .remove(&labels)
-                .and_then(|saved| resume(qi, q, saved, &history));
+            // Saved state resumes on the history (decoded here: restored
+            // series are few, and only after a restart).
+            let (history, resumed) = match self.restored.remove(&labels) {
+                Some(saved) => {
+                    let history = prepare(q, history);
+                    let resumed = resume(qi, q, saved, &history);
+                    (Ok(history), resumed)
+                }
+                None => (Err(history), None),
+            };
             match resumed {
                 Some((t, taken)) => {
                     report.resumed += 1;
@@ -563,7 +572,9 @@ impl QueryState {
         let fit_started = Instant::now();
         let fits: Vec<_> = to_fit
             .into_par_iter()
-            .map(|(labels, history)| {
+            // Histories not prepared above are prepared by their job.
+            .map(|(labels, history): (Labels, Result<Vec<Point>, Samples>)| {
+                let history = history.unwrap_or_else(|raw| prepare(q, raw));
                 let fitted = new_tracked(qi, q, labels.clone(), &history);
                 (labels, fitted, history.len())
             })
@@ -652,6 +663,12 @@ pub(crate) mod tests {
             history: Duration::from_secs(3600),
         })
         .unwrap()
+    }
+
+    /// A tracked series' `instance` label.
+    fn instance(t: &Tracked) -> String {
+        let label = t.labels.iter().find(|l| l.0 == "instance");
+        label.unwrap().1.clone()
     }
 
     /// One `node_load1` sample of `host`.
@@ -762,18 +779,7 @@ pub(crate) mod tests {
         }
         let r = e.cycle(&store, 39_000);
         assert_eq!((r.series, r.limited), (2, 3));
-        let names: Vec<String> = e
-            .tracked()
-            .iter()
-            .map(|t| {
-                t.labels
-                    .iter()
-                    .find(|l| l.0 == "instance")
-                    .unwrap()
-                    .1
-                    .clone()
-            })
-            .collect();
+        let names: Vec<String> = e.tracked().into_iter().map(instance).collect();
         assert!(names.contains(&"h0".to_string()), "{names:?}");
         assert_eq!(names.len(), 2);
         // Left out again next cycle, and counted again.
@@ -1071,6 +1077,95 @@ pub(crate) mod tests {
         }
         let r = e.cycle(&src, 61_000);
         assert_eq!((r.fitted, e.published().len()), (0, 2));
+    }
+
+    /// A store whose answers come as checked XOR chunks, as a streamed
+    /// remote read delivers them.
+    struct Chunked<'a>(&'a Store);
+    impl Source for Chunked<'_> {
+        fn read(
+            &self,
+            selector: &Selector,
+            from_ms: i64,
+            to_ms: i64,
+        ) -> Result<Vec<crate::read::SeriesData>, crate::read::ReadError> {
+            let rows = self.0.read(selector, from_ms, to_ms)?;
+            Ok(rows
+                .into_iter()
+                .map(|mut row| {
+                    let points = row.points.into_points();
+                    let e = crate::read::remote::encoded::encode_points(&points, 7, from_ms, to_ms);
+                    row.points = Samples::Chunks(e);
+                    row
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn series_read_as_chunks_are_analysed_as_decoded_ones() {
+        let store = Store::new(3_600_000, 10_000);
+        let mut rate = query(None).config.clone();
+        rate.name = "load_rate".into();
+        rate.rate = true;
+        let queries = || vec![query(None), Query::new(rate.clone()).unwrap()];
+        let opts = EngineOptions {
+            lookback_ms: 10_000,
+            ..EngineOptions::default()
+        };
+        let mut decoded = Engine::new(queries(), opts);
+        let mut chunked = Engine::new(queries(), opts);
+        let mut total = 0.0;
+        for i in 0..60i64 {
+            total += 1.0 + ((i * 5) % 3) as f64;
+            // A counter with a reset, NaN now and then on b, c gone
+            // after 20 s, and d with one point only (fresh as a value,
+            // not as a rate, which needs two).
+            let mut fams = vec![
+                load("a", if i == 30 { 2.0 } else { total }),
+                load(
+                    "b",
+                    if i % 9 == 4 {
+                        f64::NAN
+                    } else {
+                        5.0 + (i % 4) as f64
+                    },
+                ),
+            ];
+            if i < 20 {
+                fams.push(load("c", i as f64));
+            }
+            if i == 55 {
+                fams.push(load("d", 3.0));
+            }
+            store.ingest(i * 1000, &fams);
+            let r1 = decoded.cycle(&store, i * 1000);
+            let r2 = chunked.cycle(&Chunked(&store), i * 1000);
+            let counts = |r: &CycleReport| (r.series, r.points, r.fitted, r.dropped);
+            assert_eq!(counts(&r1), counts(&r2), "cycle {i}");
+            let seen = |e: &Engine| {
+                let t: Vec<String> = e
+                    .tracked()
+                    .iter()
+                    .map(|t| format!("{} {:?} {:?}", t.query, t.labels, t.recent))
+                    .collect();
+                let f = format!("{:?}", crate::emit::families(e, Default::default()));
+                (t, f)
+            };
+            assert_eq!(seen(&decoded), seen(&chunked), "cycle {i}");
+        }
+        let published = |q: usize| {
+            let mut hosts: Vec<String> = chunked
+                .published()
+                .iter()
+                .filter(|t| t.query == q)
+                .map(|t| instance(t))
+                .collect();
+            hosts.sort();
+            hosts
+        };
+        assert_eq!(published(0), ["a", "b", "d"]);
+        assert_eq!(published(1), ["a", "b"]);
     }
 
     #[test]

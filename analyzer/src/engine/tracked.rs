@@ -282,6 +282,14 @@ pub(super) fn refresh_forecast(t: &mut Tracked, q: &Query) {
 }
 
 /// The points a query analyses: the values, or their per-second rate.
+/// A series' points as the models take them: decoded, the non-finite
+/// values (NaN, ±Inf: missing points to models) left out, and [`transform`]ed.
+pub(super) fn prepare(q: &Query, samples: crate::read::Samples) -> Vec<Point> {
+    let mut points = samples.into_points();
+    points.retain(|p| p.v.is_finite());
+    transform(q, points)
+}
+
 pub(super) fn transform(q: &Query, points: Vec<Point>) -> Vec<Point> {
     if q.config.rate {
         per_second(&points)

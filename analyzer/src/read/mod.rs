@@ -23,7 +23,86 @@ pub struct SeriesData {
     /// The series' labels, sorted, including `__name__`.
     pub labels: Labels,
     /// Points in time order.
-    pub points: Vec<Point>,
+    pub points: Samples,
+}
+
+/// A series' points as its source delivered them: decoded, or still in the
+/// chunks they were streamed in (decoded by the job that uses them, so that
+/// a read of many series does not hold them all decoded; see
+/// [`remote::encoded`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Samples {
+    /// Decoded points, in time order.
+    Points(Vec<Point>),
+    /// Checked XOR chunks.
+    Chunks(remote::encoded::Encoded),
+}
+
+impl Samples {
+    /// The points, decoding them if they are still in chunks.
+    pub fn into_points(self) -> Vec<Point> {
+        match self {
+            Samples::Points(p) => p,
+            Samples::Chunks(c) => c.decode(),
+        }
+    }
+
+    /// A copy of the points, decoded if they are still in chunks.
+    pub fn to_points(&self) -> Vec<Point> {
+        match self {
+            Samples::Points(p) => p.clone(),
+            Samples::Chunks(c) => c.decode(),
+        }
+    }
+
+    /// How many points there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::Points(p) => p.len(),
+            Samples::Chunks(c) => c.len(),
+        }
+    }
+
+    /// Whether there is no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The timestamp of the `n`-th finite point from the end (`n` is 1 or
+    /// 2), if there are that many: what tells whether a series is fresh
+    /// without decoding it.
+    pub fn last_finite_t(&self, n: usize) -> Option<i64> {
+        match self {
+            Samples::Points(p) => p
+                .iter()
+                .rev()
+                .filter(|p| p.v.is_finite())
+                .nth(n.checked_sub(1)?)
+                .map(|p| p.t),
+            Samples::Chunks(c) => c.last_finite_t(n),
+        }
+    }
+}
+
+impl FromIterator<Point> for Samples {
+    fn from_iter<I: IntoIterator<Item = Point>>(points: I) -> Self {
+        Samples::Points(points.into_iter().collect())
+    }
+}
+
+impl PartialEq<Vec<Point>> for Samples {
+    fn eq(&self, other: &Vec<Point>) -> bool {
+        match self {
+            Samples::Points(p) => p == other,
+            Samples::Chunks(c) => c.len() == other.len() && &c.decode() == other,
+        }
+    }
+}
+
+impl From<Vec<Point>> for Samples {
+    fn from(points: Vec<Point>) -> Self {
+        Samples::Points(points)
+    }
 }
 
 /// Why a read failed.

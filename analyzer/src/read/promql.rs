@@ -239,7 +239,10 @@ impl QueryRange {
         Ok(out
             .into_iter()
             .filter(|(_, points)| !points.is_empty())
-            .map(|(labels, points)| SeriesData { labels, points })
+            .map(|(labels, points)| SeriesData {
+                labels,
+                points: points.into(),
+            })
             .collect())
     }
 }
@@ -622,7 +625,12 @@ mod tests {
             got[0].labels,
             vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]
         );
-        let a: Vec<(i64, u64)> = got[0].points.iter().map(|p| (p.t, p.v.to_bits())).collect();
+        let a: Vec<(i64, u64)> = got[0]
+            .points
+            .to_points()
+            .iter()
+            .map(|p| (p.t, p.v.to_bits()))
+            .collect();
         assert_eq!(
             a,
             vec![

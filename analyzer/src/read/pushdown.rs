@@ -311,7 +311,7 @@ mod tests {
     fn series(labels: &Labels) -> SeriesData {
         SeriesData {
             labels: labels.clone(),
-            points: vec![Point { t: 1, v: 1.0 }],
+            points: vec![Point { t: 1, v: 1.0 }].into(),
         }
     }
 

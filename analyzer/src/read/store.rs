@@ -114,7 +114,7 @@ mod tests {
         let r = s.read(&sel, 0, i64::MAX).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].points.len(), 11, "retention keeps 10 s");
-        assert_eq!(r[0].points.last().unwrap().v, 190.0);
+        assert_eq!(r[0].points.to_points().last().unwrap().v, 190.0);
         assert!(r[0].labels.contains(&("cpu".into(), "0".into())));
         assert_eq!(s.size(), (2, 22));
         // A series that stops being scraped ages out.

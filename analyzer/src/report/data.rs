@@ -115,7 +115,7 @@ pub fn read_series(
                 key,
                 ..SeriesHistory::default()
             });
-            let mut points = row.points;
+            let mut points = row.points.into_points();
             points.retain(|p| p.v.is_finite());
             match name {
                 "imd_anomaly_score" => {
@@ -151,10 +151,11 @@ pub fn read_series(
         };
         for row in rows {
             let key = identity(&row.labels, &q.config.name);
+            let points = row.points.into_points();
             let values = if q.config.rate {
-                crate::read::rate::per_second(&row.points)
+                crate::read::rate::per_second(&points)
             } else {
-                row.points
+                points
             };
             if let Some(h) = by_key.get_mut(&key) {
                 h.values = values.into_iter().filter(|p| p.v.is_finite()).collect();
@@ -276,6 +277,7 @@ mod tests {
                     labels: s.labels.clone(),
                     points: s
                         .points
+                        .to_points()
                         .iter()
                         .copied()
                         .filter(|p| p.t >= from && p.t <= to)

@@ -3,13 +3,15 @@
 //!
 //! The request is a snappy-compressed `ReadRequest`. The preferred answer is
 //! STREAMED_XOR_CHUNKS (framed `ChunkedReadResponse`s carrying the TSDB's own
-//! XOR chunks, decoded here), with SAMPLES (one snappy-compressed
+//! XOR chunks), with SAMPLES (one snappy-compressed
 //! `ReadResponse`) as the fallback the server may choose; the answer's
 //! content type says which one came. Staleness markers end a series and are
 //! dropped; points outside the asked range (whole chunks carry them) are
 //! trimmed. A streamed answer is received and framed on one thread and its
-//! series decoded on one thread per core, the chunks being views into the
-//! frames they came in.
+//! series checked on one thread per core (every chunk decoded, the points
+//! counted, not kept); each series is then handed on in its chunks, views
+//! into the frames they came in, and decoded by the engine's job that uses
+//! it (see [`encoded`]).
 //!
 //! Bad input costs as little as the framing allows: a series with an
 //! unusable chunk is left out of this read, a broken stream keeps the series
@@ -19,6 +21,7 @@
 //! partial answer, so that the engine keeps the state of the series missing
 //! from it.
 
+pub mod encoded;
 pub mod frames;
 pub mod proto;
 pub mod xor;
@@ -31,8 +34,9 @@ use prost::Message;
 
 use super::http::{self, Counting, HttpClient, HttpOptions, ReadStats};
 use super::pushdown::{Batching, Pushdown, ShardedSource};
-use super::{Labels, MatchOp, ReadError, Selector, SeriesData, Source};
+use super::{Labels, MatchOp, ReadError, Samples, Selector, SeriesData, Source};
 use crate::model::Point;
+use encoded::{Checked, Encoded};
 use frames::{FrameError, SeriesStream};
 use proto::{ChunkEncoding, MatcherType, ReadHints, ReadRequest, ReadResponse, ResponseType};
 
@@ -83,8 +87,8 @@ pub struct RemoteReadOptions {
     /// The most samples one read decodes; the series decoded whole before
     /// the limit are kept, the rest of the answer is not read.
     pub max_samples: usize,
-    /// Threads that decode a streamed answer's chunks; 0 (the default)
-    /// means one per core.
+    /// Threads that check a streamed answer's chunks (decoding them); 0
+    /// (the default) means one per core.
     pub decode_threads: usize,
 }
 
@@ -362,10 +366,10 @@ impl RemoteRead {
     ) -> Result<Vec<SeriesData>, ReadError> {
         let (series_rx, bytes) = receive_series(resp, self.max_frame_bytes, queries);
         // Series are admitted here, in the order they came (the samples
-        // limit counts them in that order), and decoded by `decode_threads`
+        // limit counts them in that order), and checked by `decode_threads`
         // workers. One thread decodes about half as many samples per second
         // as a Prometheus serves on one core (the read benchmark), so a
-        // single decoder would hold the read back on any machine.
+        // single checker would hold the read back on any machine.
         let threads = self.decode_threads.max(1);
         let (job_tx, job_rx) =
             std::sync::mpsc::sync_channel::<(usize, proto::ChunkedSeries)>(threads * 2);
@@ -383,8 +387,9 @@ impl RemoteRead {
                         // series, not while decoding it.
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok((i, series)) = job else { return };
-                        let decoded = Self::decode_series(&series, from_ms, to_ms);
-                        if done_tx.send((i, series.labels, decoded)).is_err() {
+                        let checked = Encoded::check(&series, from_ms, to_ms)
+                            .map_err(|e| chunk_error(&series, e));
+                        if done_tx.send((i, series.labels, checked)).is_err() {
                             return;
                         }
                     }
@@ -424,15 +429,22 @@ impl RemoteRead {
             drop(job_tx);
             end
         });
-        let mut decoded: Vec<_> = done_rx.into_iter().collect();
-        decoded.sort_by_key(|(i, _, _)| *i);
-        let mut out = Vec::with_capacity(decoded.len());
-        for (_, labels, result) in decoded {
+        let mut checked: Vec<_> = done_rx.into_iter().collect();
+        checked.sort_by_key(|(i, _, _)| *i);
+        let mut out = Vec::with_capacity(checked.len());
+        for (_, labels, result) in checked {
             match result {
-                Ok((points, checks)) => {
+                Ok((checked, checks)) => {
                     checks.count(&self.stats);
-                    if let Some(s) = finish(labels, points, checks.sorted) {
-                        out.push(s);
+                    let points = match checked {
+                        Checked::Chunks(c) => Samples::Chunks(c),
+                        Checked::Points(p) => Samples::Points(p),
+                    };
+                    if !points.is_empty() {
+                        out.push(SeriesData {
+                            labels: sorted_labels(labels),
+                            points,
+                        });
                     }
                 }
                 Err(e) => self.series_left_out(&e),
@@ -550,41 +562,6 @@ impl RemoteRead {
         }
         tally.samples += total;
         Ok(true)
-    }
-
-    /// The points of one streamed series' chunks that lie in
-    /// `[from_ms, to_ms]`, with what their checks found (counted by the
-    /// caller, on the thread that knows the query); `Err` when a chunk is
-    /// unusable (the series is lost for this read).
-    fn decode_series(
-        series: &proto::ChunkedSeries,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<(Vec<Point>, PointChecks), ReadError> {
-        // Every chunk is checked and counted before any is decoded, so that
-        // the points get one allocation of the right size: growing the
-        // vector chunk by chunk copied each series' points about twice.
-        let decoders = in_range(series, from_ms, to_ms)
-            .map(|chunk| decoder_for(series, chunk))
-            .collect::<Result<Vec<_>, _>>()?;
-        let total = decoders.iter().map(|d| d.num_samples()).sum();
-        let mut points = Vec::with_capacity(total);
-        let mut checks = PointChecks::new(from_ms, to_ms);
-        for mut d in decoders {
-            // Chunks may overlap each other (merged by `finish`), but the
-            // samples of one chunk must move forward in time.
-            checks.last_t = None;
-            while let Some((t, bits)) = d.next_bits().map_err(|e| chunk_error(series, e))? {
-                let p = Point {
-                    t,
-                    v: f64::from_bits(bits),
-                };
-                if let Some(p) = checks.admit(p) {
-                    points.push(p);
-                }
-            }
-        }
-        Ok((points, checks))
     }
 }
 
@@ -714,9 +691,17 @@ fn finish(labels: Vec<proto::Label>, mut points: Vec<Point>, sorted: bool) -> Op
         points.sort_by_key(|p| p.t);
         points.dedup_by_key(|p| p.t);
     }
-    let mut labels: Vec<(String, String)> = labels.into_iter().map(|l| (l.name, l.value)).collect();
+    Some(SeriesData {
+        labels: sorted_labels(labels),
+        points: points.into(),
+    })
+}
+
+/// A series' labels as the engine keeps them: sorted by name.
+fn sorted_labels(labels: Vec<proto::Label>) -> Labels {
+    let mut labels: Labels = labels.into_iter().map(|l| (l.name, l.value)).collect();
     labels.sort();
-    Some(SeriesData { labels, points })
+    labels
 }
 
 /// One sharded read of `selector` (see [`super::pushdown`]).
@@ -929,6 +914,7 @@ mod tests {
         let pts = |i: usize| {
             got[i]
                 .points
+                .to_points()
                 .iter()
                 .map(|p| (p.t, p.v.to_bits()))
                 .collect::<Vec<_>>()
@@ -943,6 +929,14 @@ mod tests {
         );
         assert_eq!(pts(1), vec![(1000, 5f64.to_bits()), (2000, 6f64.to_bits())]);
         assert_eq!(got[1].labels[1], ("job".to_string(), "b".to_string()));
+        // Series in time order come in their chunks, to be decoded by whoever
+        // uses them; the checks already know their freshness.
+        assert!(matches!(got[0].points, Samples::Chunks(_)));
+        assert_eq!(
+            (got[0].points.len(), got[0].points.last_finite_t(1)),
+            (3, Some(1300))
+        );
+        assert_eq!(got[0].points.last_finite_t(2), Some(1000));
         let st = s.stats().snapshot();
         assert_eq!(st.bytes_read, body.len() as u64);
         assert_eq!(
@@ -1174,12 +1168,19 @@ mod tests {
         let got = got.unwrap();
         assert!(partial, "series were lost: the answer is partial");
         assert_eq!(jobs(&got), vec!["a", "backwards", "special", "z"]);
-        let t = |i: usize| got[i].points.iter().map(|p| p.t).collect::<Vec<_>>();
+        let t = |i: usize| {
+            got[i]
+                .points
+                .to_points()
+                .iter()
+                .map(|p| p.t)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(t(1), vec![1000, 1010, 1020], "backwards points dropped");
         // Infinite values and NaN pass (the engine skips non-finite
         // values); the staleness marker ends nothing here but is dropped.
         assert_eq!(t(2), vec![1000, 1010, 1020, 1040]);
-        assert!(got[2].points[1].v.is_nan());
+        assert!(got[2].points.to_points()[1].v.is_nan());
         let problems = s.stats().snapshot().problems;
         for (reason, n) in [
             ("corrupt_chunk", 1),
