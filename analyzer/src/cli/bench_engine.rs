@@ -172,14 +172,12 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
         let q = Query::new(config).map_err(|(key, e)| anyhow::anyhow!("query {key}: {e}"))?;
         queries.push(q);
     }
-    let mut engine = Engine::new(
-        queries,
-        EngineOptions {
-            concurrency: a.concurrency,
-            shard: (a.shard_count > 1).then_some((0, a.shard_count)),
-            ..EngineOptions::default()
-        },
-    );
+    let options = EngineOptions {
+        concurrency: a.concurrency,
+        shard: (a.shard_count > 1).then_some((0, a.shard_count)),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::new(queries.clone(), options);
     let rss0 = status_kib("VmRSS")?;
     let cpu0 = process_cpu_seconds()?;
     let started = Instant::now();
@@ -235,6 +233,8 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             refit.fitted
         );
     }
+    let hwm_refit = status_kib("VmHWM")?;
+    let state = measure_state(&engine, queries, options)?;
     let step_s = step_ms as f64 / 1000.0;
     println!(
         "{}",
@@ -263,11 +263,62 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
             "refit_wall_seconds": refit_wall,
             "rss_before_mib": rss0 as f64 / 1024.0,
             "rss_after_mib": rss as f64 / 1024.0,
-            "hwm_mib": hwm_fit.max(status_kib("VmHWM")?) as f64 / 1024.0,
+            "hwm_mib": hwm_fit.max(hwm_refit) as f64 / 1024.0,
             "rss_per_series_kib": (rss.saturating_sub(rss0)) as f64 / tracked as f64,
+            "state": state,
         })
     );
     Ok(())
+}
+
+/// Saving the engine's state (the run mode does every 5 minutes and at
+/// shutdown) and loading it into a new engine (a restart): time, file size,
+/// and the memory each needs above what was resident before it (peaks
+/// measured from a reset of the high-water mark).
+fn measure_state(
+    engine: &Engine,
+    queries: Vec<Query>,
+    options: EngineOptions,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("imd-bench-engine-{}", std::process::id()));
+    let file = crate::engine::persist::StateFile::in_dir(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let measured = (|| {
+        let rss = reset_peak()?;
+        let t = Instant::now();
+        file.save(engine.saved()).context("saving the state")?;
+        let save_wall = t.elapsed().as_secs_f64();
+        let save_peak = status_kib("VmHWM")?.saturating_sub(rss);
+        let bytes = std::fs::metadata(file.path())?.len();
+        let rss = reset_peak()?;
+        let t = Instant::now();
+        let mut restarted = Engine::new(queries, options);
+        let restored = restarted.restore(file.load());
+        let load_wall = t.elapsed().as_secs_f64();
+        let load_peak = status_kib("VmHWM")?.saturating_sub(rss);
+        let held = status_kib("VmRSS")?.saturating_sub(rss);
+        anyhow::Ok(serde_json::json!({
+            "series": restored,
+            "file_bytes": bytes,
+            "save_seconds": save_wall,
+            "save_peak_mib": save_peak as f64 / 1024.0,
+            "load_seconds": load_wall,
+            "load_peak_mib": load_peak as f64 / 1024.0,
+            "restored_held_mib": held as f64 / 1024.0,
+        }))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+/// Gives freed memory back and resets the process' resident high-water
+/// mark (`VmHWM`) to its current resident size, which it returns (KiB).
+fn reset_peak() -> anyhow::Result<u64> {
+    // Memory freed before (and kept by the allocator) would otherwise be
+    // reused unseen.
+    crate::engine::memory::release_free();
+    std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
+    status_kib("VmRSS")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use imd_exporter::exposition::Family;
 
-use super::persist::{SavedGroup, SavedSeries};
+use super::persist::{ModelState, SavedGroup, SavedSeries};
 use super::{CycleReport, Engine, EngineOptions, QueryState, Tracked};
 use crate::model::learned::multivariate::{Multivariate, align};
 use crate::model::{self, Forecast, Model, ModelError, Point};
@@ -170,7 +170,10 @@ fn new_group(
 /// the detector's state as the anomaly model's.
 pub(super) fn save(query: &str, group: &Group, tracked: &Tracked) -> SavedSeries {
     let mut s = tracked.save(query);
-    s.anomaly = (group.model.name().to_string(), group.model.save());
+    s.anomaly = (
+        group.model.name().to_string(),
+        ModelState::new(&group.model.save()),
+    );
     s.group = Some(SavedGroup {
         contributions: group.contributions.clone(),
     });
@@ -189,7 +192,7 @@ fn resume(
 ) -> Result<(Group, Tracked, usize), ModelError> {
     let names = mt.inputs.iter().map(|i| i.0.clone()).collect();
     let mut model = Multivariate::new(&q.config.anomaly_model, names, q.config.params.clone())?;
-    model.load(saved.anomaly.1)?;
+    model.load(saved.anomaly.1.value()?)?;
     let name = model.name();
     let k = mt.inputs.len();
     let contributions = saved
@@ -613,7 +616,7 @@ mod tests {
         assert!(err.to_string().contains("saved for inputs"), "{err}");
         // Damaged detector state: refitted too.
         let mut damaged = saved.clone();
-        damaged[0].anomaly.1 = serde_json::json!({"inputs": 3, "trees": []});
+        damaged[0].anomaly.1 = ModelState::new(&serde_json::json!({"inputs": 3, "trees": []}));
         let mut e3 = Engine::new(vec![query(JOINT)], EngineOptions::default());
         assert_eq!(e3.restore(damaged), 1);
         let r = e3.cycle(&store, now);

@@ -226,17 +226,24 @@ impl Engine {
     /// The state of every tracked series and group (and of restored ones
     /// not seen again yet), to be saved.
     pub fn snapshot(&self) -> Vec<SavedSeries> {
-        let mut out = Vec::new();
-        for st in &self.states {
-            for (labels, t) in &st.tracked {
-                out.push(match st.groups.get(labels) {
-                    Some(g) => group::save(&st.query.config.name, g, t),
-                    None => t.save(&st.query.config.name),
+        self.saved().collect()
+    }
+
+    /// The state of every tracked series and group (and of restored ones
+    /// not seen yet), each made when the iterator reaches it: for saving
+    /// without a copy of every series' state at once.
+    pub fn saved(&self) -> impl Iterator<Item = SavedSeries> + '_ {
+        self.states.iter().flat_map(|st| {
+            let name = &st.query.config.name;
+            let tracked = st
+                .tracked
+                .iter()
+                .map(move |(labels, t)| match st.groups.get(labels) {
+                    Some(g) => group::save(name, g, t),
+                    None => t.save(name),
                 });
-            }
-            out.extend(st.restored.values().cloned());
-        }
-        out
+            tracked.chain(st.restored.values().cloned())
+        })
     }
 
     /// Whether the engine already runs exactly these queries (each with

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::persist::SavedSeries;
+use super::persist::{ModelState, SavedSeries};
 use crate::model::threshold::Band;
 use crate::model::{self, Forecast, Model, Point};
 use crate::query::{Direction, Query, Threshold};
@@ -79,12 +79,15 @@ impl Tracked {
         SavedSeries {
             query: query.to_string(),
             labels: self.labels.clone(),
-            anomaly: (self.anomaly.name().to_string(), self.anomaly.save()),
+            anomaly: (
+                self.anomaly.name().to_string(),
+                ModelState::new(&self.anomaly.save()),
+            ),
             // A shared model is saved under both names, so that the saved
             // form does not depend on the sharing.
             forecaster: (
                 self.forecaster().name().to_string(),
-                self.forecaster().save(),
+                ModelState::new(&self.forecaster().save()),
             ),
             last_t: self.last_t,
             recent: self.recent.iter().copied().collect(),
@@ -210,10 +213,13 @@ pub(super) fn resume(
 ) -> Option<(Tracked, usize)> {
     let mut anomaly = model::build(&q.config.anomaly_model, &q.config.params).ok()?;
     let mut forecaster = separate_forecaster(q).ok()?;
-    let loaded = anomaly
-        .load(saved.anomaly.1)
+    let loaded = saved
+        .anomaly
+        .1
+        .value()
+        .and_then(|v| anomaly.load(v))
         .and_then(|_| match &mut forecaster {
-            Some(f) => f.load(saved.forecaster.1),
+            Some(f) => saved.forecaster.1.value().and_then(|v| f.load(v)),
             None => Ok(()),
         });
     if let Err(e) = loaded {
