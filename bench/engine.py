@@ -163,6 +163,23 @@ def main():
             f"{r['cycle_cpu_at_series']:.3f} | {r['share_at_series']:.4f} | "
             f"{r['refit_share_at_series']:.4f} | {r['total_share_at_series']:.4f} | {mem:.0f} | "
             f"{'yes' if r['total_share_at_series'] < 0.25 else 'NO'} | {'yes' if mem < 1024 else 'NO'} |")
+    lines += [
+        "",
+        "Model state on disk (the run mode saves it every 5 minutes and at shutdown, and a restart loads it): "
+        "file size, and the memory the save and the load take above what was resident before them (peaks "
+        "from a reset high-water mark; a loaded state is held until its series comes back in the first "
+        "cycle), at the series measured:",
+        "",
+        "| models | series | file, MB | bytes per series | save s | save, MiB above | load s | "
+        "load, MiB above |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        st = r["state"]
+        lines.append(
+            f"| {r['models']} | {st['series']} | {st['file_bytes'] / 1e6:.1f} | "
+            f"{st['file_bytes'] / max(st['series'], 1):,.0f} | {st['save_seconds']:.2f} | "
+            f"{st['save_peak_mib']:.1f} | {st['load_seconds']:.2f} | {st['load_peak_mib']:.1f} |")
     report = "\n".join(lines) + "\n"
     print(report)
     os.makedirs(args.out, exist_ok=True)

@@ -826,6 +826,32 @@ pub(crate) mod tests {
         assert_eq!(e3.restore(saved), 0);
     }
 
+    #[test]
+    fn a_model_shared_by_both_roles_is_saved_once_and_shared_again() {
+        let store = Store::new(3_600_000, 10_000);
+        let mut shared = query(None);
+        shared.config.forecast_model = "mad".into();
+        let mut e = Engine::new(vec![shared.clone()], EngineOptions::default());
+        for i in 0..40 {
+            store.ingest(i * 1000, &[load("a", 1.0 + 0.1 * ((i * 7) % 5) as f64)]);
+            e.cycle(&store, i * 1000);
+        }
+        let saved = e.snapshot();
+        let null = persist::ModelState::new(&serde_json::Value::Null);
+        assert_eq!(saved[0].forecaster, ("mad".to_string(), null.clone()));
+        assert_ne!(saved[0].anomaly.1, null);
+        let mut e2 = Engine::new(vec![shared], EngineOptions::default());
+        assert_eq!(e2.restore(saved), 1);
+        store.ingest(40_000, &[load("a", 9.0)]);
+        e.cycle(&store, 40_000);
+        let r = e2.cycle(&store, 40_000);
+        assert_eq!((r.resumed, r.fitted), (1, 0));
+        // The restored series scores and forecasts as the one that ran on.
+        let published = |e: &Engine| format!("{:?}", crate::emit::families(e, Default::default()));
+        assert!(published(&e2).contains("imd_forecast"));
+        assert_eq!(published(&e), published(&e2));
+    }
+
     /// Records every read, to check what the engine asks for.
     struct Recording<'a>(&'a Store, std::sync::Mutex<Vec<(String, i64, i64)>>);
     impl Source for Recording<'_> {

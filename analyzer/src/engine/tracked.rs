@@ -83,11 +83,16 @@ impl Tracked {
                 self.anomaly.name().to_string(),
                 ModelState::new(&self.anomaly.save()),
             ),
-            // A shared model is saved under both names, so that the saved
-            // form does not depend on the sharing.
+            // A shared model (the same name for both, see
+            // `separate_forecaster`) is saved once: its forecaster's state
+            // is null, and a query that restores it shares it again, since
+            // state is restored only under the same model names.
             forecaster: (
                 self.forecaster().name().to_string(),
-                ModelState::new(&self.forecaster().save()),
+                ModelState::new(&match &self.forecaster {
+                    Some(f) => f.save(),
+                    None => serde_json::Value::Null,
+                }),
             ),
             last_t: self.last_t,
             recent: self.recent.iter().copied().collect(),
@@ -353,8 +358,10 @@ mod tests {
         assert_eq!(same.expected, two.expected);
         // Saved under both roles; resumed as one model again.
         let saved = same.save("q");
-        assert_eq!(saved.anomaly, saved.forecaster);
+        // Saved once: the forecaster's state is null, its name kept.
         assert_eq!(saved.forecaster.0, "snaive");
+        assert_eq!(saved.forecaster.1.value().unwrap(), serde_json::Value::Null);
+        assert_ne!(saved.anomaly.1.value().unwrap(), serde_json::Value::Null);
         let (mut back, _) = resume(0, &q, saved, &h[350..]).unwrap();
         assert!(back.forecaster.is_none());
         same.take(&h[350..], 0.95);
