@@ -761,6 +761,37 @@ mod tests {
         assert_eq!(Window::load("test", w.save()).unwrap(), w);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Any window (times going back or repeating, values an f32
+        /// distance holds or not, any capacity) saves and loads to itself,
+        /// and goes on the same way.
+        #[test]
+        fn any_window_saves_and_loads_to_itself(
+            capacity in 1usize..200,
+            points in proptest::collection::vec(
+                (-5i64..100, proptest::prelude::any::<f64>()),
+                0..400,
+            ),
+        ) {
+            let mut w = Window::new(capacity);
+            let mut t = 1_700_000_000_000i64;
+            for &(dt, v) in &points {
+                t += dt;
+                w.push(Point { t, v });
+            }
+            let back = Window::load("test", w.save()).unwrap();
+            proptest::prop_assert_eq!(&back, &w);
+            let (mut a, mut b) = (w, back);
+            for (i, &(_, v)) in points.iter().take(70).enumerate() {
+                let p = Point { t: t + 1 + i as i64, v };
+                a.push(p);
+                b.push(p);
+            }
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
+
     #[test]
     fn bad_compact_windows_are_refused() {
         let offsets = |o: &[f32]| {

@@ -251,6 +251,56 @@ mod tests {
         assert!(e.is_empty() && e.decode().is_empty() && e.last_finite_t(1).is_none());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Whatever the chunks hold (times going back, NaN, staleness
+        /// markers, infinities) and wherever the range falls, what the
+        /// check counts is what decoding gives.
+        #[test]
+        fn the_check_describes_what_decoding_gives(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec((-50i64..2000, 0u8..8, proptest::prelude::any::<f64>()), 0..60),
+                0..6,
+            ),
+            from in -100i64..20_000,
+            span in 0i64..30_000,
+        ) {
+            let stale = f64::from_bits(STALE_NAN_BITS);
+            let mut t = 0i64;
+            let chunks: Vec<proto::Chunk> = chunks
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    let samples: Vec<(i64, f64)> = c
+                        .iter()
+                        .map(|&(dt, kind, v)| {
+                            t += dt;
+                            let v = match kind {
+                                0 => f64::NAN,
+                                1 => stale,
+                                2 => f64::INFINITY,
+                                _ => v,
+                            };
+                            (t, v)
+                        })
+                        .collect();
+                    chunk(&samples)
+                })
+                .collect();
+            let (checked, _) = Encoded::check(&series(chunks), from, from + span).unwrap();
+            if let Checked::Chunks(e) = checked {
+                let got = e.decode();
+                proptest::prop_assert_eq!(e.len(), got.len());
+                let finite: Vec<i64> = got.iter().filter(|p| p.v.is_finite()).map(|p| p.t).collect();
+                proptest::prop_assert_eq!(e.last_finite_t(1), finite.last().copied());
+                proptest::prop_assert_eq!(e.last_finite_t(2), finite.iter().rev().nth(1).copied());
+                proptest::prop_assert!(got.windows(2).all(|w| w[0].t < w[1].t));
+                proptest::prop_assert!(got.iter().all(|p| p.t >= from && p.t <= from + span));
+                proptest::prop_assert!(got.iter().all(|p| p.v.to_bits() != STALE_NAN_BITS));
+            }
+        }
+    }
+
     #[test]
     fn points_going_back_in_time_within_a_chunk_are_dropped_and_counted() {
         let s = series(vec![chunk(&[
