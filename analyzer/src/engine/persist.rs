@@ -35,6 +35,7 @@ pub struct SavedSeries {
     /// Time of the last point taken in.
     pub last_t: i64,
     /// Recent (time, value, score) triples.
+    #[serde(with = "recent_form")]
     pub recent: Vec<(i64, f64, f64)>,
     /// Set for a group of a multivariate query, whose labels are the
     /// group's and whose `anomaly` is the group's detector; absent for
@@ -80,6 +81,101 @@ fn null() -> Box<RawValue> {
 impl PartialEq for ModelState {
     fn eq(&self, other: &Self) -> bool {
         self.0.get() == other.0.get()
+    }
+}
+
+/// How a series' recent triples are saved: their times as runs of equal
+/// spacing and their values and scores as f64 little-endian bytes in
+/// base64 (about 21 bytes of JSON a triple, exact, against about 46 as a
+/// list of numbers). The list saved until 2026-12-06 still loads.
+mod recent_form {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Compact {
+        first_t: i64,
+        /// `[spacing, count]` runs between consecutive times.
+        runs: Vec<(i64, u32)>,
+        values: String,
+        scores: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        List(Vec<(i64, f64, f64)>),
+        Compact(Compact),
+    }
+
+    fn bytes(xs: impl Iterator<Item = f64>) -> String {
+        B64.encode(xs.flat_map(f64::to_le_bytes).collect::<Vec<u8>>())
+    }
+
+    fn floats(text: &str) -> Result<Vec<f64>, String> {
+        let b = B64.decode(text).map_err(|e| format!("not base64: {e}"))?;
+        if b.len() % 8 != 0 {
+            return Err(format!("{} bytes is not a whole number of f64s", b.len()));
+        }
+        Ok(b.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect())
+    }
+
+    pub fn serialize<S: Serializer>(recent: &[(i64, f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let mut runs: Vec<(i64, u32)> = Vec::new();
+        for w in recent.windows(2) {
+            let d = w[1].0.wrapping_sub(w[0].0);
+            match runs.last_mut() {
+                Some((spacing, n)) if *spacing == d && *n < u32::MAX => *n += 1,
+                _ => runs.push((d, 1)),
+            }
+        }
+        Compact {
+            first_t: recent.first().map_or(0, |r| r.0),
+            runs,
+            values: bytes(recent.iter().map(|r| r.1)),
+            scores: bytes(recent.iter().map(|r| r.2)),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(i64, f64, f64)>, D::Error> {
+        use serde::de::Error;
+        let c = match Saved::deserialize(d)? {
+            Saved::List(l) => return Ok(l),
+            Saved::Compact(c) => c,
+        };
+        let values =
+            floats(&c.values).map_err(|e| D::Error::custom(format!("recent values: {e}")))?;
+        let scores =
+            floats(&c.scores).map_err(|e| D::Error::custom(format!("recent scores: {e}")))?;
+        let spaced: u64 = c.runs.iter().map(|r| u64::from(r.1)).sum();
+        if scores.len() != values.len() || spaced != values.len().saturating_sub(1) as u64 {
+            return Err(D::Error::custom(format!(
+                "recent: {} values, {} scores and {spaced} spacings do not match",
+                values.len(),
+                scores.len()
+            )));
+        }
+        let mut times = Vec::with_capacity(values.len());
+        let mut t = c.first_t;
+        if !values.is_empty() {
+            times.push(t);
+        }
+        for &(spacing, n) in &c.runs {
+            for _ in 0..n {
+                t = t.wrapping_add(spacing);
+                times.push(t);
+            }
+        }
+        Ok(times
+            .into_iter()
+            .zip(values)
+            .zip(scores)
+            .map(|((t, v), s)| (t, v, s))
+            .collect())
     }
 }
 
@@ -231,6 +327,54 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count() == 1,
             "no temporary file is left"
         );
+    }
+
+    #[test]
+    fn recent_triples_save_compactly_and_exactly() {
+        let recent = vec![
+            (0, 1.5, 0.25),
+            (60_000, -0.0, f64::NAN),
+            (120_000, 1e-300, 1.0),
+            (180_000, f64::MAX, 0.0),
+            (195_000, 3.0, 0.5),
+            (195_000, 4.0, 0.75),
+            (-5, 5.0, 0.125),
+        ];
+        let s = SavedSeries {
+            query: "q".into(),
+            labels: vec![],
+            anomaly: ("mad".into(), ModelState::new(&serde_json::Value::Null)),
+            forecaster: ("drift".into(), ModelState::new(&serde_json::Value::Null)),
+            last_t: 195_000,
+            recent,
+            group: None,
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            text.contains(r#""runs":[[60000,3],[15000,1],[0,1],[-195005,1]]"#),
+            "{text}"
+        );
+        let back: SavedSeries = serde_json::from_str(&text).unwrap();
+        let bits = |r: &[(i64, f64, f64)]| -> Vec<(i64, u64, u64)> {
+            r.iter()
+                .map(|x| (x.0, x.1.to_bits(), x.2.to_bits()))
+                .collect()
+        };
+        assert_eq!(bits(&back.recent), bits(&s.recent));
+        // Empty, and damaged: counts that do not match are refused.
+        let empty = SavedSeries {
+            recent: vec![],
+            ..s.clone()
+        };
+        let back: SavedSeries =
+            serde_json::from_str(&serde_json::to_string(&empty).unwrap()).unwrap();
+        assert!(back.recent.is_empty());
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["recent"]["runs"] = serde_json::json!([[60000, 2]]);
+        let err = serde_json::from_value::<SavedSeries>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recent") || err.contains("variant"), "{err}");
     }
 
     #[test]
