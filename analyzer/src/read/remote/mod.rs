@@ -421,7 +421,7 @@ impl RemoteRead {
                 }
                 if job_tx.send((received, series)).is_err() {
                     break Err(ReadError::Decode(
-                        "the threads decoding the stream stopped".to_string(),
+                        "the threads checking the stream stopped".to_string(),
                     ));
                 }
                 received += 1;
@@ -497,9 +497,9 @@ const SERIES_AHEAD: usize = 32;
 /// from their frames, checksums checked) come through the returned channel,
 /// ending with `Ok(None)` or the error that ended the stream, and the bytes
 /// read so far are counted in the returned counter. Receiving and framing
-/// then overlap with decoding the chunks, which takes the larger share of
-/// the client's work; a reader that stops early drops the channel, and the
-/// thread stops (dropping the connection) at its next series.
+/// then overlap with checking the chunks (see [`encoded`]); a reader that
+/// stops early drops the channel, and the thread stops (dropping the
+/// connection) at its next series.
 fn receive_series(
     resp: reqwest::blocking::Response,
     max_frame_bytes: usize,
