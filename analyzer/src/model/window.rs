@@ -25,11 +25,10 @@
 
 use std::collections::VecDeque;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::Point;
+use super::learned::nn::F32s;
 
 /// Values per block sharing one f64 base.
 pub const BLOCK: u64 = 64;
@@ -82,9 +81,9 @@ struct Compact {
     /// Position of the oldest value in its block.
     phase: u64,
     bases: Vec<f64>,
-    /// Each value's distance from its block's base, as f32 little-endian
-    /// bytes in base64; NaN for a value kept whole.
-    offsets: String,
+    /// Each value's distance from its block's base (saved as f32 bytes in
+    /// base64); NaN for a value kept whole.
+    offsets: F32s,
     /// The values kept whole, as `[position, value]`.
     wide: Vec<(usize, f64)>,
 }
@@ -107,11 +106,7 @@ impl Serialize for Window {
                 runs: self.runs.iter().copied().collect(),
                 phase: self.seq % BLOCK,
                 bases: self.bases.iter().copied().collect(),
-                offsets: {
-                    let bytes: Vec<u8> =
-                        self.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-                    B64.encode(bytes)
-                },
+                offsets: F32s(self.offsets.iter().copied().collect()),
                 wide: self
                     .wide
                     .iter()
@@ -126,19 +121,7 @@ impl Serialize for Window {
 impl Compact {
     /// The window this describes, or why it cannot be one.
     fn window(self, capacity: usize) -> Result<Window, String> {
-        let bytes = B64
-            .decode(&self.offsets)
-            .map_err(|e| format!("window offsets are not base64: {e}"))?;
-        if bytes.len() % 4 != 0 {
-            return Err(format!(
-                "window offsets are {} bytes, not a whole number of f32s",
-                bytes.len()
-            ));
-        }
-        let offsets: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let offsets = self.offsets.0;
         let n = offsets.len();
         if self.phase >= BLOCK {
             return Err(format!("window phase {} is not below {BLOCK}", self.phase));
@@ -655,12 +638,10 @@ mod tests {
                 assert_eq!(w.step_ms(), step, "cap {cap} at {p:?}");
             }
             let saved = w.save();
-            assert_eq!(
-                saved["compact"]["offsets"]
-                    .as_str()
-                    .map(|b| B64.decode(b).unwrap().len()),
-                Some(4 * plain.len())
-            );
+            let offsets: F32s =
+                serde_json::from_value(saved["compact"]["offsets"].clone()).unwrap();
+            assert!(saved["compact"]["offsets"].is_string());
+            assert_eq!(offsets.0.len(), plain.len());
             assert_eq!(saved["compact"]["first_t"], plain[0].t);
             let back = Window::load("test", saved).unwrap();
             assert_eq!(back, w);
@@ -794,10 +775,7 @@ mod tests {
 
     #[test]
     fn bad_compact_windows_are_refused() {
-        let offsets = |o: &[f32]| {
-            let bytes: Vec<u8> = o.iter().flat_map(|o| o.to_le_bytes()).collect();
-            serde_json::json!(B64.encode(bytes))
-        };
+        let offsets = |o: &[f32]| serde_json::to_value(F32s(o.to_vec())).unwrap();
         let good = serde_json::json!({"capacity": 5, "compact": {"first_t": 0,
             "runs": [[10, 2]], "phase": 1, "bases": [1.0],
             "offsets": offsets(&[0.5, f32::NAN, 1.0]), "wide": [[1, 1e300]]}});

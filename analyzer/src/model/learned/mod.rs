@@ -21,7 +21,7 @@ pub mod features;
 pub mod iforest;
 pub mod lstm;
 pub mod multivariate;
-mod nn;
+pub(crate) mod nn;
 pub mod ocsvm;
 
 use features::{FeatureSpec, Scaler};
