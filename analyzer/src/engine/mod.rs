@@ -557,8 +557,9 @@ impl QueryState {
             } else {
                 points
             };
-            // Saved state resumes on the history (decoded here: restored
-            // series are few, and only after a restart).
+            // Saved state resumes on the history, decoded here on the
+            // engine's thread, one series at a time (after a restart that is
+            // every series: resuming was one at a time already).
             let (history, resumed) = match self.restored.remove(&labels) {
                 Some(saved) => {
                     let history = prepare(q, history);
