@@ -89,17 +89,16 @@ impl PartialEq for ModelState {
 /// base64 (about 21 bytes of JSON a triple, exact, against about 46 as a
 /// list of numbers). The list saved until 2026-12-06 still loads.
 mod recent_form {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as B64;
+    use crate::model::compact::{self, F64s, Run};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
     struct Compact {
         first_t: i64,
         /// `[spacing, count]` runs between consecutive times.
-        runs: Vec<(i64, u32)>,
-        values: String,
-        scores: String,
+        runs: Vec<Run>,
+        values: F64s,
+        scores: F64s,
     }
 
     #[derive(Deserialize)]
@@ -109,34 +108,12 @@ mod recent_form {
         Compact(Compact),
     }
 
-    fn bytes(xs: impl Iterator<Item = f64>) -> String {
-        B64.encode(xs.flat_map(f64::to_le_bytes).collect::<Vec<u8>>())
-    }
-
-    fn floats(text: &str) -> Result<Vec<f64>, String> {
-        let b = B64.decode(text).map_err(|e| format!("not base64: {e}"))?;
-        if b.len() % 8 != 0 {
-            return Err(format!("{} bytes is not a whole number of f64s", b.len()));
-        }
-        Ok(b.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect())
-    }
-
     pub fn serialize<S: Serializer>(recent: &[(i64, f64, f64)], s: S) -> Result<S::Ok, S::Error> {
-        let mut runs: Vec<(i64, u32)> = Vec::new();
-        for w in recent.windows(2) {
-            let d = w[1].0.wrapping_sub(w[0].0);
-            match runs.last_mut() {
-                Some((spacing, n)) if *spacing == d && *n < u32::MAX => *n += 1,
-                _ => runs.push((d, 1)),
-            }
-        }
         Compact {
             first_t: recent.first().map_or(0, |r| r.0),
-            runs,
-            values: bytes(recent.iter().map(|r| r.1)),
-            scores: bytes(recent.iter().map(|r| r.2)),
+            runs: compact::runs_of(recent.iter().map(|r| r.0)),
+            values: F64s(recent.iter().map(|r| r.1).collect()),
+            scores: F64s(recent.iter().map(|r| r.2).collect()),
         }
         .serialize(s)
     }
@@ -147,31 +124,17 @@ mod recent_form {
             Saved::List(l) => return Ok(l),
             Saved::Compact(c) => c,
         };
-        let values =
-            floats(&c.values).map_err(|e| D::Error::custom(format!("recent values: {e}")))?;
-        let scores =
-            floats(&c.scores).map_err(|e| D::Error::custom(format!("recent scores: {e}")))?;
-        let spaced: u64 = c.runs.iter().map(|r| u64::from(r.1)).sum();
-        if scores.len() != values.len() || spaced != values.len().saturating_sub(1) as u64 {
+        let (values, scores) = (c.values.0, c.scores.0);
+        if scores.len() != values.len() {
             return Err(D::Error::custom(format!(
-                "recent: {} values, {} scores and {spaced} spacings do not match",
+                "recent: {} values and {} scores",
                 values.len(),
                 scores.len()
             )));
         }
-        let mut times = Vec::with_capacity(values.len());
-        let mut t = c.first_t;
-        if !values.is_empty() {
-            times.push(t);
-        }
-        for &(spacing, n) in &c.runs {
-            for _ in 0..n {
-                t = t.wrapping_add(spacing);
-                times.push(t);
-            }
-        }
-        Ok(times
-            .into_iter()
+        compact::check_runs(&c.runs, values.len())
+            .map_err(|e| D::Error::custom(format!("recent times: {e}")))?;
+        Ok(compact::times(c.first_t, &c.runs)
             .zip(values)
             .zip(scores)
             .map(|((t, v), s)| (t, v, s))

@@ -8,6 +8,7 @@ pub mod auto;
 mod calibrate;
 pub mod changepoint;
 pub mod comb;
+pub mod compact;
 pub mod discord;
 pub mod drift;
 pub mod ensemble;

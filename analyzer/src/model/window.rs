@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::Point;
-use super::learned::nn::F32s;
+use super::compact::{self, F32s};
 
 /// Values per block sharing one f64 base.
 pub const BLOCK: u64 = 64;
@@ -138,12 +138,7 @@ impl Compact {
                 self.bases.len()
             ));
         }
-        let spaced: u64 = self.runs.iter().map(|r| u64::from(r.1)).sum();
-        if spaced != n.saturating_sub(1) as u64 || self.runs.iter().any(|r| r.1 == 0) {
-            return Err(format!(
-                "window of {n} points has {spaced} spacings in its runs"
-            ));
-        }
+        compact::check_runs(&self.runs, n).map_err(|e| format!("window times: {e}"))?;
         let whole = offsets.iter().filter(|o| o.is_nan()).count();
         let wide_ok = self.wide.len() == whole
             && self.wide.windows(2).all(|w| w[0].0 < w[1].0)
@@ -388,10 +383,8 @@ impl Window {
             self.first_t = t;
         } else {
             let d = t.wrapping_sub(self.last_t);
-            match self.runs.back_mut() {
-                Some((spacing, n)) if *spacing == d && *n < u32::MAX => *n += 1,
-                _ => self.runs.push_back((d, 1)),
-            }
+            let new = compact::add_spacing(self.runs.back_mut(), d);
+            self.runs.extend(new);
         }
         self.last_t = t;
     }

@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use super::check_range;
 use super::features::FeatureSpec;
-use super::nn::{self, Dense, F32s, SavedWeights, Scale, Training, times_transposed};
+use super::nn::{self, Dense, SavedWeights, Scale, Training, times_transposed};
 use super::{Rng, detected_season};
+use crate::model::compact::F32s;
 use crate::model::resid::{Errors, OnlineErrors};
 use crate::model::season::regular;
 use crate::model::window::{Window, future_times};

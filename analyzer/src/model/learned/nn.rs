@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::Rng;
 use crate::model::ModelError;
+use crate::model::compact::F32s;
 use crate::model::window::spread_floor;
 
 /// The device the models run on (CPU only).
@@ -75,39 +74,6 @@ impl Scale {
     /// Whether the scale is usable (finite, positive).
     pub fn is_valid(&self) -> bool {
         self.center.is_finite() && self.scale.is_finite() && self.scale > 0.0
-    }
-}
-
-/// `f32` values saved as base64 of their little-endian bytes: exact, and a
-/// quarter of the size of decimal JSON numbers.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct F32s(pub Vec<f32>);
-
-impl Serialize for F32s {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = self.0.iter().flat_map(|x| x.to_le_bytes()).collect();
-        s.serialize_str(&B64.encode(bytes))
-    }
-}
-
-impl<'de> Deserialize<'de> for F32s {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = B64
-            .decode(text.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("bad base64: {e}")))?;
-        if bytes.len() % 4 != 0 {
-            return Err(serde::de::Error::custom(format!(
-                "{} bytes is not a whole number of f32 values",
-                bytes.len()
-            )));
-        }
-        Ok(F32s(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ))
     }
 }
 
@@ -346,7 +312,6 @@ mod tests {
         assert!(load_vars(&c, &wrong).unwrap_err().contains("l.weight"));
         wrong.remove("l.weight");
         assert!(load_vars(&c, &wrong).is_err());
-        assert!(serde_json::from_str::<F32s>("\"AAA\"").is_err());
     }
 
     #[test]
