@@ -168,18 +168,21 @@ def main():
         "Model state on disk (the run mode saves it every 5 minutes and at shutdown, and a restart loads it): "
         "file size, and the memory the save and the load take above what was resident before them (peaks "
         "from a reset high-water mark; a loaded state is held until its series comes back in the first "
-        "cycle), at the series measured:",
+        "cycle), and that first cycle, where every series resumes from its state on its whole history "
+        "(restart peak: from before the load), at the series measured:",
         "",
         "| models | series | file, MB | bytes per series | save s | save, MiB above | load s | "
-        "load, MiB above |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "load, MiB above | resume s (CPU s) | restart peak, MiB above | running, MiB above |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         st = r["state"]
         lines.append(
             f"| {r['models']} | {st['series']} | {st['file_bytes'] / 1e6:.1f} | "
             f"{st['file_bytes'] / max(st['series'], 1):,.0f} | {st['save_seconds']:.2f} | "
-            f"{st['save_peak_mib']:.1f} | {st['load_seconds']:.2f} | {st['load_peak_mib']:.1f} |")
+            f"{st['save_peak_mib']:.1f} | {st['load_seconds']:.2f} | {st['load_peak_mib']:.1f} | "
+            f"{st['resume_seconds']:.2f} ({st['resume_cpu_seconds']:.2f}) | {st['restart_peak_mib']:.1f} | "
+            f"{st['resumed_held_mib']:.1f} |")
     report = "\n".join(lines) + "\n"
     print(report)
     os.makedirs(args.out, exist_ok=True)

@@ -55,6 +55,11 @@ pub struct BenchEngineArgs {
     /// Analyse only shard 0 of this many (see `--shard.count`).
     #[arg(long, default_value_t = 1)]
     pub shard_count: u64,
+    /// Leave out the periodic refit of every series (about as long as the
+    /// first fit; its figures are then null), e.g. to measure a restart at
+    /// a scale where each fit takes half an hour.
+    #[arg(long)]
+    pub no_refit: bool,
 }
 
 /// Gauges `bench_gauge{group="gK",instance="hI"}` generated on demand: a
@@ -221,20 +226,26 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
     // One periodic refit of every series (as `fit_every` makes them): the
     // whole history read and every model fitted again, without the online
     // pass over the newest points that a first fit makes.
-    engine.refit_next_cycle();
-    let cpu = process_cpu_seconds()?;
-    let t = Instant::now();
-    let refit = engine.cycle(&source, now0 + (a.cycles as i64 + 1) * step_ms);
-    let refit_wall = t.elapsed().as_secs_f64();
-    let refit_cpu = process_cpu_seconds()? - cpu;
-    if refit.fitted != tracked {
-        anyhow::bail!(
-            "the refit cycle fitted {} of {tracked} series",
-            refit.fitted
-        );
-    }
+    let (refit_cpu, refit_wall) = if a.no_refit {
+        (None, None)
+    } else {
+        engine.refit_next_cycle();
+        let cpu = process_cpu_seconds()?;
+        let t = Instant::now();
+        let refit = engine.cycle(&source, now0 + (a.cycles as i64 + 1) * step_ms);
+        let refit_wall = t.elapsed().as_secs_f64();
+        let refit_cpu = process_cpu_seconds()? - cpu;
+        if refit.fitted != tracked {
+            anyhow::bail!(
+                "the refit cycle fitted {} of {tracked} series",
+                refit.fitted
+            );
+        }
+        (Some(refit_cpu), Some(refit_wall))
+    };
     let hwm_refit = status_kib("VmHWM")?;
-    let state = measure_state(&engine, queries, options)?;
+    let restart_ms = now0 + (a.cycles as i64 + 2) * step_ms;
+    let state = measure_state(&engine, queries, options, &source, restart_ms)?;
     let step_s = step_ms as f64 / 1000.0;
     println!(
         "{}",
@@ -272,13 +283,16 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
 }
 
 /// Saving the engine's state (the run mode does every 5 minutes and at
-/// shutdown) and loading it into a new engine (a restart): time, file size,
-/// and the memory each needs above what was resident before it (peaks
-/// measured from a reset of the high-water mark).
+/// shutdown), loading it into a new engine and that engine's first cycle at
+/// `now_ms`, where every series resumes from its state on its history (a
+/// restart): time, file size, and the memory each needs above what was
+/// resident before it (peaks measured from a reset of the high-water mark).
 fn measure_state(
     engine: &Engine,
     queries: Vec<Query>,
     options: EngineOptions,
+    source: &dyn Source,
+    now_ms: i64,
 ) -> anyhow::Result<serde_json::Value> {
     let dir = std::env::temp_dir().join(format!("imd-bench-engine-{}", std::process::id()));
     let file = crate::engine::persist::StateFile::in_dir(&dir)
@@ -297,6 +311,21 @@ fn measure_state(
         let load_wall = t.elapsed().as_secs_f64();
         let load_peak = status_kib("VmHWM")?.saturating_sub(rss);
         let held = status_kib("VmRSS")?.saturating_sub(rss);
+        let cpu = process_cpu_seconds()?;
+        let t = Instant::now();
+        let resumed = restarted.cycle(source, now_ms);
+        let resume_wall = t.elapsed().as_secs_f64();
+        let resume_cpu = process_cpu_seconds()? - cpu;
+        // The peak from before the load: the restart as a whole.
+        let resume_peak = status_kib("VmHWM")?.saturating_sub(rss);
+        let running = status_kib("VmRSS")?.saturating_sub(rss);
+        if resumed.resumed != restored {
+            anyhow::bail!(
+                "{} of {restored} restored series resumed ({} refitted)",
+                resumed.resumed,
+                resumed.fitted
+            );
+        }
         anyhow::Ok(serde_json::json!({
             "series": restored,
             "file_bytes": bytes,
@@ -305,6 +334,10 @@ fn measure_state(
             "load_seconds": load_wall,
             "load_peak_mib": load_peak as f64 / 1024.0,
             "restored_held_mib": held as f64 / 1024.0,
+            "resume_seconds": resume_wall,
+            "resume_cpu_seconds": resume_cpu,
+            "restart_peak_mib": resume_peak as f64 / 1024.0,
+            "resumed_held_mib": running as f64 / 1024.0,
         }))
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -359,6 +392,7 @@ mod tests {
             queries: 2,
             concurrency: 2,
             shard_count: 1,
+            no_refit: false,
         };
         run(&a).unwrap();
         let bad = BenchEngineArgs { queries: 0, ..a };

@@ -17,7 +17,6 @@ use persist::SavedSeries;
 pub use tracked::Tracked;
 use tracked::{new_tracked, prepare, refresh_forecast, resume};
 
-use crate::model::Point;
 use crate::query::Query;
 use crate::read::{Labels, Samples, Source};
 
@@ -362,6 +361,16 @@ impl Engine {
     }
 }
 
+/// How a series new to a query's engine started.
+enum Started {
+    /// From its saved state, having taken this many new points.
+    Resumed(Tracked, usize),
+    /// Fitted on a history of this many points.
+    Fitted(Tracked, usize),
+    /// Its models could not be fitted on the history it has (yet).
+    Failed,
+}
+
 impl QueryState {
     /// Whether this cycle reads the whole history and refits.
     fn due_for_fit(&self, now_ms: i64, options: &EngineOptions) -> bool {
@@ -542,9 +551,10 @@ impl QueryState {
         }
         // New series: their history (read here when this read was
         // incremental, so that they are fitted on as much as the others)
-        // and saved state are gathered first; the fits then run on every
-        // core.
-        let mut to_fit = Vec::new();
+        // and saved state are gathered first; each then resumes from its
+        // state or is fitted, on every core (after a restart that is every
+        // series).
+        let mut to_start = Vec::new();
         for (labels, points) in rows {
             let history = if from > history_from {
                 let (read, _) = crate::read::in_query(&q.config.name, || {
@@ -557,44 +567,52 @@ impl QueryState {
             } else {
                 points
             };
-            // Saved state resumes on the history, decoded here on the
-            // engine's thread, one series at a time (after a restart that is
-            // every series: resuming was one at a time already).
-            let (history, resumed) = match self.restored.remove(&labels) {
-                Some(saved) => {
-                    let history = prepare(q, history);
-                    let resumed = resume(qi, q, saved, &history);
-                    (Ok(history), resumed)
+            let saved = self.restored.remove(&labels);
+            to_start.push((labels, history, saved));
+        }
+        let block = Instant::now();
+        let started_series: Vec<_> = to_start
+            .into_par_iter()
+            .map(|(labels, history, saved)| {
+                let began = Instant::now();
+                let history = prepare(q, history);
+                // A state that does not load is logged by `resume`; the
+                // series is then fitted as a new one.
+                if let Some((t, taken)) = saved.and_then(|s| resume(qi, q, s, &history)) {
+                    return (labels, Started::Resumed(t, taken), 0.0, began.elapsed());
                 }
-                None => (Err(history), None),
-            };
-            match resumed {
-                Some((t, taken)) => {
+                let fit_began = Instant::now();
+                let fitted = new_tracked(qi, q, labels.clone(), &history);
+                let fit_work = fit_began.elapsed().as_secs_f64();
+                let started = match fitted {
+                    Ok(t) => Started::Fitted(t, history.len()),
+                    Err(_) => Started::Failed,
+                };
+                (labels, started, fit_work, began.elapsed())
+            })
+            .collect();
+        let (fit_work, all_work) = started_series
+            .iter()
+            .fold((0.0, 0.0), |(f, a), (_, _, fit, all)| {
+                (f + fit, a + all.as_secs_f64())
+            });
+        if all_work > 0.0 {
+            report.fit_seconds += block.elapsed().as_secs_f64() * (fit_work / all_work).min(1.0);
+        }
+        for (labels, started, _, _) in started_series {
+            match started {
+                Started::Resumed(t, taken) => {
                     report.resumed += 1;
                     report.points += taken;
                     self.tracked.insert(labels, t);
                 }
-                None => to_fit.push((labels, history)),
+                Started::Fitted(t, points) => {
+                    report.fitted += 1;
+                    report.points += points;
+                    self.tracked.insert(labels, t);
+                }
+                Started::Failed => {}
             }
-        }
-        let fit_started = Instant::now();
-        let fits: Vec<_> = to_fit
-            .into_par_iter()
-            // Histories not prepared above are prepared by their job.
-            .map(|(labels, history): (Labels, Result<Vec<Point>, Samples>)| {
-                let history = history.unwrap_or_else(|raw| prepare(q, raw));
-                let fitted = new_tracked(qi, q, labels.clone(), &history);
-                (labels, fitted, history.len())
-            })
-            .collect();
-        report.fit_seconds += fit_started.elapsed().as_secs_f64();
-        for (labels, fitted, points) in fits {
-            let Ok(t) = fitted else {
-                continue;
-            };
-            report.fitted += 1;
-            report.points += points;
-            self.tracked.insert(labels, t);
         }
         let before = self.tracked.len();
         // A partial answer (a series lost to a corrupt chunk, a stream cut
@@ -825,6 +843,69 @@ pub(crate) mod tests {
         other.config.anomaly_model = "zscore".into();
         let mut e3 = Engine::new(vec![other], EngineOptions::default());
         assert_eq!(e3.restore(saved), 0);
+    }
+
+    #[test]
+    fn restored_series_resume_on_several_threads_as_on_one_and_broken_states_are_refitted() {
+        let store = Store::new(3_600_000, 10_000);
+        let hosts = |i: i64, spike: bool| -> Vec<Family> {
+            (0..30)
+                .map(|h| {
+                    let v = 1.0 + 0.1 * ((i * 7 + h) % 5) as f64;
+                    load(&format!("h{h}"), if spike && h == 4 { 9.0 } else { v })
+                })
+                .collect()
+        };
+        let mut e = Engine::new(vec![query(None)], EngineOptions::default());
+        for i in 0..40 {
+            store.ingest(i * 1000, &hosts(i, false));
+            e.cycle(&store, i * 1000);
+        }
+        let mut saved = e.snapshot();
+        assert_eq!(saved.len(), 30);
+        // Three states a model refuses: those series are fitted afresh.
+        let broken = persist::ModelState::new(&serde_json::json!({"no": "window"}));
+        for s in saved.iter_mut().filter(|s| {
+            let host = &s.labels.iter().find(|l| l.0 == "instance").unwrap().1;
+            ["h1", "h2", "h3"].contains(&host.as_str())
+        }) {
+            s.anomaly.1 = broken.clone();
+        }
+        store.ingest(40_000, &hosts(40, true));
+        e.cycle(&store, 40_000);
+        let published = |e: &Engine| format!("{:?}", crate::emit::families(e, Default::default()));
+        let restart_on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut e2 = Engine::new(vec![query(None)], EngineOptions::default());
+            assert_eq!(e2.restore(saved.clone()), 30);
+            let r = pool.install(|| e2.cycle(&store, 40_000));
+            assert_eq!(
+                (r.resumed, r.fitted, r.series),
+                (27, 3, 30),
+                "{threads} threads"
+            );
+            e2
+        };
+        let one = restart_on(1);
+        let four = restart_on(4);
+        assert_eq!(published(&one), published(&four));
+        // A resumed series goes on as the one that never stopped; the spike
+        // on h4 is judged by its restored model.
+        let by_host = |e: &Engine| -> HashMap<String, (f64, usize)> {
+            e.tracked()
+                .into_iter()
+                .map(|t| (instance(t), (t.score(), t.recent.len())))
+                .collect()
+        };
+        let (ran, back) = (by_host(&e), by_host(&four));
+        assert!(back["h4"].0 > 0.99, "{:?}", back["h4"]);
+        for h in (0..30).filter(|h| ![1, 2, 3].contains(h)) {
+            let host = format!("h{h}");
+            assert_eq!(ran[&host], back[&host], "{host}");
+        }
     }
 
     #[test]
