@@ -17,37 +17,49 @@ macro_rules! base64_floats {
         #[derive(Debug, Clone, PartialEq, Default)]
         pub struct $name(pub Vec<$float>);
 
+        impl $name {
+            /// The base64 text of `values`' bytes.
+            pub fn text(values: &[$float]) -> String {
+                let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                B64.encode(bytes)
+            }
+
+            /// The values in a base64 text, or why it holds none.
+            pub fn from_text(text: &str) -> Result<Vec<$float>, String> {
+                const SIZE: usize = std::mem::size_of::<$float>();
+                let bytes = B64
+                    .decode(text.as_bytes())
+                    .map_err(|e| format!("bad base64: {e}"))?;
+                if bytes.len() % SIZE != 0 {
+                    return Err(format!(
+                        "{} bytes is not a whole number of {} values",
+                        bytes.len(),
+                        stringify!($float)
+                    ));
+                }
+                Ok(bytes
+                    .chunks_exact(SIZE)
+                    .map(|c| {
+                        let mut b = [0; SIZE];
+                        b.copy_from_slice(c);
+                        <$float>::from_le_bytes(b)
+                    })
+                    .collect())
+            }
+        }
+
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let bytes: Vec<u8> = self.0.iter().flat_map(|x| x.to_le_bytes()).collect();
-                s.serialize_str(&B64.encode(bytes))
+                s.serialize_str(&$name::text(&self.0))
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                const SIZE: usize = std::mem::size_of::<$float>();
                 let text = String::deserialize(d)?;
-                let bytes = B64
-                    .decode(text.as_bytes())
-                    .map_err(|e| serde::de::Error::custom(format!("bad base64: {e}")))?;
-                if bytes.len() % SIZE != 0 {
-                    return Err(serde::de::Error::custom(format!(
-                        "{} bytes is not a whole number of {} values",
-                        bytes.len(),
-                        stringify!($float)
-                    )));
-                }
-                Ok($name(
-                    bytes
-                        .chunks_exact(SIZE)
-                        .map(|c| {
-                            let mut b = [0; SIZE];
-                            b.copy_from_slice(c);
-                            <$float>::from_le_bytes(b)
-                        })
-                        .collect(),
-                ))
+                $name::from_text(&text)
+                    .map($name)
+                    .map_err(serde::de::Error::custom)
             }
         }
     };
@@ -66,6 +78,41 @@ base64_floats!(
     F64s,
     f64
 );
+
+/// Serde form (`#[serde(with = ...)]`) of a `Vec<f64>` field saved as
+/// [`F64s`] text, which also reads the list of JSON numbers such fields
+/// held before 2026-12-06 (a model's online errors).
+pub mod f64s_or_list {
+    use super::F64s;
+    use serde::de::{Error, SeqAccess, Visitor};
+
+    /// Writes the values as [`F64s`] text.
+    pub fn serialize<S: serde::Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&F64s::text(values))
+    }
+
+    /// Reads [`F64s`] text or a list of numbers.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = Vec<f64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("base64 text of f64 values, or a list of numbers")
+            }
+            fn visit_str<E: Error>(self, text: &str) -> Result<Vec<f64>, E> {
+                F64s::from_text(text).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f64>, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(v) = seq.next_element()? {
+                    values.push(v);
+                }
+                Ok(values)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
 
 /// A run of equal spacings between consecutive times: `(spacing, count)`.
 pub type Run = (i64, u32);
@@ -140,6 +187,26 @@ mod tests {
         let err = serde_json::from_str::<F64s>("\"AAAAAA==\"").unwrap_err();
         assert!(err.to_string().contains("4 bytes"), "{err}");
         assert!(serde_json::from_str::<F64s>("\"not base64!\"").is_err());
+    }
+
+    #[test]
+    fn a_float_field_reads_its_text_and_the_old_list() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Holder {
+            #[serde(with = "f64s_or_list")]
+            xs: Vec<f64>,
+        }
+        let h = Holder {
+            xs: vec![0.1, -2.5, 1e300],
+        };
+        let text = serde_json::to_string(&h).unwrap();
+        assert!(text.contains(&F64s::text(&h.xs)), "{text}");
+        assert_eq!(serde_json::from_str::<Holder>(&text).unwrap(), h);
+        let old: Holder = serde_json::from_str(r#"{"xs": [0.1, -2.5, 1e300]}"#).unwrap();
+        assert_eq!(old, h);
+        let err = serde_json::from_str::<Holder>(r#"{"xs": "AAAA"}"#).unwrap_err();
+        assert!(err.to_string().contains("3 bytes"), "{err}");
+        assert!(serde_json::from_str::<Holder>(r#"{"xs": {"a": 1}}"#).is_err());
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub struct Refitting<F: Fitter> {
 struct Saved {
     seasons: Vec<usize>,
     window: Window,
-    #[serde(default)]
+    #[serde(default, with = "super::compact::f64s_or_list")]
     online: Vec<f64>,
     #[serde(default)]
     form: Option<String>,

@@ -72,6 +72,7 @@ struct View {
 struct Saved {
     season: usize,
     window: Window,
+    #[serde(with = "crate::model::compact::f64s_or_list")]
     online: Vec<f64>,
     spec: Option<Spec>,
     /// Points taken since the last estimate (absent in older state: a

@@ -101,6 +101,7 @@ struct Saved {
     points: Vec<Point>,
     params: Option<Params>,
     last_t: Option<i64>,
+    #[serde(with = "crate::model::compact::f64s_or_list")]
     online: Vec<f64>,
     #[serde(default)]
     recent: Vec<Point>,
