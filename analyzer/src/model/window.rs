@@ -53,7 +53,7 @@ pub struct Window {
     last_t: i64,
     /// The spacings between consecutive points, oldest first, as
     /// `(spacing, how many in a row)`; adjacent runs differ in spacing.
-    runs: VecDeque<(i64, u32)>,
+    runs: VecDeque<compact::Run>,
 }
 
 /// The saved form: `compact` since 2026-12-06; before, the points, and
@@ -77,7 +77,7 @@ struct Compact {
     /// Time of the oldest point.
     first_t: i64,
     /// Spacings between consecutive points as `[spacing, count]` runs.
-    runs: Vec<(i64, u32)>,
+    runs: Vec<compact::Run>,
     /// Position of the oldest value in its block.
     phase: u64,
     bases: Vec<f64>,

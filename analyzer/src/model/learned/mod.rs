@@ -21,7 +21,7 @@ pub mod features;
 pub mod iforest;
 pub mod lstm;
 pub mod multivariate;
-pub(crate) mod nn;
+mod nn;
 pub mod ocsvm;
 
 use features::{FeatureSpec, Scaler};
