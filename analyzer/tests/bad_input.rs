@@ -183,9 +183,21 @@ fn a_corrupt_series_is_lost_alone_and_counted_and_a_bad_answer_keeps_state() {
     .unwrap();
     let (an, port) = start_analyzer(&file, dir.path(), &[]);
     let corrupt = "imd_read_problems_total{source=\"fake\",query=\"q\",reason=\"corrupt_chunk\"}";
-    wait_for("the good series to be scored", 30, || {
-        scored_jobs(&metrics_body(port)) == ["a", "z"]
+    // Polled by hand rather than with `wait_for`, so that a timeout shows
+    // the analyzer's log (this wait timed out once in a cold CI run,
+    // 2026-12-06, and passed on every rerun).
+    let scored = (0..300).any(|_| {
+        let done = scored_jobs(&metrics_body(port)) == ["a", "z"];
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
     });
+    assert!(
+        scored,
+        "timed out after 30 s waiting for the good series to be scored; analyzer log:\n{}",
+        an.stderr()
+    );
     let m = metrics_body(port);
     let n = sample_value(&m, corrupt).expect("corrupt chunks counted");
     assert!(n >= 1.0, "{n}");
