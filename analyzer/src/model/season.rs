@@ -101,6 +101,53 @@ fn acf(y: &[f64], lag: usize, var: f64) -> f64 {
     s / (y.len() - lag) as f64 / var
 }
 
+/// Most lags whose lagged products [`lagged_products`] sums directly: past
+/// this many, one pass over the series per lag costs more than the FFT.
+const DIRECT_LAGS: usize = 32;
+
+/// Sums of lagged products `Σₜ y[t]·y[t + k]` of `y` for every lag `k` in
+/// `0..=max_lag` (up to the series' length): the autocovariances every lag
+/// below a season, which Theta's seasonality test reads. A few lags are
+/// summed directly; many go through the FFT (the autocorrelation is the
+/// inverse transform of the power spectrum), where a daily season of
+/// one-minute samples would take 1,440 passes over four days of points
+/// (a full fit of `theta` took 12 ms, nearly all of it here).
+pub(super) fn lagged_products(y: &[f64], max_lag: usize) -> Vec<f64> {
+    use rustfft::{FftPlanner, num_complex::Complex};
+    use std::cell::RefCell;
+    thread_local! {
+        // Plans (and their twiddle factors) kept per length, per thread.
+        static PLANNER: RefCell<FftPlanner<f64>> = RefCell::new(FftPlanner::new());
+    }
+    let n = y.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let lags = max_lag.min(n - 1) + 1;
+    if lags <= DIRECT_LAGS {
+        return (0..lags)
+            .map(|k| y.iter().zip(&y[k..]).map(|(a, b)| a * b).sum())
+            .collect();
+    }
+    // Zero padding past `n + lags` keeps the circular products of the
+    // transform from wrapping into the lags asked for.
+    let size = (n + lags).next_power_of_two();
+    let mut buf: Vec<Complex<f64>> = y
+        .iter()
+        .map(|v| Complex::new(*v, 0.0))
+        .chain(std::iter::repeat(Complex::new(0.0, 0.0)))
+        .take(size)
+        .collect();
+    let (forward, inverse) =
+        PLANNER.with_borrow_mut(|p| (p.plan_fft_forward(size), p.plan_fft_inverse(size)));
+    forward.process(&mut buf);
+    for c in &mut buf {
+        *c = Complex::new(c.norm_sqr(), 0.0);
+    }
+    inverse.process(&mut buf);
+    buf[..lags].iter().map(|c| c.re / size as f64).collect()
+}
+
 /// `y` minus its least-squares line.
 fn detrend(y: &[f64]) -> Vec<f64> {
     let n = y.len() as f64;
@@ -130,19 +177,41 @@ fn diff_var(y: &[f64], lag: usize) -> f64 {
         return f64::INFINITY;
     }
     let m = (y.len() - lag) as f64;
-    let (mut s, mut s2) = (0.0, 0.0);
-    for (a, b) in y.iter().zip(&y[lag..]) {
+    // Sums kept in `LANES` interleaved parts, which the compiler turns
+    // into vector instructions (one running sum cannot be: each addition
+    // waits for the last). Season detection calls this for hundreds of
+    // lags around each candidate period.
+    const LANES: usize = 8;
+    let (early, late) = (&y[..y.len() - lag], &y[lag..]);
+    let (mut s, mut s2) = ([0.0; LANES], [0.0; LANES]);
+    let mut add = |lane: usize, a: f64, b: f64| {
         let d = b - a;
-        s += d;
-        s2 += d * d;
+        s[lane] += d;
+        s2[lane] += d * d;
+    };
+    let whole = early.len() / LANES * LANES;
+    for (a, b) in early[..whole]
+        .chunks_exact(LANES)
+        .zip(late[..whole].chunks_exact(LANES))
+    {
+        for lane in 0..LANES {
+            add(lane, a[lane], b[lane]);
+        }
     }
+    for (lane, (a, b)) in early[whole..].iter().zip(&late[whole..]).enumerate() {
+        add(lane, *a, *b);
+    }
+    let (s, s2): (f64, f64) = (s.iter().sum(), s2.iter().sum());
     s2 / m - (s / m).powi(2)
 }
 
 /// The lag in `lo..=hi` where the series is most like itself shifted
 /// ([`diff_var`]), with its autocorrelation.
 fn best_lag(y: &[f64], var: f64, lo: usize, hi: usize) -> Option<(usize, f64)> {
-    let l = (lo..=hi).min_by(|a, b| diff_var(y, *a).total_cmp(&diff_var(y, *b)))?;
+    let l = (lo..=hi)
+        .map(|l| (l, diff_var(y, l)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?
+        .0;
     Some((l, acf(y, l, var)))
 }
 
@@ -176,12 +245,30 @@ pub(super) fn classical_indices(y: &[f64], m: usize, multiplicative: bool) -> Ve
     let half = m / 2;
     let mut sums = vec![0.0; m];
     let mut counts = vec![0usize; m];
-    for t in half..n.saturating_sub(half) {
-        let trend = if m % 2 == 0 {
-            (0.5 * y[t - half] + y[t + 1 - half..t + half].iter().sum::<f64>() + 0.5 * y[t + half])
-                / m as f64
+    // The moving average's inner terms (those of full weight), summed
+    // anew once a cycle and moved on by one point in between: one pass
+    // over the series rather than one per point (a daily season of
+    // one-minute samples is 1,440 terms), with rounding that cannot build
+    // up over more than a cycle.
+    let inner = |t: usize| {
+        if m % 2 == 0 {
+            t + 1 - half..t + half
         } else {
-            y[t - half..=t + half].iter().sum::<f64>() / m as f64
+            t - half..t + half + 1
+        }
+    };
+    let mut window = 0.0;
+    for t in half..n.saturating_sub(half) {
+        let span = inner(t);
+        if (t - half) % m == 0 {
+            window = y[span].iter().sum::<f64>();
+        } else {
+            window += y[span.end - 1] - y[span.start - 1];
+        }
+        let trend = if m % 2 == 0 {
+            (0.5 * y[t - half] + window + 0.5 * y[t + half]) / m as f64
+        } else {
+            window / m as f64
         };
         let d = if multiplicative {
             y[t] / trend
@@ -292,6 +379,80 @@ pub fn detect(values: &[f64]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_sums_give_the_moving_average_and_differences_of_direct_ones() {
+        let y = wave(1000, &[(57, 1.0)], 1.0);
+        for m in [2, 3, 12, 24, 25, 144, 333] {
+            for multiplicative in [false, true] {
+                // Each point's centred moving average summed from scratch.
+                let half = m / 2;
+                let (mut sums, mut counts) = (vec![0.0; m], vec![0usize; m]);
+                for t in half..y.len() - half {
+                    let trend = if m % 2 == 0 {
+                        (0.5 * y[t - half]
+                            + y[t + 1 - half..t + half].iter().sum::<f64>()
+                            + 0.5 * y[t + half])
+                            / m as f64
+                    } else {
+                        y[t - half..=t + half].iter().sum::<f64>() / m as f64
+                    };
+                    sums[t % m] += if multiplicative {
+                        y[t] / trend
+                    } else {
+                        y[t] - trend
+                    };
+                    counts[t % m] += 1;
+                }
+                let direct: Vec<f64> = sums
+                    .iter()
+                    .zip(&counts)
+                    .map(|(s, c)| s / *c as f64)
+                    .collect();
+                let mean = direct.iter().sum::<f64>() / m as f64;
+                let got = classical_indices(&y, m, multiplicative);
+                for (k, (g, d)) in got.iter().zip(&direct).enumerate() {
+                    let want = if multiplicative { d / mean } else { d - mean };
+                    assert!((g - want).abs() < 1e-12, "m {m} index {k}: {g} vs {want}");
+                }
+            }
+        }
+        for lag in [1, 5, 8, 9, 17, 500, 999] {
+            let d: Vec<f64> = y.iter().zip(&y[lag..]).map(|(a, b)| b - a).collect();
+            let k = d.len() as f64;
+            let mean = d.iter().sum::<f64>() / k;
+            let want = d.iter().map(|v| v * v).sum::<f64>() / k - mean * mean;
+            assert!((diff_var(&y, lag) - want).abs() < 1e-12, "lag {lag}");
+        }
+        assert_eq!(diff_var(&y, 1000), f64::INFINITY);
+    }
+
+    #[test]
+    fn lagged_products_through_the_fft_are_the_direct_sums() {
+        for (n, max_lag) in [
+            (1, 5),
+            (7, 40),
+            (100, 33),
+            (500, 250),
+            (1000, 999),
+            (5761, 1440),
+        ] {
+            let y = wave(n, &[(57, 1.0)], 1.0);
+            let mean = y.iter().sum::<f64>() / n as f64;
+            let y: Vec<f64> = y.iter().map(|v| v - mean).collect();
+            let got = lagged_products(&y, max_lag);
+            assert_eq!(got.len(), max_lag.min(n - 1) + 1, "n {n}");
+            let scale = got[0];
+            for (k, g) in got.iter().enumerate() {
+                let want: f64 = y.iter().zip(&y[k..]).map(|(a, b)| a * b).sum();
+                assert!(
+                    (g - want).abs() <= 1e-10 * scale,
+                    "n {n} lag {k}: {g} vs {want}"
+                );
+            }
+        }
+        assert!(lagged_products(&[], 3).is_empty());
+    }
 
     fn wave(n: usize, periods: &[(usize, f64)], noise: f64) -> Vec<f64> {
         let mut s: u64 = 7;

@@ -15,7 +15,7 @@
 
 use super::ModelParams;
 use super::refit::{Fitted, Fitter, Refitting};
-use super::season::classical_indices;
+use super::season::{classical_indices, lagged_products};
 
 /// The Theta fitter.
 pub struct ThetaFitter;
@@ -138,8 +138,11 @@ fn fit(y: &[f64], seasons: &[usize]) -> Result<ThetaFitted, String> {
     // whole Theta forecast (level plus drift) on the original scale.
     let mut level = l0;
     let mut errors = Vec::with_capacity(n);
+    // (1 − α)^t
+    let mut decay = 1.0;
     for (t, v) in adj.iter().enumerate() {
-        let pred = level + 0.5 * slope * (1.0 - (1.0 - alpha).powi(t as i32)) / alpha;
+        let pred = level + 0.5 * slope * (1.0 - decay) / alpha;
+        decay *= 1.0 - alpha;
         let pred = seasonal.as_ref().map_or(pred, |s| s.restore(t, pred));
         if t > 0 {
             errors.push(y[t] - pred);
@@ -160,17 +163,27 @@ fn fit(y: &[f64], seasons: &[usize]) -> Result<ThetaFitted, String> {
 }
 
 impl ThetaFitted {
-    /// Mean `h` (≥ 1) steps after the fitted data, as Hyndman and Billah
+    /// Means 1..=`h` steps after the fitted data, as Hyndman and Billah
     /// (and R's `forecast::thetaf`) give it: the SES forecast plus half the
     /// slope times `h − 1 + (1 − (1 − α)ⁿ) / α`.
-    fn mean(&self, h: usize) -> f64 {
+    fn means(&self, h: usize) -> Vec<f64> {
         let a = self.alpha;
-        let drift = (h as f64 - 1.0) + (1.0 - (1.0 - a).powi(self.n as i32)) / a;
-        let m = self.level + 0.5 * self.slope * drift;
-        match &self.seasonal {
-            Some(s) => s.restore(self.n + h - 1, m),
-            None => m,
-        }
+        let start = (1.0 - (1.0 - a).powi(self.n as i32)) / a;
+        (1..=h)
+            .map(|k| {
+                let m = self.level + 0.5 * self.slope * (k as f64 - 1.0 + start);
+                match &self.seasonal {
+                    Some(s) => s.restore(self.n + k - 1, m),
+                    None => m,
+                }
+            })
+            .collect()
+    }
+
+    /// The mean `h` (≥ 1) steps after the fitted data.
+    #[cfg(test)]
+    fn mean(&self, h: usize) -> f64 {
+        self.means(h)[h - 1]
     }
 }
 
@@ -178,7 +191,7 @@ impl Fitted for ThetaFitted {
     /// Standard errors are relative (only their growth with the horizon is
     /// used): SES's `√(1 + (h − 1)α²)`.
     fn predict(&self, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-        let mean: Vec<f64> = (1..=h).map(|k| self.mean(k)).collect();
+        let mean = self.means(h);
         if mean.iter().any(|v| !v.is_finite()) {
             return None;
         }
@@ -232,7 +245,8 @@ fn is_seasonal(y: &[f64], m: usize) -> bool {
     if var <= 0.0 {
         return false;
     }
-    let r = |k: usize| c.iter().zip(&c[k..]).map(|(a, b)| a * b).sum::<f64>() / var;
+    let products = lagged_products(&c, m);
+    let r = |k: usize| products[k] / var;
     let sum_sq: f64 = (1..m).map(|k| r(k).powi(2)).sum();
     let se = ((1.0 + 2.0 * sum_sq) / n as f64).sqrt();
     r(m).abs() / se > SEASONAL_Z
@@ -311,8 +325,9 @@ fn best_alpha(y: &[f64]) -> f64 {
     let sse = |a: f64| ses_sse(y, a).1;
     let best = (0..=GRID)
         .map(|i| lo + step * i as f64)
-        .min_by(|a, b| sse(*a).total_cmp(&sse(*b)))
-        .unwrap_or(0.5);
+        .map(|a| (a, sse(a)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0.5, |(a, _)| a);
     let (mut a, mut b) = ((best - step).max(lo), (best + step).min(hi));
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - g * (b - a);
