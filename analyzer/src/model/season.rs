@@ -97,8 +97,13 @@ fn acf(y: &[f64], lag: usize, var: f64) -> f64 {
     if lag >= y.len() || var <= 0.0 {
         return 0.0;
     }
-    let s: f64 = y.iter().zip(&y[lag..]).map(|(a, b)| a * b).sum();
+    let s = lagged_product(y, lag);
     s / (y.len() - lag) as f64 / var
+}
+
+/// `Σₜ y[t]·y[t + lag]`, summed directly (`lag` below `y`'s length).
+fn lagged_product(y: &[f64], lag: usize) -> f64 {
+    y.iter().zip(&y[lag..]).map(|(a, b)| a * b).sum()
 }
 
 /// Most lags whose lagged products [`lagged_products`] sums directly: past
@@ -125,9 +130,7 @@ pub(super) fn lagged_products(y: &[f64], max_lag: usize) -> Vec<f64> {
     }
     let lags = max_lag.min(n - 1) + 1;
     if lags <= DIRECT_LAGS {
-        return (0..lags)
-            .map(|k| y.iter().zip(&y[k..]).map(|(a, b)| a * b).sum())
-            .collect();
+        return (0..lags).map(|k| lagged_product(y, k)).collect();
     }
     // Zero padding past `n + lags` keeps the circular products of the
     // transform from wrapping into the lags asked for.
