@@ -454,6 +454,7 @@ mod tests {
         a.load(shared.clone()).unwrap();
         b.load(own).unwrap();
         assert!(a.judge.shares_window() && b.judge.shares_window());
+        let a_judge_score_at_450 = a.judge.score(h[450]);
         for (k, p) in h[450..].iter().enumerate() {
             // Each window rounds values by its own blocks (model::window).
             let (x, y) = (a.score(*p), b.score(*p));
@@ -462,11 +463,13 @@ mod tests {
             a.update(*p);
             b.update(*p);
         }
-        // Loaded alone, where no window is there to read, the judge's
-        // window grows again and refits once it holds enough points.
+        // Loaded alone, where no window is there to read, the judge
+        // scores with its saved fit, its window grows again, and it
+        // refits on that once it holds enough points.
         let mut alone = super::judge(&ModelParams::default());
         alone.load(shared["judge"].clone()).unwrap();
-        assert!(alone.forecast(1, 0.5).is_none());
+        assert!(alone.forecast(1, 0.5).is_some());
+        assert_eq!(alone.score(h[450]), a_judge_score_at_450);
         for p in &h[450..] {
             alone.update(*p);
         }

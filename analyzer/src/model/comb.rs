@@ -14,6 +14,8 @@
 //! (see `ets::Follower`) stays anchored at the refit, and its forecasts
 //! are read that many steps further out.
 
+use serde::{Deserialize, Serialize};
+
 use super::ModelParams;
 use super::mstl::MstlFitter;
 use super::refit::{Fitted, Fitter, PREDICTED, Refitting};
@@ -68,15 +70,51 @@ impl Fitter for CombFitter {
         } else {
             None
         };
-        Ok(Box::new(CombFitted {
-            theta: ThetaFitter.fit(y, seasons, None)?,
+        Ok(CombFitted::of(ThetaFitter.fit(y, seasons, None)?, mstl, 0))
+    }
+
+    fn restore(&self, saved: serde_json::Value) -> Result<Box<dyn Fitted>, String> {
+        let s: SavedComb = serde_json::from_value(saved).map_err(|e| format!("comb fit: {e}"))?;
+        if s.mstl_behind > super::refit::MAX_SAVED_COUNT {
+            return Err(format!("comb fit: MSTL {} points behind", s.mstl_behind));
+        }
+        let mstl = s.mstl.map(|m| MstlFitter.restore(m)).transpose()?;
+        Ok(CombFitted::of(
+            ThetaFitter.restore(s.theta)?,
+            mstl,
+            s.mstl_behind,
+        ))
+    }
+}
+
+/// A [`CombFitted`] as saved: its members' saved fits.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedComb {
+    theta: serde_json::Value,
+    #[serde(default)]
+    mstl: Option<serde_json::Value>,
+    #[serde(default)]
+    mstl_behind: usize,
+}
+
+impl CombFitted {
+    /// The combination of the members, MSTL `mstl_behind` points behind
+    /// Theta.
+    fn of(
+        theta: Box<dyn Fitted>,
+        mstl: Option<Box<dyn Fitted>>,
+        mstl_behind: usize,
+    ) -> Box<dyn Fitted> {
+        Box::new(CombFitted {
+            theta,
             mstl_ahead: mstl
                 .as_ref()
                 .filter(|m| !m.stays_current())
                 .and_then(|m| m.predict(2 * PREDICTED)),
             mstl,
-            mstl_behind: 0,
-        }))
+            mstl_behind,
+        })
     }
 }
 
@@ -152,6 +190,20 @@ impl Fitted for CombFitted {
     /// seasons of 24 points refit every season at either pace.)
     fn stays_current(&self) -> bool {
         self.mstl.as_ref().is_some_and(|m| m.stays_current())
+    }
+
+    /// When both members can be saved.
+    fn saved(&self) -> Option<serde_json::Value> {
+        let mstl = match &self.mstl {
+            Some(m) => Some(m.saved()?),
+            None => None,
+        };
+        serde_json::to_value(SavedComb {
+            theta: self.theta.saved()?,
+            mstl,
+            mstl_behind: self.mstl_behind,
+        })
+        .ok()
     }
 }
 

@@ -13,6 +13,7 @@
 
 use augurs::ets::{AutoETS, FittedAutoETS};
 use augurs::{Fit, Predict};
+use serde::{Deserialize, Serialize};
 
 use super::ModelParams;
 use super::holt_winters::{self, Form, HoltWinters};
@@ -102,6 +103,26 @@ impl Fitter for EtsFitter {
             (Err(e), None) => Err(e),
         }
     }
+
+    fn restore(&self, saved: serde_json::Value) -> Result<Box<dyn Fitted>, String> {
+        let model = match serde_json::from_value(saved).map_err(|e| format!("ets fit: {e}"))? {
+            SavedEts::Plain(f) => EtsModel::Plain(Box::new(Following::restored(f)?)),
+            SavedEts::Seasonal(hw) => EtsModel::Seasonal(HoltWinters::restored(hw)?),
+        };
+        Ok(Box::new(EtsFitted {
+            model,
+            residuals: Vec::new(),
+        }))
+    }
+}
+
+/// An [`EtsFitted`] as saved: its non-seasonal form when that follows
+/// the points without augurs' fit, or its seasonal one.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SavedEts {
+    Plain(SavedFollowing),
+    Seasonal(holt_winters::Saved),
 }
 
 fn seasonal(mut hw: HoltWinters) -> Box<dyn Fitted> {
@@ -248,6 +269,29 @@ impl Fitted for EtsFitted {
             EtsModel::Seasonal(_) => true,
         }
     }
+
+    fn saved(&self) -> Option<serde_json::Value> {
+        let saved = match &self.model {
+            EtsModel::Plain(m) => SavedEts::Plain(m.saved()?),
+            EtsModel::Seasonal(m) => SavedEts::Seasonal(m.saved()),
+        };
+        serde_json::to_value(saved).ok()
+    }
+}
+
+/// A [`Following`] that needs no augurs fit, as saved: its form, weights,
+/// state and one-step error variance.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SavedFollowing {
+    form: String,
+    parameters: usize,
+    alpha: f64,
+    beta: f64,
+    phi: f64,
+    level: f64,
+    trend: f64,
+    sigma2: f64,
 }
 
 /// A fitted ETS model that takes the points after its fit, where its
@@ -325,6 +369,65 @@ impl Following {
     /// Parameters estimated (see [`parameters_of`]).
     pub(super) fn parameters(&self) -> usize {
         self.parameters
+    }
+
+    /// Its saved form, when it forecasts without augurs' fit (with the
+    /// weights read back and standard errors worked out here).
+    pub(super) fn saved(&self) -> Option<SavedFollowing> {
+        let (None, Some(f), Some(sigma2)) = (&self.model, &self.follower, self.sigma2) else {
+            return None;
+        };
+        Some(SavedFollowing {
+            form: self.form.clone(),
+            parameters: self.parameters,
+            alpha: f.alpha,
+            beta: f.beta,
+            phi: f.phi,
+            level: f.level,
+            trend: f.trend,
+            sigma2,
+        })
+    }
+
+    /// A model saved by [`Following::saved`], refused unless it is one a
+    /// fit gives: a non-seasonal form without a multiplicative trend,
+    /// weights within their ranges, finite states and variance.
+    pub(super) fn restored(s: SavedFollowing) -> Result<Following, String> {
+        let trended = match s.form.as_str() {
+            "ANN" | "MNN" => false,
+            "AAN" | "MAN" | "AAdN" | "MAdN" => true,
+            other => return Err(format!("ets fit: form {other:?} is not one that follows")),
+        };
+        let unit = -1e-6..=1.0 + 1e-6;
+        let finite = [s.level, s.trend, s.sigma2].iter().all(|v| v.is_finite());
+        if !(unit.contains(&s.alpha)
+            && unit.contains(&s.beta)
+            && s.phi > 0.0
+            && unit.contains(&s.phi)
+            && finite
+            && s.sigma2 >= 0.0
+            && (trended || s.trend == 0.0))
+        {
+            return Err(format!(
+                "ets fit: alpha {}, beta {}, phi {}, level {}, trend {}, sigma2 {}",
+                s.alpha, s.beta, s.phi, s.level, s.trend, s.sigma2
+            ));
+        }
+        Ok(Following {
+            model: None,
+            form: s.form,
+            parameters: s.parameters,
+            follower: Some(Follower {
+                alpha: s.alpha,
+                beta: s.beta,
+                phi: s.phi,
+                level: s.level,
+                trend: s.trend,
+                trended,
+            }),
+            se: Vec::new(),
+            sigma2: Some(s.sigma2),
+        })
     }
 
     /// Whether it takes points after the fit.
@@ -821,9 +924,9 @@ mod tests {
             v: 50.0 - 10.0 * (std::f64::consts::TAU * 400.0 / 24.0).sin(),
         };
         assert!(m.score(off) > 0.999, "{}", m.score(off));
-        // Saved and loaded, it keeps the seasonal form and forecasts much
-        // alike: loading refits the saved window, whose newest points the
-        // original took one by one since its last refit.
+        // Saved and loaded, it keeps the seasonal form and its forecasts:
+        // the fit is saved whole (its states after the points it took one
+        // by one since its last refit).
         let mut loaded = new(ModelParams::default());
         loaded.load(m.save()).unwrap();
         assert_eq!(loaded.form(), m.form());
@@ -831,9 +934,7 @@ mod tests {
             m.forecast(24, 0.95).unwrap(),
             loaded.forecast(24, 0.95).unwrap(),
         );
-        for (x, y) in a.mean.iter().zip(&b.mean) {
-            assert!((x - y).abs() < 1e-3 * x.abs(), "{x} vs {y}");
-        }
+        assert_eq!(a, b);
         // Seasons the fitted points cannot hold three cycles of are not
         // used (nor kept, so the window does not grow for them).
         assert_eq!(EtsFitter.seasons_used(vec![24, 168]), vec![24]);

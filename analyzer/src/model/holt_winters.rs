@@ -30,6 +30,9 @@
 use argmin::core::{CostFunction, Executor};
 use argmin::solver::neldermead::NelderMead;
 
+use serde::{Deserialize, Serialize};
+
+use super::compact::F64s;
 use super::season::classical_indices;
 use super::theta::ols_slope;
 
@@ -474,7 +477,86 @@ pub(super) fn search(y: &[f64], m: usize) -> Option<HoltWinters> {
         .min_by(|a, b| a.aicc.total_cmp(&b.aicc))
 }
 
+/// A [`HoltWinters`] fit as saved (its residuals are taken by then).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Saved {
+    form: String,
+    alpha: f64,
+    beta: f64,
+    gamma: f64,
+    phi: f64,
+    level: f64,
+    slope: f64,
+    season: F64s,
+    next: usize,
+    sigma2: f64,
+    aicc: f64,
+    parameters: usize,
+}
+
 impl HoltWinters {
+    /// The fit as saved state.
+    pub(super) fn saved(&self) -> Saved {
+        let s = &self.s;
+        Saved {
+            form: self.form.name().to_string(),
+            alpha: s.alpha,
+            beta: s.beta,
+            gamma: s.gamma,
+            phi: s.phi,
+            level: s.level,
+            slope: s.slope,
+            season: F64s(s.season.clone()),
+            next: self.next,
+            sigma2: self.sigma2,
+            aicc: self.aicc,
+            parameters: self.parameters,
+        }
+    }
+
+    /// A fit saved by [`HoltWinters::saved`], refused unless its form is
+    /// one of these, its weights are within 0 and 1, and its states and
+    /// variance are finite, with `next` a position in the cycle.
+    pub(super) fn restored(v: Saved) -> Result<HoltWinters, String> {
+        let form = Form::of_name(&v.form)
+            .ok_or_else(|| format!("ets fit: {:?} is not a seasonal form", v.form))?;
+        let unit = 0.0..=1.0;
+        let weights = [v.alpha, v.beta, v.gamma, v.phi]
+            .iter()
+            .all(|w| unit.contains(w));
+        let finite = [v.level, v.slope, v.sigma2]
+            .iter()
+            .chain(&v.season.0)
+            .all(|x| x.is_finite());
+        let m = v.season.0.len();
+        if !weights || !finite || v.sigma2 < 0.0 || m < 2 || v.next >= m {
+            return Err(format!(
+                "ets fit: {} weights {:?}, {m} seasonal states, next {}",
+                v.form,
+                [v.alpha, v.beta, v.gamma, v.phi],
+                v.next
+            ));
+        }
+        Ok(HoltWinters {
+            form,
+            s: Smoothing {
+                alpha: v.alpha,
+                beta: v.beta,
+                gamma: v.gamma,
+                phi: v.phi,
+                level: v.level,
+                slope: v.slope,
+                season: v.season.0,
+            },
+            next: v.next,
+            sigma2: v.sigma2,
+            aicc: v.aicc,
+            parameters: v.parameters,
+            residuals: Vec::new(),
+        })
+    }
+
     /// The form in ETS notation (`"AAdA"`).
     pub(super) fn form(&self) -> &'static str {
         self.form.name()

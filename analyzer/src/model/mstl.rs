@@ -13,9 +13,11 @@
 //! ([`ets::FIT_TAIL`]).
 
 use augurs::mstl::stlrs::MstlParams;
+use serde::{Deserialize, Serialize};
 
 use super::ModelParams;
-use super::ets::{self, Following, fit_auto_ets, in_sample_errors};
+use super::compact::F32s;
+use super::ets::{self, Following, SavedFollowing, fit_auto_ets, in_sample_errors};
 use super::refit::{Fitted, Fitter, Refitting};
 
 /// The MSTL fitter.
@@ -102,6 +104,42 @@ impl Fitter for MstlFitter {
             residuals,
         }))
     }
+
+    /// An MSTL fit, or the ETS fit of a series without seasons.
+    fn restore(&self, saved: serde_json::Value) -> Result<Box<dyn Fitted>, String> {
+        let s: SavedMstl = match serde_json::from_value(saved.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                return ets::EtsFitter
+                    .restore(saved)
+                    .map_err(|ets| format!("mstl fit: {e}; nor {ets}"));
+            }
+        };
+        if s.cycles.is_empty() || s.cycles.iter().any(|c| c.0.len() < 2) {
+            return Err("mstl fit: a seasonal cycle shorter than two points".into());
+        }
+        if s.cycles.iter().flat_map(|c| &c.0).any(|v| !v.is_finite()) {
+            return Err("mstl fit: a seasonal value is not finite".into());
+        }
+        if s.taken > super::refit::MAX_SAVED_COUNT {
+            return Err(format!("mstl fit: {} points taken", s.taken));
+        }
+        Ok(Box::new(MstlFitted {
+            trend: Following::restored(s.trend)?,
+            cycles: s.cycles.into_iter().map(|c| c.0).collect(),
+            taken: s.taken,
+            residuals: Vec::new(),
+        }))
+    }
+}
+
+/// An [`MstlFitted`] as saved, when its trend model needs no augurs fit.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedMstl {
+    trend: SavedFollowing,
+    cycles: Vec<F32s>,
+    taken: usize,
 }
 
 /// The in-sample errors from `from` on if each seasonal component had been
@@ -176,6 +214,15 @@ impl Fitted for MstlFitted {
     /// The trend model's (the decomposition is a smoother, not a fit).
     fn parameters(&self) -> usize {
         self.trend.parameters()
+    }
+
+    fn saved(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(SavedMstl {
+            trend: self.trend.saved()?,
+            cycles: self.cycles.iter().map(|c| F32s(c.clone())).collect(),
+            taken: self.taken,
+        })
+        .ok()
     }
 }
 

@@ -6,7 +6,10 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::calibrate::Calibration;
+use super::compact::F32s;
 use super::window::{median_and_robust_sigma, spread_floor};
 use super::{score_from_z, z_for_level};
 
@@ -66,8 +69,11 @@ pub fn small_sample_widening(n: usize, k: usize, level: f64) -> f64 {
 }
 
 /// Errors of a forecaster on its history (one step ahead, or one season
-/// ahead for the seasonal naive), summarised.
-#[derive(Debug, Clone, PartialEq)]
+/// ahead for the seasonal naive), summarised. Saved with a fit that is
+/// saved whole (see `refit`), as the summary itself: the errors it came
+/// from are not kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SavedErrors", into = "SavedErrors")]
 pub struct Errors {
     /// Robust standard deviation: 1.4826 × median absolute error (centred).
     pub sigma: f64,
@@ -152,6 +158,49 @@ impl Errors {
             return f64::from(self.abs[n - 1]).max(z_for_level(level) * self.rms);
         }
         f64::from(self.abs[k.max(1) - 1]).max(spread_floor(self.rms))
+    }
+}
+
+/// [`Errors`] as saved: the sorted errors as base64 bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedErrors {
+    sigma: f64,
+    rms: f64,
+    abs: F32s,
+    own: Option<Calibration>,
+}
+
+impl From<Errors> for SavedErrors {
+    fn from(e: Errors) -> SavedErrors {
+        SavedErrors {
+            sigma: e.sigma,
+            rms: e.rms,
+            abs: F32s(e.abs),
+            own: e.own,
+        }
+    }
+}
+
+impl TryFrom<SavedErrors> for Errors {
+    type Error = String;
+
+    /// Refuses what [`Errors::new`] never makes: a scale that is not
+    /// positive, errors that are negative, not finite or out of order.
+    fn try_from(s: SavedErrors) -> Result<Errors, String> {
+        if !(s.sigma > 0.0 && s.sigma.is_finite() && s.rms > 0.0 && s.rms.is_finite()) {
+            return Err(format!("bad error scale: sigma {}, rms {}", s.sigma, s.rms));
+        }
+        let abs = s.abs.0;
+        if abs.iter().any(|e| !(e.is_finite() && *e >= 0.0)) || !abs.is_sorted() {
+            return Err("sorted errors are not finite, positive and in order".into());
+        }
+        Ok(Errors {
+            sigma: s.sigma,
+            abs,
+            rms: s.rms,
+            own: s.own,
+        })
     }
 }
 
@@ -274,6 +323,26 @@ impl OnlineErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_errors_load_as_they_were_and_impossible_ones_are_refused() {
+        let e: Vec<f64> = (0..300).map(|i| ((i * 7919) % 101) as f64 - 50.0).collect();
+        let errors = Errors::new(&e, 10.0);
+        let saved = serde_json::to_value(&errors).unwrap();
+        let back: Errors = serde_json::from_value(saved.clone()).unwrap();
+        assert_eq!(back, errors);
+        assert!(back.own.is_some() && back.abs.len() == 300);
+        let mut bad = saved.clone();
+        bad["sigma"] = serde_json::json!(0.0);
+        assert!(serde_json::from_value::<Errors>(bad).is_err());
+        // Out of order.
+        let mut bad = saved;
+        bad["abs"] = serde_json::json!(F32s::text(&[2.0, 1.0]));
+        let err = serde_json::from_value::<Errors>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("in order"), "{err}");
+    }
 
     #[test]
     fn robust_scale_and_empirical_quantile() {

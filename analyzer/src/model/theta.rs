@@ -13,7 +13,10 @@
 //! level follows every point, so each is judged against a one-step
 //! forecast.
 
+use serde::{Deserialize, Serialize};
+
 use super::ModelParams;
+use super::compact::F32s;
 use super::refit::{Fitted, Fitter, Refitting};
 use super::season::{classical_indices, lagged_products};
 
@@ -109,6 +112,77 @@ impl Fitter for ThetaFitter {
         _form: Option<&str>,
     ) -> Result<Box<dyn Fitted>, String> {
         Ok(Box::new(fit(y, seasons)?))
+    }
+
+    fn restore(&self, saved: serde_json::Value) -> Result<Box<dyn Fitted>, String> {
+        Ok(Box::new(ThetaFitted::restored(saved)?))
+    }
+}
+
+/// A [`ThetaFitted`] as saved (its errors are taken by then).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedTheta {
+    alpha: f64,
+    level: f64,
+    slope: f64,
+    n: usize,
+    /// Seasonal indices, when the fit has them.
+    #[serde(default)]
+    indices: Option<F32s>,
+    #[serde(default)]
+    multiplicative: bool,
+}
+
+impl ThetaFitted {
+    /// As [`Fitted::saved`] gives it.
+    fn saved(&self) -> SavedTheta {
+        SavedTheta {
+            alpha: self.alpha,
+            level: self.level,
+            slope: self.slope,
+            n: self.n,
+            indices: self.seasonal.as_ref().map(|s| F32s(s.idx.clone())),
+            multiplicative: self.seasonal.as_ref().is_some_and(|s| s.multiplicative),
+        }
+    }
+
+    /// A fit saved by [`Fitted::saved`], refused unless it is one a fit
+    /// makes: α within its range, finite states, indices finite (and
+    /// positive when they multiply).
+    fn restored(saved: serde_json::Value) -> Result<ThetaFitted, String> {
+        let s: SavedTheta = serde_json::from_value(saved).map_err(|e| format!("theta fit: {e}"))?;
+        let sound = (ALPHA_RANGE.0..=ALPHA_RANGE.1).contains(&s.alpha)
+            && s.level.is_finite()
+            && s.slope.is_finite()
+            && (1..=super::refit::MAX_SAVED_COUNT).contains(&s.n);
+        if !sound {
+            return Err(format!(
+                "theta fit: alpha {}, level {}, slope {}, n {}",
+                s.alpha, s.level, s.slope, s.n
+            ));
+        }
+        let seasonal = match s.indices {
+            Some(F32s(idx)) => {
+                let bad = |i: &f32| !i.is_finite() || (s.multiplicative && *i <= 0.0);
+                if idx.len() < 2 || idx.iter().any(bad) {
+                    return Err("theta fit: bad seasonal indices".into());
+                }
+                Some(Seasonal {
+                    idx,
+                    multiplicative: s.multiplicative,
+                })
+            }
+            None => None,
+        };
+        Ok(ThetaFitted {
+            alpha: s.alpha,
+            level: s.level,
+            slope: s.slope,
+            n: s.n,
+            seasonal,
+            errors: Vec::new(),
+        })
     }
 }
 
@@ -228,6 +302,10 @@ impl Fitted for ThetaFitted {
         self.level = self.alpha * adj + (1.0 - self.alpha) * self.level;
         self.n += 1;
         true
+    }
+
+    fn saved(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(ThetaFitted::saved(self)).ok()
     }
 }
 
