@@ -29,9 +29,9 @@ Run from the repository root (bench/run does it for you):
    gives the medians and the range of imd / curl, since single runs on a
    small machine vary by a fifth.
 6. Records Prometheus' streamed-chunks answer once and replays it from
-   memory (sendfile) to the client, with one decode thread and with one per
-   core: the client's speed when it has the cores to itself (as on a host of
-   its own), against what Prometheus serves on one stream.
+   memory (sendfile) to the client: the client's speed when it has the
+   cores to itself (as on a host of its own), against what Prometheus
+   serves on one stream.
 
 Prints a table and writes it to bench/out/remote_read-<date>.md. Python 3
 standard library only.
@@ -240,9 +240,9 @@ class Replay(http.server.BaseHTTPRequestHandler):
 
 
 def client_alone(args, base, req, work, info, selector, from_ms, to_ms):
-    """The chunks client reading a recorded answer replayed from memory,
-    with one decode thread and with one per core: how fast the client is
-    when it does not share the cores with Prometheus."""
+    """The chunks client reading a recorded answer replayed from memory:
+    how fast the client is when it does not share the cores with
+    Prometheus."""
     answer = os.path.join(work, "answer.bin")
     subprocess.run(["curl", "-sS", "--fail", "-o", answer,
                     "-H", "Content-Encoding: snappy", "-H", "Content-Type: application/x-protobuf",
@@ -252,29 +252,25 @@ def client_alone(args, base, req, work, info, selector, from_ms, to_ms):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    cores = os.cpu_count() or 1
     out = []
     try:
-        for threads in sorted({1, cores}):
-            runs = []
-            for _ in range(max(args.runs, 1)):
-                t0 = time.perf_counter()
-                r = subprocess.run([args.bin, "bench-read", "--url", url, "--selector", selector,
-                                    "--from", str(from_ms), "--to", str(to_ms), "--mode", "chunks",
-                                    "--decode-threads", str(threads)],
-                                   capture_output=True, text=True, check=True)
-                wall = time.perf_counter() - t0
-                imd = json.loads(r.stdout.strip().splitlines()[-1])
-                if imd["points"] != info["samples"]:
-                    raise RuntimeError(f"replayed answer: {imd['points']} points, expected {info['samples']}")
-                runs.append((imd["wall_seconds"], imd["cpu_seconds"], wall,
-                             imd["decode_wall_seconds"], imd["decode_cpu_seconds"]))
-            out.append({"threads": threads,
-                        "wall": statistics.median(x[0] for x in runs),
-                        "cpu": statistics.median(x[1] for x in runs),
-                        "decode_wall": statistics.median(x[3] for x in runs),
-                        "decode_cpu": statistics.median(x[4] for x in runs)})
-            print(f"chunks, replayed, {threads} decode thread(s): {out[-1]['wall']:.2f} s", flush=True)
+        runs = []
+        for _ in range(max(args.runs, 1)):
+            t0 = time.perf_counter()
+            r = subprocess.run([args.bin, "bench-read", "--url", url, "--selector", selector,
+                                "--from", str(from_ms), "--to", str(to_ms), "--mode", "chunks"],
+                               capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t0
+            imd = json.loads(r.stdout.strip().splitlines()[-1])
+            if imd["points"] != info["samples"]:
+                raise RuntimeError(f"replayed answer: {imd['points']} points, expected {info['samples']}")
+            runs.append((imd["wall_seconds"], imd["cpu_seconds"], wall,
+                         imd["decode_wall_seconds"], imd["decode_cpu_seconds"]))
+        out.append({"wall": statistics.median(x[0] for x in runs),
+                    "cpu": statistics.median(x[1] for x in runs),
+                    "decode_wall": statistics.median(x[3] for x in runs),
+                    "decode_cpu": statistics.median(x[4] for x in runs)})
+        print(f"chunks, replayed: {out[-1]['wall']:.2f} s", flush=True)
     finally:
         server.shutdown()
     return out
@@ -420,13 +416,13 @@ def main():
             "another host than Prometheus. 'Prometheus serves' is the chunks row's samples over its raw curl time "
             "(one stream takes Prometheus about one core).",
             "",
-            "| check threads | client s | client CPU s | samples/s | over what Prometheus serves "
+            "| client s | client CPU s | samples/s | over what Prometheus serves "
             f"({served / 1e6:.1f} M/s) | then decoded, s (CPU s) |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "|---:|---:|---:|---:|---:|",
         ]
         for a in alone:
             rate = n / a["wall"]
-            lines.append(f"| {a['threads']} | {a['wall']:.2f} | {a['cpu']:.2f} | {rate / 1e6:.1f} M | "
+            lines.append(f"| {a['wall']:.2f} | {a['cpu']:.2f} | {rate / 1e6:.1f} M | "
                          f"{rate / served:.2f} | {a['decode_wall']:.2f} ({a['decode_cpu']:.2f}) |")
     if "chunks" in results and "query_range" in results:
         c, q = results["chunks"], results["query_range"]

@@ -347,12 +347,18 @@ impl ReadStats {
     /// Counts `n` problems of `reason` (one of [`PROBLEM_REASONS`]) for the
     /// query being read (see [`super::in_query`]).
     pub fn problem(&self, reason: &'static str, n: u64) {
+        self.problem_in(&super::current_query(), reason, n);
+    }
+
+    /// Counts `n` problems of `reason` for `query`: for what is found
+    /// after the read, outside [`super::in_query`].
+    pub fn problem_in(&self, query: &str, reason: &'static str, n: u64) {
         if n == 0 {
             return;
         }
         debug_assert!(PROBLEM_REASONS.contains(&reason), "{reason}");
         let mut m = self.problems.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((super::current_query(), reason)).or_default() += n;
+        *m.entry((query.to_string(), reason)).or_default() += n;
     }
 
     /// Counts a read stopped by `limit` (`samples`) for the query being read.

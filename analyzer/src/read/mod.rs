@@ -39,15 +39,17 @@ pub enum Samples {
 }
 
 impl Samples {
-    /// The points, decoding them if they are still in chunks.
+    /// The points, decoding them if they are still in chunks (and counting
+    /// what decoding finds in the source's read counters).
     pub fn into_points(self) -> Vec<Point> {
         match self {
             Samples::Points(p) => p,
-            Samples::Chunks(c) => c.decode(),
+            Samples::Chunks(c) => c.into_points(),
         }
     }
 
-    /// A copy of the points, decoded if they are still in chunks.
+    /// A copy of the points, decoded if they are still in chunks (nothing
+    /// counted: for looking at them).
     pub fn to_points(&self) -> Vec<Point> {
         match self {
             Samples::Points(p) => p.clone(),
@@ -55,7 +57,9 @@ impl Samples {
         }
     }
 
-    /// How many points there are.
+    /// How many points there are; for series still in chunks, how many
+    /// samples the chunks hold, which may be a few more than the points
+    /// (staleness markers, samples outside the range asked for).
     pub fn len(&self) -> usize {
         match self {
             Samples::Points(p) => p.len(),
@@ -65,7 +69,10 @@ impl Samples {
 
     /// Whether there is no point.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Samples::Points(p) => p.is_empty(),
+            Samples::Chunks(c) => c.is_empty(),
+        }
     }
 
     /// The timestamp of the `n`-th finite point from the end (`n` is 1 or
@@ -94,7 +101,7 @@ impl PartialEq<Vec<Point>> for Samples {
     fn eq(&self, other: &Vec<Point>) -> bool {
         match self {
             Samples::Points(p) => p == other,
-            Samples::Chunks(c) => c.len() == other.len() && &c.decode() == other,
+            Samples::Chunks(c) => &c.decode() == other,
         }
     }
 }

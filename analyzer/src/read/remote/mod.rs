@@ -7,19 +7,21 @@
 //! `ReadResponse`) as the fallback the server may choose; the answer's
 //! content type says which one came. Staleness markers end a series and are
 //! dropped; points outside the asked range (whole chunks carry them) are
-//! trimmed. A streamed answer is received and framed on one thread and its
-//! series checked on one thread per core (every chunk decoded, the points
-//! counted, not kept); each series is then handed on in its chunks, views
-//! into the frames they came in, and decoded by the engine's job that uses
-//! it (see [`encoded`]).
+//! trimmed. A streamed answer is received and framed on one thread while
+//! the reading thread checks its series (chunk headers, and the last chunks
+//! for the latest points); each series is then handed on in its chunks,
+//! views into the frames they came in, and decoded by the engine's job that
+//! uses it (see [`encoded`]).
 //!
 //! Bad input costs as little as the framing allows: a series with an
-//! unusable chunk is left out of this read, a broken stream keeps the series
-//! received whole before the break, points going back in time are dropped,
-//! and a read stops at the samples limit; each case is counted by reason in
-//! the source's [`ReadStats`] and reported to [`super::in_query`] as a
-//! partial answer, so that the engine keeps the state of the series missing
-//! from it.
+//! unusable chunk found by the read is left out of this read, a broken
+//! stream keeps the series received whole before the break, and a read
+//! stops at the samples limit; each case is counted by reason in the
+//! source's [`ReadStats`] and reported to [`super::in_query`] as a partial
+//! answer, so that the engine keeps the state of the series missing from
+//! it. Points going back in time are dropped, and a corrupt chunk found
+//! only when a series is decoded keeps the points before it; both are
+//! counted under the query that read the series.
 
 pub mod encoded;
 pub mod frames;
@@ -87,9 +89,6 @@ pub struct RemoteReadOptions {
     /// The most samples one read decodes; the series decoded whole before
     /// the limit are kept, the rest of the answer is not read.
     pub max_samples: usize,
-    /// Threads that check a streamed answer's chunks (decoding them); 0
-    /// (the default) means one per core.
-    pub decode_threads: usize,
 }
 
 impl RemoteReadOptions {
@@ -103,7 +102,6 @@ impl RemoteReadOptions {
             max_frame_bytes: frames::DEFAULT_MAX_FRAME_BYTES,
             max_response_bytes: 512 << 20,
             max_samples: DEFAULT_MAX_SAMPLES,
-            decode_threads: 0,
         }
     }
 }
@@ -117,8 +115,6 @@ pub struct RemoteRead {
     max_frame_bytes: usize,
     max_response_bytes: usize,
     max_samples: usize,
-    /// Threads decoding a streamed answer (at least 1).
-    decode_threads: usize,
     stats: Arc<ReadStats>,
     /// The series API next to the endpoint, for sharded reads.
     series_url: Option<reqwest::Url>,
@@ -188,10 +184,6 @@ impl RemoteRead {
             max_frame_bytes: opts.max_frame_bytes,
             max_response_bytes: opts.max_response_bytes,
             max_samples: opts.max_samples,
-            decode_threads: match opts.decode_threads {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n,
-            },
             stats: Arc::new(ReadStats::default()),
             pushdown: Pushdown::default(),
         })
@@ -365,91 +357,57 @@ impl RemoteRead {
         tally: &mut Tally,
     ) -> Result<Vec<SeriesData>, ReadError> {
         let (series_rx, bytes) = receive_series(resp, self.max_frame_bytes, queries);
-        // Series are admitted here, in the order they came (the samples
-        // limit counts them in that order), and checked by `decode_threads`
-        // workers. One thread decodes about half as many samples per second
-        // as a Prometheus serves on one core (the read benchmark), so a
-        // single checker would hold the read back on any machine.
-        let threads = self.decode_threads.max(1);
-        let (job_tx, job_rx) =
-            std::sync::mpsc::sync_channel::<(usize, proto::ChunkedSeries)>(threads * 2);
-        // Owned by the workers only: were they all gone, sending would
-        // fail rather than wait for them.
-        let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let stream_end = std::thread::scope(|scope| {
-            for _ in 0..threads {
-                let done_tx = done_tx.clone();
-                let job_rx = Arc::clone(&job_rx);
-                scope.spawn(move || {
-                    loop {
-                        // The lock is held only while waiting for the next
-                        // series, not while decoding it.
-                        let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((i, series)) = job else { return };
-                        let checked = Encoded::check(&series, from_ms, to_ms)
-                            .map_err(|e| chunk_error(&series, e));
-                        if done_tx.send((i, series.labels, checked)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-            drop((done_tx, job_rx));
-            let mut received = 0usize;
-            let end = loop {
-                let series = match series_rx.recv() {
-                    Ok(Ok(Some(series))) => series,
-                    Ok(Ok(None)) => break Ok(()),
-                    // The receiving thread cannot end without a last word;
-                    // were it gone, the stream ended in an unknown state.
-                    Err(_) => {
-                        break Err(ReadError::Decode(
-                            "the thread receiving the stream stopped".to_string(),
-                        ));
-                    }
-                    Ok(Err(e)) => break Err(ReadError::Frame(e)),
-                };
-                match self.admit_series(&series, from_ms, to_ms, tally) {
-                    Ok(true) => {}
-                    // The samples limit: stop reading.
-                    Ok(false) => break Ok(()),
-                    Err(e) => {
-                        self.series_left_out(&e);
-                        continue;
-                    }
-                }
-                if job_tx.send((received, series)).is_err() {
+        // Series are admitted and checked here, in the order they came (the
+        // samples limit counts them in that order), while the receiving
+        // thread frames the next ones. The check decodes little (see
+        // [`encoded`]); the jobs that use the series decode the rest.
+        let origin = Arc::new(encoded::Origin {
+            stats: Arc::clone(&self.stats),
+            query: super::current_query(),
+            url: http::redact(&self.url),
+        });
+        let mut out = Vec::new();
+        let stream_end = loop {
+            let series = match series_rx.recv() {
+                Ok(Ok(Some(series))) => series,
+                Ok(Ok(None)) => break Ok(()),
+                // The receiving thread cannot end without a last word;
+                // were it gone, the stream ended in an unknown state.
+                Err(_) => {
                     break Err(ReadError::Decode(
-                        "the threads checking the stream stopped".to_string(),
+                        "the thread receiving the stream stopped".to_string(),
                     ));
                 }
-                received += 1;
+                Ok(Err(e)) => break Err(ReadError::Frame(e)),
             };
-            drop(job_tx);
-            end
-        });
-        let mut checked: Vec<_> = done_rx.into_iter().collect();
-        checked.sort_by_key(|(i, _, _)| *i);
-        let mut out = Vec::with_capacity(checked.len());
-        for (_, labels, result) in checked {
-            match result {
-                Ok((checked, checks)) => {
-                    checks.count(&self.stats);
-                    let points = match checked {
-                        Checked::Chunks(c) => Samples::Chunks(c),
-                        Checked::Points(p) => Samples::Points(p),
-                    };
-                    if !points.is_empty() {
-                        out.push(SeriesData {
-                            labels: sorted_labels(labels),
-                            points,
-                        });
-                    }
+            match self.admit_series(&series, from_ms, to_ms, tally) {
+                Ok(true) => {}
+                // The samples limit: stop reading.
+                Ok(false) => break Ok(()),
+                Err(e) => {
+                    self.series_left_out(&e);
+                    continue;
                 }
-                Err(e) => self.series_left_out(&e),
             }
-        }
+            let points = match Encoded::check(&series, from_ms, to_ms, Some(&origin)) {
+                Ok(Checked::Chunks(c)) => Samples::Chunks(c),
+                Ok(Checked::Points(p, checks)) => {
+                    checks.count(&self.stats);
+                    Samples::Points(p)
+                }
+                Err(e) => {
+                    self.series_left_out(&chunk_error(&series, e));
+                    continue;
+                }
+            };
+            if !points.is_empty() {
+                out.push(SeriesData {
+                    labels: sorted_labels(series.labels),
+                    points,
+                });
+            }
+        };
+        drop(series_rx);
         tally.bytes += bytes.load(Ordering::Relaxed);
         match stream_end {
             Ok(()) => Ok(out),
@@ -665,9 +623,15 @@ impl PointChecks {
         Some(p)
     }
 
+    /// Counts the findings for the query being read.
     fn count(&self, stats: &ReadStats) {
-        stats.problem("non_monotonic", self.non_monotonic);
-        stats.problem("infinite", self.infinite);
+        self.count_in(stats, &super::current_query());
+    }
+
+    /// Counts the findings for `query`.
+    fn count_in(&self, stats: &ReadStats, query: &str) {
+        stats.problem_in(query, "non_monotonic", self.non_monotonic);
+        stats.problem_in(query, "infinite", self.infinite);
     }
 }
 
@@ -1076,14 +1040,7 @@ mod tests {
         ];
         let (url, _) = serve(cases.iter().map(|c| c.0.clone()).collect());
         let s = source(&url, ResponseMode::PreferStreamed);
-        let count = |reason: &str| {
-            s.stats()
-                .snapshot()
-                .problems
-                .iter()
-                .find(|p| p.0 == "q" && p.1 == reason)
-                .map_or(0, |p| p.2)
-        };
+        let count = |reason: &str| problems_of(&s, reason);
         for (i, (_, kind, reason, text)) in cases.iter().enumerate() {
             let before = count(reason);
             let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
@@ -1116,6 +1073,16 @@ mod tests {
                 &(0..n).map(|i| (t0 + i * 10, i as f64)).collect::<Vec<_>>(),
             )],
         }
+    }
+
+    /// Problems of `reason` `s` counted for the query "q".
+    fn problems_of(s: &RemoteRead, reason: &str) -> u64 {
+        s.stats()
+            .snapshot()
+            .problems
+            .iter()
+            .find(|p| p.0 == "q" && p.1 == reason)
+            .map_or(0, |p| p.2)
     }
 
     fn jobs(got: &[SeriesData]) -> Vec<String> {
@@ -1168,6 +1135,11 @@ mod tests {
         let got = got.unwrap();
         assert!(partial, "series were lost: the answer is partial");
         assert_eq!(jobs(&got), vec!["a", "backwards", "special", "z"]);
+        // What the points' checks find is counted when the series are
+        // decoded (by the engine's jobs), under the query that read them.
+        for row in got.clone() {
+            row.points.into_points();
+        }
         let t = |i: usize| {
             got[i]
                 .points
@@ -1198,41 +1170,69 @@ mod tests {
     }
 
     #[test]
-    fn decoding_on_several_threads_gives_what_one_thread_gives() {
-        // Good, corrupt and overlapping series mixed, in an order the
-        // labels do not sort into.
+    fn corrupt_chunks_cost_their_series_what_follows_them_when_the_jobs_decode() {
+        // Two chunks a series, in an order the labels do not sort into: a
+        // corrupt last chunk is found by the read (the series is left out);
+        // a corrupt first chunk only when the series is decoded, on any
+        // thread (its points from there on are lost, and counted under the
+        // query that read it); overlapping chunks are decoded by the read.
         let series: Vec<ChunkedSeries> = (0..60)
             .map(|i| {
-                let mut s = good_series(&format!("s{:02}", (i * 37) % 60), 1000 + i, 50 + i);
+                let mut s = good_series(&format!("s{:02}", (i * 37) % 60), 1000 + i, 50);
+                s.chunks.push(xor_chunk(
+                    &(0..50)
+                        .map(|k| (3000 + i + k * 10, 1.0))
+                        .collect::<Vec<_>>(),
+                ));
                 match i % 7 {
                     3 => s.chunks[0].data.truncate(9),
                     5 => s
                         .chunks
                         .push(xor_chunk(&[(1005 + i, 1.5), (1015 + i, 2.5)])),
+                    6 => s.chunks[1].data.truncate(9),
                     _ => {}
                 }
                 s
             })
             .collect();
-        let read = |threads: usize| {
-            let (url, _) = serve(vec![(200, STREAMED, streamed(series.clone()))]);
-            let mut o = RemoteReadOptions::new(format!("{url}/api/v1/read"));
-            o.decode_threads = threads;
-            let s = RemoteRead::new(&o).unwrap();
-            let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
-            (got.unwrap(), partial, s.stats().snapshot().problems)
+        let (url, _) = serve(vec![(200, STREAMED, streamed(series.clone()))]);
+        let s = source(&url, ResponseMode::PreferStreamed);
+        let (got, partial) = crate::read::in_query("q", || s.read(&sel(), 0, 5000));
+        let got = got.unwrap();
+        let corrupt = |k| (0..60).filter(|i| i % 7 == k).count() as u64;
+        assert_eq!(got.len(), 60 - corrupt(6) as usize);
+        assert!(partial, "series were lost: the answer is partial");
+        let counted = |reason| problems_of(&s, reason);
+        assert_eq!(counted("corrupt_chunk"), corrupt(6));
+        let expected: std::collections::BTreeMap<String, usize> = (0..60)
+            .filter(|i| i % 7 != 6)
+            .map(|i| {
+                let n = match i % 7 {
+                    3 => 0,
+                    5 => 102,
+                    _ => 100,
+                };
+                (format!("s{:02}", (i * 37) % 60), n)
+            })
+            .collect();
+        let decoded: std::collections::BTreeMap<String, usize> = {
+            use rayon::prelude::*;
+            let names = jobs(&got);
+            got.into_par_iter()
+                .zip(names)
+                .map(|(r, name)| (name, r.points.into_points().len()))
+                .collect()
         };
-        let one = read(1);
-        assert_eq!(one.0.len(), 60 - 9, "the corrupt series are left out");
-        assert!(one.1, "series were lost: the answer is partial");
-        assert!(
-            one.2.contains(&("q".to_string(), "corrupt_chunk", 9)),
-            "{:?}",
-            one.2
-        );
-        for threads in [2, 4] {
-            assert_eq!(read(threads), one, "{threads} threads");
+        // A corrupt first chunk keeps at most its first point.
+        assert_eq!(decoded.len(), expected.len());
+        for ((name, d), e) in decoded.iter().zip(expected.values()) {
+            if *e == 0 {
+                assert!(*d <= 1, "{name}: {d} points");
+            } else {
+                assert_eq!(d, e, "{name}");
+            }
         }
+        assert_eq!(counted("corrupt_chunk"), corrupt(6) + corrupt(3));
     }
 
     #[test]
