@@ -19,6 +19,10 @@ use super::ModelParams;
 use super::holt_winters::{self, Form, HoltWinters};
 use super::refit::{Fitted, Fitter, PREDICTED, Refitting, SE_LEVEL, se_from};
 
+/// The range a smoothing weight (α, β, φ) read back from fitted values or
+/// from saved state must fall in: [0, 1], with room for rounding.
+const WEIGHT_RANGE: std::ops::RangeInclusive<f64> = -1e-6..=1.0 + 1e-6;
+
 /// Most points ETS is fitted on (the newest).
 pub const FIT_TAIL: usize = 1_000;
 
@@ -398,7 +402,7 @@ impl Following {
             "AAN" | "MAN" | "AAdN" | "MAdN" => true,
             other => return Err(format!("ets fit: form {other:?} is not one that follows")),
         };
-        let unit = -1e-6..=1.0 + 1e-6;
+        let unit = WEIGHT_RANGE;
         let finite = [s.level, s.trend, s.sigma2].iter().all(|v| v.is_finite());
         if !(unit.contains(&s.alpha)
             && unit.contains(&s.beta)
@@ -545,7 +549,7 @@ impl Follower {
             let alpha = -c[1];
             fit.then_some((alpha, c[0] - alpha, 1.0))?
         };
-        let unit = -1e-6..=1.0 + 1e-6;
+        let unit = WEIGHT_RANGE;
         if !(unit.contains(&alpha) && unit.contains(&beta) && phi > 0.0 && unit.contains(&phi)) {
             return None;
         }

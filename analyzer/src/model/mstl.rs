@@ -107,14 +107,13 @@ impl Fitter for MstlFitter {
 
     /// An MSTL fit, or the ETS fit of a series without seasons.
     fn restore(&self, saved: serde_json::Value) -> Result<Box<dyn Fitted>, String> {
-        let s: SavedMstl = match serde_json::from_value(saved.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                return ets::EtsFitter
-                    .restore(saved)
-                    .map_err(|ets| format!("mstl fit: {e}; nor {ets}"));
-            }
-        };
+        // A series without seasons was fitted by ETS alone, and saved so.
+        if saved.get("cycles").is_none() {
+            return ets::EtsFitter
+                .restore(saved)
+                .map_err(|ets| format!("mstl fit without seasons: {ets}"));
+        }
+        let s: SavedMstl = serde_json::from_value(saved).map_err(|e| format!("mstl fit: {e}"))?;
         if s.cycles.is_empty() || s.cycles.iter().any(|c| c.0.len() < 2) {
             return Err("mstl fit: a seasonal cycle shorter than two points".into());
         }

@@ -259,12 +259,13 @@ pub(super) const MAX_SAVED_COUNT: usize = 1 << 40;
 /// from it (the kept forecasts).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SavedFit {
+struct SavedFit<'a> {
     /// [`Fitted::saved`].
     fitted: serde_json::Value,
     last_t: i64,
     step: i64,
-    errors: Errors,
+    /// Borrowed when saved, owned when loaded.
+    errors: std::borrow::Cow<'a, Errors>,
     widening: f64,
     following: bool,
 }
@@ -696,7 +697,7 @@ impl<F: Fitter> Refitting<F> {
             fitted,
             last_t: f.last_t,
             step: f.step,
-            errors: f.errors,
+            errors: f.errors.into_owned(),
             widening: f.widening,
             following: f.following,
         })
@@ -876,7 +877,7 @@ fn saved_fit(state: &State) -> Option<serde_json::Value> {
         fitted: state.fitted.saved()?,
         last_t: state.last_t,
         step: state.step,
-        errors: state.errors.clone(),
+        errors: std::borrow::Cow::Borrowed(&state.errors),
         widening: state.widening,
         following: state.following,
     })
