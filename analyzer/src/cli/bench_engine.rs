@@ -60,6 +60,11 @@ pub struct BenchEngineArgs {
     /// a scale where each fit takes half an hour.
     #[arg(long)]
     pub no_refit: bool,
+    /// Save the model state in this directory and keep it there (by
+    /// default it goes to a temporary directory, removed at the end), e.g.
+    /// to look at what a series' state holds.
+    #[arg(long, value_name = "DIR")]
+    pub keep_state: Option<std::path::PathBuf>,
 }
 
 /// Gauges `bench_gauge{group="gK",instance="hI"}` generated on demand: a
@@ -245,7 +250,14 @@ pub fn run(a: &BenchEngineArgs) -> anyhow::Result<()> {
     };
     let hwm_refit = status_kib("VmHWM")?;
     let restart_ms = now0 + (a.cycles as i64 + 2) * step_ms;
-    let state = measure_state(&engine, queries, options, &source, restart_ms)?;
+    let state = measure_state(
+        &engine,
+        queries,
+        options,
+        &source,
+        restart_ms,
+        a.keep_state.as_deref(),
+    )?;
     let step_s = step_ms as f64 / 1000.0;
     println!(
         "{}",
@@ -293,8 +305,12 @@ fn measure_state(
     options: EngineOptions,
     source: &dyn Source,
     now_ms: i64,
+    keep: Option<&std::path::Path>,
 ) -> anyhow::Result<serde_json::Value> {
-    let dir = std::env::temp_dir().join(format!("imd-bench-engine-{}", std::process::id()));
+    let dir = keep.map_or_else(
+        || std::env::temp_dir().join(format!("imd-bench-engine-{}", std::process::id())),
+        std::path::Path::to_path_buf,
+    );
     let file = crate::engine::persist::StateFile::in_dir(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let measured = (|| {
@@ -340,7 +356,9 @@ fn measure_state(
             "resumed_held_mib": running as f64 / 1024.0,
         }))
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     measured
 }
 
@@ -393,6 +411,7 @@ mod tests {
             concurrency: 2,
             shard_count: 1,
             no_refit: false,
+            keep_state: None,
         };
         run(&a).unwrap();
         let bad = BenchEngineArgs { queries: 0, ..a };

@@ -204,6 +204,26 @@ impl Encoded {
     }
 }
 
+/// `series` over `[from_ms, to_ms]` as a streamed read and then the job
+/// using it take it, with nothing counted: the points and how many the
+/// read announced, or the error that leaves the series out of the read.
+/// Every chunk must be an XOR chunk. For fuzzing what a read does with the
+/// chunks it is sent.
+#[doc(hidden)]
+pub fn read_and_decode(
+    series: &proto::ChunkedSeries,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(Vec<Point>, usize), ChunkError> {
+    Ok(match Encoded::check(series, from_ms, to_ms, None)? {
+        Checked::Chunks(e) => (e.decode(), e.len()),
+        Checked::Points(p, _) => {
+            let n = p.len();
+            (p, n)
+        }
+    })
+}
+
 /// `points` (in time order) as XOR chunks of `per_chunk` points, checked
 /// for `[from_ms, to_ms]`: for tests of what takes [`Encoded`] series.
 #[cfg(test)]
