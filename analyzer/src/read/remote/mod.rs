@@ -637,11 +637,22 @@ impl PointChecks {
 
 /// Labels as `{a="b", ...}` for messages.
 fn label_text(labels: &[proto::Label]) -> String {
-    let inner: Vec<String> = labels
+    use std::fmt::Write;
+    // One allocation: every streamed series' text is made at read time.
+    let room: usize = labels
         .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
-        .collect();
-    format!("{{{}}}", inner.join(", "))
+        .map(|l| l.name.len() + l.value.len() + 5)
+        .sum();
+    let mut text = String::with_capacity(room + 2);
+    text.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{}={:?}", l.name, l.value);
+    }
+    text.push('}');
+    text
 }
 
 /// A series out of its labels and checked points: labels sorted, points
@@ -1083,6 +1094,13 @@ mod tests {
             .iter()
             .find(|p| p.0 == "q" && p.1 == reason)
             .map_or(0, |p| p.2)
+    }
+
+    #[test]
+    fn labels_read_as_in_promql_with_values_quoted() {
+        let text = label_text(&[label("__name__", "up"), label("job", "a\"b")]);
+        assert_eq!(text, r#"{__name__="up", job="a\"b"}"#);
+        assert_eq!(label_text(&[]), "{}");
     }
 
     fn jobs(got: &[SeriesData]) -> Vec<String> {
