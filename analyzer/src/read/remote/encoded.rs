@@ -74,11 +74,13 @@ impl Encoded {
     /// they are when they follow each other in time, with the latest
     /// finite points found by decoding the last chunks; `Err` when one of
     /// those chunks is unusable. Each chunk must be an XOR chunk with a
-    /// header (see `admit_series`).
+    /// header, and `samples` what their headers count (see
+    /// `admit_series`).
     pub(super) fn check(
         series: &proto::ChunkedSeries,
         from_ms: i64,
         to_ms: i64,
+        mut samples: usize,
         origin: Option<&Arc<Origin>>,
     ) -> Result<Checked, ChunkError> {
         let in_range: Vec<&proto::Chunk> = super::in_range(series, from_ms, to_ms).collect();
@@ -94,22 +96,14 @@ impl Encoded {
             points.dedup_by_key(|p| p.t);
             return Ok(Checked::Points(points, checks));
         }
-        let mut samples = 0;
-        for c in &chunks {
-            samples += XorDecoder::new(c)?.num_samples();
-        }
         // The chunks follow each other, so the latest finite points are in
         // the last chunk holding any: decoded from the end until two are
         // found. Were every chunk decoded, the points are counted exactly
         // (so a series with none is known to be empty).
         let mut last_finite = [None, None];
         let mut kept = 0;
-        let mut all = true;
+        let mut decoded = 0;
         for c in chunks.iter().rev() {
-            if last_finite[1].is_some() {
-                all = false;
-                break;
-            }
             let mut finite = [None, None];
             let mut checks = PointChecks::new(from_ms, to_ms);
             walk(std::slice::from_ref(c), &mut checks, |p| {
@@ -123,8 +117,12 @@ impl Encoded {
                 ([Some(a), None], [Some(b), _]) => [Some(a), Some(b)],
                 (l, _) => l,
             };
+            decoded += 1;
+            if last_finite[1].is_some() {
+                break;
+            }
         }
-        if all {
+        if decoded == chunks.len() {
             samples = kept;
         }
         Ok(Checked::Chunks(Encoded {
@@ -171,7 +169,7 @@ impl Encoded {
         checks.count_in(&origin.stats, &origin.query);
         if let Some(source) = error {
             let e = ReadError::Chunk {
-                series: self.series.clone(),
+                series: self.series,
                 source,
             };
             origin
@@ -207,15 +205,17 @@ impl Encoded {
 /// `series` over `[from_ms, to_ms]` as a streamed read and then the job
 /// using it take it, with nothing counted: the points and how many the
 /// read announced, or the error that leaves the series out of the read.
-/// Every chunk must be an XOR chunk. For fuzzing what a read does with the
-/// chunks it is sent.
+/// For fuzzing what a read does with the chunks it is sent.
 #[doc(hidden)]
 pub fn read_and_decode(
     series: &proto::ChunkedSeries,
     from_ms: i64,
     to_ms: i64,
-) -> Result<(Vec<Point>, usize), ChunkError> {
-    Ok(match Encoded::check(series, from_ms, to_ms, None)? {
+) -> Result<(Vec<Point>, usize), ReadError> {
+    let samples = super::header_samples(series, from_ms, to_ms)?;
+    let checked = Encoded::check(series, from_ms, to_ms, samples, None)
+        .map_err(|e| super::chunk_error(series, e))?;
+    Ok(match checked {
         Checked::Chunks(e) => (e.decode(), e.len()),
         Checked::Points(p, _) => {
             let n = p.len();
@@ -249,7 +249,8 @@ pub(crate) fn encode_points(
         labels: vec![],
         chunks,
     };
-    match Encoded::check(&series, from_ms, to_ms, None) {
+    let samples = super::header_samples(&series, from_ms, to_ms).expect("XOR chunks");
+    match Encoded::check(&series, from_ms, to_ms, samples, None) {
         Ok(Checked::Chunks(e)) => e,
         _ => panic!("points in time order make good chunks"),
     }
@@ -325,6 +326,17 @@ mod tests {
         p.iter().map(|&(t, v)| Point { t, v }).collect()
     }
 
+    /// `Encoded::check` with the headers' count, as a read calls it.
+    fn check(
+        s: &proto::ChunkedSeries,
+        from: i64,
+        to: i64,
+        origin: Option<&Arc<Origin>>,
+    ) -> Result<Checked, ChunkError> {
+        let samples = super::super::header_samples(s, from, to).expect("XOR chunks with headers");
+        Encoded::check(s, from, to, samples, origin)
+    }
+
     fn origin() -> Arc<Origin> {
         Arc::new(Origin {
             stats: Arc::new(ReadStats::default()),
@@ -353,7 +365,7 @@ mod tests {
             // Wholly after the range: not kept.
             chunk(&[(9000, 9.0)]),
         ]);
-        let e = kept(Encoded::check(&s, 1000, 5500, None).unwrap());
+        let e = kept(check(&s, 1000, 5500, None).unwrap());
         assert_eq!(e.chunks.len(), 2);
         // Trimmed to the range, the staleness marker dropped, NaN kept.
         let got = e.decode();
@@ -372,7 +384,7 @@ mod tests {
         // Over the whole range the two latest finite points are in the two
         // last chunks: the first is not decoded, and the headers count the
         // staleness marker too.
-        let e = kept(Encoded::check(&s, 0, 10_000, None).unwrap());
+        let e = kept(check(&s, 0, 10_000, None).unwrap());
         assert_eq!(
             (e.last_finite_t(1), e.last_finite_t(2)),
             (Some(9000), Some(6000))
@@ -386,7 +398,7 @@ mod tests {
             chunk(&[(0, 1.0), (2000, 3.0)]),
             chunk(&[(1000, 2.0), (2000, 3.0), (3000, 4.0)]),
         ]);
-        let Checked::Points(p, checks) = Encoded::check(&s, 0, 10_000, None).unwrap() else {
+        let Checked::Points(p, checks) = check(&s, 0, 10_000, None).unwrap() else {
             panic!("overlapping chunks are decoded at once");
         };
         assert!(!checks.sorted);
@@ -396,8 +408,8 @@ mod tests {
     #[test]
     fn a_corrupt_last_chunk_fails_the_check_and_a_series_out_of_range_is_empty() {
         let bad = cut_short(chunk(&[(0, 1.0), (1000, 2.0), (2000, 3.0)]));
-        assert!(Encoded::check(&series(vec![bad]), 0, 10_000, None).is_err());
-        let e = kept(Encoded::check(&series(vec![chunk(&[(0, 1.0)])]), 5000, 6000, None).unwrap());
+        assert!(check(&series(vec![bad]), 0, 10_000, None).is_err());
+        let e = kept(check(&series(vec![chunk(&[(0, 1.0)])]), 5000, 6000, None).unwrap());
         assert!(e.is_empty() && e.decode().is_empty() && e.last_finite_t(1).is_none());
     }
 
@@ -411,7 +423,7 @@ mod tests {
         ]);
         let o = origin();
         // The read decodes the last chunk only: the series passes.
-        let e = kept(Encoded::check(&s, 0, 10_000, Some(&o)).unwrap());
+        let e = kept(check(&s, 0, 10_000, Some(&o)).unwrap());
         assert_eq!(e.last_finite_t(1), Some(6000));
         assert!(problems(&o).is_empty());
         // Looking at the points counts nothing.
@@ -464,7 +476,7 @@ mod tests {
                 })
                 .collect();
             let to = from + span;
-            let got = match Encoded::check(&series(chunks), from, to, None).unwrap() {
+            let got = match check(&series(chunks), from, to, None).unwrap() {
                 Checked::Chunks(e) => {
                     let got = e.decode();
                     proptest::prop_assert!(e.len() >= got.len());
@@ -492,7 +504,7 @@ mod tests {
             (4000, f64::INFINITY),
         ])]);
         let o = origin();
-        let e = kept(Encoded::check(&s, 0, 10_000, Some(&o)).unwrap());
+        let e = kept(check(&s, 0, 10_000, Some(&o)).unwrap());
         assert!(problems(&o).is_empty(), "the read counts nothing");
         assert_eq!(
             e.into_points()[..3],

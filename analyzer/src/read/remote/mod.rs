@@ -380,16 +380,16 @@ impl RemoteRead {
                 }
                 Ok(Err(e)) => break Err(ReadError::Frame(e)),
             };
-            match self.admit_series(&series, from_ms, to_ms, tally) {
-                Ok(true) => {}
+            let samples = match self.admit_series(&series, from_ms, to_ms, tally) {
+                Ok(Some(samples)) => samples,
                 // The samples limit: stop reading.
-                Ok(false) => break Ok(()),
+                Ok(None) => break Ok(()),
                 Err(e) => {
                     self.series_left_out(&e);
                     continue;
                 }
-            }
-            let points = match Encoded::check(&series, from_ms, to_ms, Some(&origin)) {
+            };
+            let points = match Encoded::check(&series, from_ms, to_ms, samples, Some(&origin)) {
                 Ok(Checked::Chunks(c)) => Samples::Chunks(c),
                 Ok(Checked::Points(p, checks)) => {
                     checks.count(&self.stats);
@@ -498,29 +498,41 @@ fn receive_series(
 }
 
 impl RemoteRead {
-    /// Whether a streamed series may be decoded: `Ok(false)` when its
-    /// samples would pass the samples limit (counted; the read stops),
-    /// `Err` when a chunk it needs is not an XOR chunk (the series is lost
-    /// for this read). Its chunks' sample counts (from their headers) are
-    /// added to the tally.
+    /// How many samples a streamed series' chunks hold, when it may be
+    /// decoded: `Ok(None)` when they would pass the samples limit (counted;
+    /// the read stops), `Err` when a chunk it needs is not an XOR chunk
+    /// (the series is lost for this read). The count (from the chunks'
+    /// headers) is added to the tally.
     fn admit_series(
         &self,
         series: &proto::ChunkedSeries,
         from_ms: i64,
         to_ms: i64,
         tally: &mut Tally,
-    ) -> Result<bool, ReadError> {
-        let mut total = 0u64;
-        for chunk in in_range(series, from_ms, to_ms) {
-            total += decoder_for(series, chunk)?.num_samples() as u64;
-        }
-        if tally.samples + total > self.max_samples as u64 {
+    ) -> Result<Option<usize>, ReadError> {
+        let total = header_samples(series, from_ms, to_ms)?;
+        if tally.samples + total as u64 > self.max_samples as u64 {
             self.samples_limit_hit(&series.labels);
-            return Ok(false);
+            return Ok(None);
         }
-        tally.samples += total;
-        Ok(true)
+        tally.samples += total as u64;
+        Ok(Some(total))
     }
+}
+
+/// The samples the chunks of `series` reaching into `[from_ms, to_ms]`
+/// hold by their headers, or why one cannot be decoded (not an XOR chunk,
+/// no header).
+fn header_samples(
+    series: &proto::ChunkedSeries,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<usize, ReadError> {
+    let mut total = 0;
+    for chunk in in_range(series, from_ms, to_ms) {
+        total += decoder_for(series, chunk)?.num_samples();
+    }
+    Ok(total)
 }
 
 /// The chunks of `series` that reach into `[from_ms, to_ms]`.
