@@ -11,7 +11,8 @@
 //! of one-minute samples for a daily season) would otherwise cost six times
 //! the CPU at every refit, and the fitted model keeps per-point state.
 
-use augurs::ets::{AutoETS, FittedAutoETS};
+use augurs::ets::AutoETS;
+use augurs::ets::model::Model as EtsFit;
 use augurs::{Fit, Predict};
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +102,7 @@ impl Fitter for EtsFitter {
             .filter(|_| search)
             .and_then(|m| holt_winters::search(y, m));
         match (plain, hw) {
-            (Ok(p), Some(hw)) if hw.aicc() < p.model().aicc() => Ok(seasonal(hw)),
+            (Ok(p), Some(hw)) if hw.aicc() < p.aicc() => Ok(seasonal(hw)),
             (Ok(p), _) => Ok(plain_fitted(p, y)),
             (Err(_), Some(hw)) => Ok(seasonal(hw)),
             (Err(e), None) => Err(e),
@@ -136,7 +137,7 @@ fn seasonal(mut hw: HoltWinters) -> Box<dyn Fitted> {
     })
 }
 
-fn plain_fitted(model: FittedAutoETS, y: &[f64]) -> Box<dyn Fitted> {
+fn plain_fitted(model: EtsFit, y: &[f64]) -> Box<dyn Fitted> {
     let fitted = in_sample(&model, y);
     let residuals = in_sample_errors(fitted.as_deref(), y);
     Box::new(EtsFitted {
@@ -154,34 +155,74 @@ pub(super) fn tail(y: &[f64]) -> &[f64] {
 /// error, damped additive trend, no season), or the best form by AICc when
 /// none is given or the given one cannot be fitted (a multiplicative form
 /// once the data reaches zero, say).
-pub(super) fn fit_auto_ets(y: &[f64], form: Option<&str>) -> Result<FittedAutoETS, String> {
-    if let Some(model) = form.and_then(fixed).and_then(|m| m.fit(y).ok()) {
+pub(super) fn fit_auto_ets(y: &[f64], form: Option<&str>) -> Result<EtsFit, String> {
+    if let Some(model) = form.and_then(|f| fit_form(y, f)) {
         return Ok(model);
     }
-    AutoETS::non_seasonal().fit(y).map_err(|e| e.to_string())
+    AutoETS::non_seasonal()
+        .fit(y)
+        .map(|fitted| fitted.model().clone())
+        .map_err(|e| e.to_string())
 }
 
-/// The search restricted to one non-seasonal form (`None` for anything
-/// that is not one, e.g. from a damaged state file).
-fn fixed(form: &str) -> Option<AutoETS> {
+/// `y` fitted in one non-seasonal form, as AutoETS fits each form it
+/// tries (None when the form is not one, e.g. from a damaged state file,
+/// or cannot be fitted to `y`). Written here rather than as an AutoETS
+/// search restricted to the form because augurs-ets 0.10.3 finds no
+/// model for a restricted search without a trend (`"ANN"`, `"MNN"`: its
+/// trend candidates for "none" are empty), so those forms were searched
+/// for again at every refit, at 20–35 times the cost of fitting the one
+/// form, and the refits did not keep the form as they should.
+fn fit_form(y: &[f64], form: &str) -> Option<EtsFit> {
+    use augurs::ets::model::{
+        ErrorComponent, ModelType, OptimizationCriteria, SeasonalComponent, TrendComponent, Unfit,
+    };
     let (base, damped) = match form.strip_suffix("dN") {
         Some(base) => (base, true),
         None => (form.strip_suffix('N')?, false),
     };
     let mut c = base.chars();
-    let (error, trend) = (c.next()?, c.next()?);
+    let error = match c.next()? {
+        'A' => ErrorComponent::Additive,
+        'M' => ErrorComponent::Multiplicative,
+        _ => return None,
+    };
+    let trend = match c.next()? {
+        'N' if !damped => TrendComponent::None,
+        'A' => TrendComponent::Additive,
+        'M' => TrendComponent::Multiplicative,
+        _ => return None,
+    };
     if c.next().is_some() {
         return None;
     }
-    AutoETS::new(1, format!("{error}{trend}N").as_str())
-        .ok()?
-        .damped(damped)
-        .ok()
+    // AutoETS' checks before it fits: positive data for multiplicative
+    // errors, and more points than the parameters plus four.
+    if error == ErrorComponent::Multiplicative && !y.iter().all(|v| *v > 0.0) {
+        return None;
+    }
+    let parameters = if trend == TrendComponent::None { 2 } else { 4 };
+    if y.len() <= parameters + 4 {
+        return None;
+    }
+    // AutoETS' settings for each form it fits.
+    let model = Unfit::new(ModelType {
+        error,
+        trend,
+        season: SeasonalComponent::None,
+    })
+    .damped(damped)
+    .nmse(3)
+    .opt_crit(OptimizationCriteria::Likelihood)
+    .max_iterations(2_000)
+    .fit(y)
+    .ok()?;
+    (!model.aicc().is_nan()).then_some(model)
 }
 
 /// Means and standard errors 1..=h steps after a fitted ETS model's data
 /// (`None` when it cannot forecast that far, or not finitely).
-pub(super) fn predict(model: &FittedAutoETS, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+pub(super) fn predict(model: &EtsFit, h: usize) -> Option<(Vec<f64>, Vec<f64>)> {
     let f = model.predict(h, SE_LEVEL).ok()?;
     if f.point.len() != h || f.point.iter().any(|v| !v.is_finite()) {
         return None;
@@ -217,10 +258,9 @@ fn cap_growth(se: &mut [f64]) {
 }
 
 /// A fitted model's form in ETS notation (`"MNN"`, `"AAdN"`).
-pub(super) fn form_of(model: &FittedAutoETS) -> String {
+pub(super) fn form_of(model: &EtsFit) -> String {
     use augurs::ets::model::{ErrorComponent, TrendComponent};
-    let m = model.model();
-    let t = m.model_type();
+    let t = model.model_type();
     let error = match t.error {
         ErrorComponent::Additive => "A",
         ErrorComponent::Multiplicative => "M",
@@ -230,7 +270,7 @@ pub(super) fn form_of(model: &FittedAutoETS) -> String {
         TrendComponent::Additive => "A",
         TrendComponent::Multiplicative => "M",
     };
-    let damped = if m.damped() { "d" } else { "" };
+    let damped = if model.damped() { "d" } else { "" };
     format!("{error}{trend}{damped}N")
 }
 
@@ -309,7 +349,7 @@ pub(super) struct Following {
     /// for ETS' 1,000 points, by the trend; 24 KiB measured on one `comb`
     /// series), the larger part of an `mstl` or `comb` series' memory
     /// besides its window.
-    model: Option<FittedAutoETS>,
+    model: Option<EtsFit>,
     form: String,
     parameters: usize,
     follower: Option<Follower>,
@@ -324,7 +364,7 @@ pub(super) struct Following {
 impl Following {
     /// `model` fitted on `y`, with `fitted` its in-sample one-step
     /// predictions (None: it cannot follow).
-    pub(super) fn new(model: FittedAutoETS, y: &[f64], fitted: Option<&[f64]>) -> Self {
+    pub(super) fn new(model: EtsFit, y: &[f64], fitted: Option<&[f64]>) -> Self {
         let form = form_of(&model);
         let parameters = parameters_of(&model);
         let mut follower = fitted.and_then(|f| Follower::read(&model, y, f));
@@ -496,16 +536,15 @@ pub(super) struct Follower {
 impl Follower {
     /// The weights and state of `model`, fitted on `y` with in-sample
     /// one-step predictions `fitted` (None: not readable).
-    fn read(model: &FittedAutoETS, y: &[f64], fitted: &[f64]) -> Option<Self> {
+    fn read(model: &EtsFit, y: &[f64], fitted: &[f64]) -> Option<Self> {
         use augurs::ets::model::TrendComponent;
-        let m = model.model();
-        let trend = match m.model_type().trend {
+        let trend = match model.model_type().trend {
             TrendComponent::None => false,
             TrendComponent::Additive => true,
             TrendComponent::Multiplicative => return None,
         };
         let next = model.predict(3, None).ok()?.point;
-        let follower = Self::from_forecasts(y, fitted, *next.first()?, trend, m.damped())?;
+        let follower = Self::from_forecasts(y, fitted, *next.first()?, trend, model.damped())?;
         // The state read back must give augurs' own forecasts.
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()));
         let ours = follower.means(3);
@@ -715,18 +754,17 @@ fn least_squares(
 
 /// Parameters an ETS model estimates: α and the initial level, β and the
 /// initial trend with a trend, φ when damped.
-pub(super) fn parameters_of(model: &FittedAutoETS) -> usize {
-    let m = model.model();
+pub(super) fn parameters_of(model: &EtsFit) -> usize {
     let trend = !matches!(
-        m.model_type().trend,
+        model.model_type().trend,
         augurs::ets::model::TrendComponent::None
     );
-    2 + 2 * usize::from(trend) + usize::from(m.damped())
+    2 + 2 * usize::from(trend) + usize::from(model.damped())
 }
 
 /// A fitted model's in-sample one-step predictions of `y` (None when it
 /// has none for every point).
-pub(super) fn in_sample(model: &FittedAutoETS, y: &[f64]) -> Option<Vec<f64>> {
+pub(super) fn in_sample(model: &EtsFit, y: &[f64]) -> Option<Vec<f64>> {
     let f = model.predict_in_sample(None).ok()?;
     (f.point.len() == y.len()).then_some(f.point)
 }
@@ -757,13 +795,12 @@ mod tests {
                 walk + ((i * 104_729) % 7) as f64 / 3.0
             })
             .collect();
-        // (augurs' search finds no model for the trendless forms alone;
-        // their recursion is checked below.)
+        // (The trendless forms' recursion is checked below.)
         for form in ["AAN", "AAdN", "MAN", "MAdN"] {
-            let model = fixed(form).unwrap().fit(&y).unwrap();
+            let model = fit_form(&y, form).unwrap();
             assert_eq!(form_of(&model), form);
             let fitted = in_sample(&model, &y).unwrap();
-            let damped = model.model().damped();
+            let damped = model.damped();
             let mut f =
                 Follower::from_forecasts(&y[..150], &fitted[..150], fitted[150], true, damped)
                     .unwrap_or_else(|| panic!("{form}: weights not read"));
@@ -794,13 +831,9 @@ mod tests {
                 (form, parameters_of(&model))
             );
             // Online: a refit-free model forecasts from the newest point.
-            let mut online = Following::new(
-                fixed(form).unwrap().fit(&y[..150]).unwrap(),
-                &y[..150],
-                None,
-            );
+            let mut online = Following::new(fit_form(&y[..150], form).unwrap(), &y[..150], None);
             assert!(!online.follows() && !online.update(1.0), "{form}");
-            let m150 = fixed(form).unwrap().fit(&y[..150]).unwrap();
+            let m150 = fit_form(&y[..150], form).unwrap();
             let fitted150 = in_sample(&m150, &y[..150]);
             online = Following::new(m150, &y[..150], fitted150.as_deref());
             assert!(online.follows(), "{form}");
@@ -895,11 +928,73 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_form_is_fitted_alone_as_the_search_fits_it() {
+        // A level with noise (the search picks a form without a trend)
+        // and a trending walk (it picks one with a trend).
+        let flat: Vec<f64> = (0..400)
+            .map(|i| 50.0 + ((i * 7919) % 13) as f64 / 4.0)
+            .collect();
+        let mut walk = 100.0;
+        let trending: Vec<f64> = (0..400)
+            .map(|i| {
+                walk += 0.3 + (((i * 104_729) % 11) as f64 - 5.0) / 5.0;
+                walk
+            })
+            .collect();
+        let same = |a: &EtsFit, b: &EtsFit, what: &str| {
+            assert_eq!(form_of(a), form_of(b), "{what}");
+            assert_eq!(a.aicc().to_bits(), b.aicc().to_bits(), "{what}");
+            let (fa, fb) = (predict(a, 5).unwrap(), predict(b, 5).unwrap());
+            assert_eq!(fa, fb, "{what}");
+        };
+        for y in [&flat, &trending] {
+            let searched = fit_auto_ets(y, None).unwrap();
+            let form = form_of(&searched);
+            same(&fit_form(y, &form).unwrap(), &searched, &form);
+        }
+        assert_eq!(&form_of(&fit_auto_ets(&flat, None).unwrap())[1..2], "N");
+        assert_eq!(&form_of(&fit_auto_ets(&trending, None).unwrap())[1..2], "A");
+        // Each form alone is the fit augurs' search gives it (compared
+        // with a search among it and one other, where it wins; a search
+        // for a trendless form alone finds nothing in augurs-ets 0.10.3).
+        for form in ["ANN", "MNN", "AAN", "AAdN", "MAN", "MAdN"] {
+            let alone = fit_form(&trending, form).unwrap();
+            assert_eq!(form_of(&alone), form);
+            let (error, damped) = (&form[..1], form.contains('d'));
+            let search = AutoETS::new(1, format!("{error}ZN").as_str())
+                .unwrap()
+                .damped(damped)
+                .unwrap();
+            let (y, won) = [&flat, &trending]
+                .into_iter()
+                .map(|y| (y, search.fit(y).unwrap().model().clone()))
+                .find(|(_, m)| form_of(m) == form)
+                .unwrap_or_else(|| panic!("{form} wins no search"));
+            same(&fit_form(y, form).unwrap(), &won, form);
+            // Kept by a refit even where the search would pick another.
+            assert_eq!(form_of(&fit_auto_ets(&trending, Some(form)).unwrap()), form);
+        }
+        assert_eq!(form_of(&fit_auto_ets(&flat, Some("AAdN")).unwrap()), "AAdN");
+        // No trend cannot be damped; multiplicative errors need positive
+        // data; too few points for the parameters.
+        assert!(fit_form(&flat, "ANdN").is_none());
+        let mut crossing = flat.clone();
+        crossing[7] = -1.0;
+        assert!(fit_form(&crossing, "MNN").is_none());
+        assert!(fit_form(&crossing, "ANN").is_some());
+        assert!(fit_form(&flat[..6], "ANN").is_none());
+        assert!(fit_form(&flat[..7], "ANN").is_some());
+        assert!(fit_form(&flat[..8], "AAN").is_none());
+    }
+
+    #[test]
     fn a_form_that_cannot_be_fitted_falls_back_to_the_search() {
         let y: Vec<f64> = (0..200).map(|i| (i % 9) as f64 - 4.0).collect();
         // Multiplicative error needs positive data; an unreadable form is
         // ignored.
-        for form in ["MNN", "AAdA", "", "xyz", "A\u{e9}N", "AAAN", "AdN", "NNN"] {
+        for form in [
+            "MNN", "AAdA", "", "xyz", "A\u{e9}N", "AAAN", "AdN", "NNN", "ANdN",
+        ] {
             let m = fit_auto_ets(&y, Some(form)).unwrap();
             assert_eq!(&form_of(&m)[..1], "A", "{form}");
         }

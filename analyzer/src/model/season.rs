@@ -77,6 +77,54 @@ const CALENDAR_TOLERANCE: f64 = 0.01;
 /// samples with noise a tenth of the cycle's swing: 1,435 to 1,441), which
 /// would shift each cycle's shape against the last.
 pub fn detect_sampled(points: &[Point], step: i64) -> Vec<usize> {
+    if let Some(periods) = LAST_DETECTED.with_borrow(|last| last.answer(points, step)) {
+        return periods;
+    }
+    let periods = detect_sampled_afresh(points, step);
+    LAST_DETECTED.with_borrow_mut(|last| last.remember(points, step, &periods));
+    periods
+}
+
+thread_local! {
+    /// This thread's last [`detect_sampled`] question and answer: a full fit
+    /// of `auto` asks three times for the seasons of the same history (for
+    /// its backtest, its judge and its pick), and detection was a tenth of
+    /// that fit's CPU each time.
+    static LAST_DETECTED: std::cell::RefCell<LastDetected> = const {
+        std::cell::RefCell::new(LastDetected {
+            step: 0,
+            points: Vec::new(),
+            periods: Vec::new(),
+        })
+    };
+}
+
+/// A [`detect_sampled`] question and its answer.
+struct LastDetected {
+    step: i64,
+    points: Vec<Point>,
+    periods: Vec<usize>,
+}
+
+impl LastDetected {
+    /// The periods found for exactly these points (compared whole, so an
+    /// answer is never taken for a history that differs in any point).
+    fn answer(&self, points: &[Point], step: i64) -> Option<Vec<usize>> {
+        (!points.is_empty() && step == self.step && points == self.points.as_slice())
+            .then(|| self.periods.clone())
+    }
+
+    fn remember(&mut self, points: &[Point], step: i64, periods: &[usize]) {
+        self.step = step;
+        self.points.clear();
+        self.points.extend_from_slice(points);
+        self.points.shrink_to(points.len());
+        self.periods = periods.to_vec();
+    }
+}
+
+/// [`detect_sampled`] without looking at the last answer.
+fn detect_sampled_afresh(points: &[Point], step: i64) -> Vec<usize> {
     let mut periods = detect(&regular(points, step));
     for p in &mut periods {
         let nearest = CALENDAR_MS
@@ -472,6 +520,40 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    #[test]
+    fn the_last_answer_is_given_again_only_for_the_same_points() {
+        let sampled = |y: Vec<f64>| -> Vec<Point> {
+            y.iter()
+                .enumerate()
+                .map(|(i, v)| Point {
+                    t: i as i64 * 3_600_000,
+                    v: *v,
+                })
+                .collect()
+        };
+        let daily = sampled(wave(500, &[(24, 10.0)], 4.0));
+        let weekly = sampled(wave(500, &[(7, 10.0)], 4.0));
+        let noise = sampled(wave(500, &[], 4.0));
+        let mut one_off = daily.clone();
+        one_off[250].v += 1e3;
+        for (points, step) in [
+            (&daily, 3_600_000),
+            (&daily, 3_600_000),
+            (&weekly, 3_600_000),
+            (&daily, 3_600_000),
+            (&noise, 3_600_000),
+            (&one_off, 3_600_000),
+            (&daily, 60_000),
+            (&daily, 3_600_000),
+        ] {
+            let want = detect_sampled_afresh(points, step);
+            assert_eq!(detect_sampled(points, step), want);
+        }
+        assert_eq!(detect_sampled(&daily, 3_600_000), vec![24]);
+        assert_eq!(detect_sampled(&weekly, 3_600_000), vec![7]);
+        assert!(detect_sampled(&noise, 3_600_000).is_empty());
     }
 
     #[test]
