@@ -88,8 +88,8 @@ pub fn detect_sampled(points: &[Point], step: i64) -> Vec<usize> {
 thread_local! {
     /// This thread's last [`detect_sampled`] question and answer: a full fit
     /// of `auto` asks three times for the seasons of the same history (for
-    /// its backtest, its judge and its pick), and detection was a tenth of
-    /// that fit's CPU each time.
+    /// its backtest, its judge and its pick), and the three detections were
+    /// a tenth of that fit's CPU.
     static LAST_DETECTED: std::cell::RefCell<LastDetected> = const {
         std::cell::RefCell::new(LastDetected {
             step: 0,
