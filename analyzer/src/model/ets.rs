@@ -159,10 +159,19 @@ pub(super) fn fit_auto_ets(y: &[f64], form: Option<&str>) -> Result<EtsFit, Stri
     if let Some(model) = form.and_then(|f| fit_form(y, f)) {
         return Ok(model);
     }
+    #[cfg(test)]
+    SEARCHES.with(|n| n.set(n.get() + 1));
     AutoETS::non_seasonal()
         .fit(y)
         .map(|fitted| fitted.model().clone())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Searches over every form run on this thread, for tests that count
+    /// them (they are most of a fit's cost).
+    pub(super) static SEARCHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// `y` fitted in one non-seasonal form, as AutoETS fits each form it

@@ -108,6 +108,14 @@ pub trait Model: Send {
     fn window(&self) -> Option<&window::Window> {
         None
     }
+
+    /// Offers the next full fit a form (as [`refit::Fitted::form`] names
+    /// it) that a fit of the same model with `seasons` chose on nearly the
+    /// same history, to fit instead of searching every form again (`auto`'s
+    /// backtest hands its pick the form found at its newest origin). Taken
+    /// only by that next fit and only when it uses the same seasons; models
+    /// that choose no form ignore it.
+    fn offer_form(&mut self, _form: &str, _seasons: &[usize]) {}
 }
 
 /// Parameters every model understands.

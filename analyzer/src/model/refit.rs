@@ -195,6 +195,9 @@ pub struct Refitting<F: Fitter> {
     form: Option<String>,
     /// Whether a full fit searches for the form (else it keeps `form`).
     search: bool,
+    /// A form offered for the next full fit, with the seasons it was
+    /// chosen with (see [`Model::offer_form`]; not saved).
+    offered: Option<(String, Vec<usize>)>,
     state: Option<State>,
     since: usize,
     /// Errors of the forecasts the points were scored against, in units
@@ -286,6 +289,7 @@ impl<F: Fitter> Refitting<F> {
             seasons,
             form: None,
             search: true,
+            offered: None,
             state: None,
             since: 0,
             online: OnlineErrors::default(),
@@ -742,9 +746,13 @@ impl<F: Fitter> Model for Refitting<F> {
         self.window = Window::new(self.capacity());
         self.window.fill(history);
         self.shares_window = false;
-        // A full fit searches for the form again; seeding then uses it.
+        // A full fit searches for the form again, unless one chosen with
+        // the same seasons was offered; seeding then uses it.
+        let offered = self.offered.take();
         if self.search {
-            self.form = None;
+            self.form = offered
+                .filter(|(_, seasons)| *seasons == self.seasons)
+                .map(|(form, _)| form);
         }
         self.refit();
         if self.seed && self.online.too_few() {
@@ -752,6 +760,10 @@ impl<F: Fitter> Model for Refitting<F> {
         }
         self.since = refit_phase(self.window.points(), self.refit_every());
         Ok(())
+    }
+
+    fn offer_form(&mut self, form: &str, seasons: &[usize]) {
+        self.offered = Some((form.to_string(), seasons.to_vec()));
     }
 
     fn score(&self, point: Point) -> f64 {
