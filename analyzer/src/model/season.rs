@@ -504,10 +504,7 @@ mod tests {
                     assert_eq!(diffs.at(lag), f64::INFINITY);
                     continue;
                 }
-                let d: Vec<f64> = y.iter().zip(&y[lag..]).map(|(a, b)| b - a).collect();
-                let k = d.len() as f64;
-                let mean = d.iter().sum::<f64>() / k;
-                let want = d.iter().map(|v| v * v).sum::<f64>() / k - mean * mean;
+                let want = direct_diff_var(y, lag);
                 let got = diffs.at(lag);
                 assert!(
                     (got - want).abs() < 1e-9 * want.max(1.0),
@@ -548,13 +545,6 @@ mod tests {
 
     #[test]
     fn the_best_lag_is_the_one_direct_sums_give() {
-        // Variance of the differences summed point by point.
-        let direct = |y: &[f64], lag: usize| {
-            let d: Vec<f64> = y.iter().zip(&y[lag..]).map(|(a, b)| b - a).collect();
-            let k = d.len() as f64;
-            let mean = d.iter().sum::<f64>() / k;
-            d.iter().map(|v| v * v).sum::<f64>() / k - mean * mean
-        };
         let mut walk = 0.0;
         let walk: Vec<f64> = wave(3000, &[], 1.0)
             .iter()
@@ -579,11 +569,21 @@ mod tests {
                     continue;
                 }
                 let want = (lo..=hi)
-                    .min_by(|a, b| direct(&y, *a).total_cmp(&direct(&y, *b)))
-                    .unwrap();
+                    .map(|l| (l, direct_diff_var(&y, l)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap()
+                    .0;
                 assert_eq!(best_lag(&y, var, &diffs, lo, hi).unwrap().0, want);
             }
         }
+    }
+
+    /// The variance of the differences `lag` apart, summed point by point.
+    fn direct_diff_var(y: &[f64], lag: usize) -> f64 {
+        let d: Vec<f64> = y.iter().zip(&y[lag..]).map(|(a, b)| b - a).collect();
+        let k = d.len() as f64;
+        let mean = d.iter().sum::<f64>() / k;
+        d.iter().map(|v| v * v).sum::<f64>() / k - mean * mean
     }
 
     fn wave(n: usize, periods: &[(usize, f64)], noise: f64) -> Vec<f64> {
