@@ -35,6 +35,7 @@ use common::{
     start_prometheus_on, tempdir, tsdb_from_openmetrics, url_encode,
 };
 use fixture::{ANALYZER, STEP_S, fixture};
+use imd_testkit::prom_query;
 use serde_json::Value;
 use structure::{DATASOURCE_UID, check_dashboard, dashboard_files, expressions, load};
 
@@ -285,6 +286,10 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let now_s = std::env::var("IMD_FAKE_NOW")
+        .ok()
+        .map(|v| v.parse::<i64>().unwrap())
+        .unwrap_or(now_s);
     let end_s = (now_s - 60) / STEP_S * STEP_S;
     let fx = fixture(end_s);
     let tsdb = tsdb_from_openmetrics(dir, &fx.text());
@@ -300,7 +305,7 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
     );
     let out = format!("--output-dir={}", rules_out.display());
     let rules = repo_root().join("rules/recording.yml");
-    run_ok(
+    let said = run_ok(
         &promtool,
         &[
             "tsdb",
@@ -314,8 +319,18 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
             rules.to_str().unwrap(),
         ],
     );
+    // promtool writes no block (and no dir) when every rule came back empty.
+    let blocks = std::fs::read_dir(&rules_out).unwrap_or_else(|e| {
+        let held = prom_query(port, "count({__name__=~\".+\"})");
+        panic!(
+            "promtool made no recording-rule blocks in {} ({e}); series in the Prometheus \
+             it queried: {held:?}\npromtool said:\n{said}\nPrometheus said:\n{}",
+            rules_out.display(),
+            prom.stderr()
+        )
+    });
     prom.stop();
-    for b in std::fs::read_dir(&rules_out).unwrap() {
+    for b in blocks {
         let b = b.unwrap();
         std::fs::rename(b.path(), tsdb.join(b.file_name())).unwrap();
     }

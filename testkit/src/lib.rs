@@ -5,8 +5,10 @@
 //! child by PID when its guard is dropped, so a failing test leaves nothing
 //! behind.
 //!
-//! - [`process`]: the child-process guard [`Proc`], tools on `PATH`, free
-//!   ports, temp dirs, running commands and waiting for conditions;
+//! - [`process`]: the child-process guard [`Proc`], tools on `PATH`, temp
+//!   dirs, running commands and waiting for conditions;
+//! - [`ports`]: loopback ports for the servers a test starts, and whether
+//!   a server holds its own;
 //! - [`http`]: plain-HTTP probes of loopback servers (reqwest's blocking
 //!   client);
 //! - [`prometheus`]: starting Prometheus and Alertmanager, querying them;
@@ -14,13 +16,13 @@
 
 pub mod http;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod prometheus;
 
 pub use http::{Response, http_get, http_get_status, http_get_text, http_post, url_encode};
-pub use process::{
-    INSTALL_HINT, Proc, free_port, require_tool, run, run_capture, run_ok, tempdir, wait_for,
-};
+pub use ports::free_port;
+pub use process::{INSTALL_HINT, Proc, require_tool, run, run_capture, run_ok, tempdir, wait_for};
 pub use prometheus::{
     am_active_alerts, prom_query, result_value, spawn_alertmanager, spawn_prometheus,
     spawn_prometheus_file, start_alertmanager, start_alertmanager_on, start_prometheus,

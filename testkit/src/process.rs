@@ -24,13 +24,6 @@ pub fn require_tool(name: &str) -> PathBuf {
         })
 }
 
-/// A loopback port that was free a moment ago (bound to port 0, read,
-/// dropped), for a server the test starts.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
-}
-
 /// A test's scratch dir (removed on drop).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -170,7 +163,9 @@ impl Proc {
     }
 
     /// Polls `http://127.0.0.1:port{path}` until it answers 200, failing the
-    /// test (with the child's stderr) if the child exits or `timeout` passes.
+    /// test (with the child's stderr) if the child exits, `timeout` passes,
+    /// or the answer comes from a process that is not the child's (another
+    /// program took the port first).
     pub fn wait_http_ok(&mut self, port: u16, path: &str, timeout: Duration) {
         let start = Instant::now();
         let mut last = String::from("no attempt");
@@ -183,7 +178,18 @@ impl Proc {
                 );
             }
             match http_get_status(port, path) {
-                Ok(200) => return,
+                Ok(200) => {
+                    let pid = self.pid().expect("the child is held");
+                    if crate::ports::listener_held_by(pid, port) == Some(false) {
+                        panic!(
+                            "127.0.0.1:{port}{path} answers, but not from {} (pid {pid}): \
+                             another process holds the port\nstderr:\n{}",
+                            self.name,
+                            self.stderr()
+                        );
+                    }
+                    return;
+                }
                 Ok(s) => last = format!("HTTP {s}"),
                 Err(e) => last = e.to_string(),
             }
@@ -232,5 +238,37 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A server in this test process that answers every request with 200.
+    fn answer_ok(listener: std::net::TcpListener) {
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+    }
+
+    #[test]
+    fn a_stranger_answering_on_the_port_fails_the_wait() {
+        let dir = tempdir();
+        let port = crate::free_port();
+        answer_ok(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let sleep = require_tool("sleep");
+        let mut child = Proc::spawn("sleeper", &sleep, ["30"], dir.path());
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child.wait_http_ok(port, "/", Duration::from_secs(5))
+        }))
+        .expect_err("a port held by this test process is not the sleeper's");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("another process holds the port"), "{msg}");
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::http::{http_get, http_get_text, url_encode};
-use crate::process::{Proc, free_port, require_tool};
+use crate::ports::free_port;
+use crate::process::{Proc, require_tool};
 
 /// Starts Prometheus as `name` (its log files, and its config written as
 /// `log_dir/<name>.yml` from the YAML text `config`), with its TSDB in
