@@ -286,10 +286,6 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let now_s = std::env::var("IMD_FAKE_NOW")
-        .ok()
-        .map(|v| v.parse::<i64>().unwrap())
-        .unwrap_or(now_s);
     let end_s = (now_s - 60) / STEP_S * STEP_S;
     let fx = fixture(end_s);
     let tsdb = tsdb_from_openmetrics(dir, &fx.text());
