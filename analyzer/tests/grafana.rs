@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::{
-    Proc, analyzer_metric_names, free_port, http_get, repo_root, require_tool, run_ok,
+    Proc, analyzer_metric_names, free_port, http_get, repo_root, require_tool, run_capture,
     start_prometheus_on, tempdir, tsdb_from_openmetrics, url_encode,
 };
 use fixture::{ANALYZER, STEP_S, fixture};
@@ -278,30 +278,67 @@ fn api(port: u16, path: &str) -> Value {
     v
 }
 
-/// Builds the TSDB with the recording rules backfilled and starts Prometheus
-/// on it; returns (Prometheus, port, start_s, end_s).
-fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
-    let promtool = require_tool("promtool");
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// The first time, in seconds, to backfill recording rules from: `from`, or
+/// the next 2-hour block boundary when `from` lies in the last evaluation
+/// interval before one. promtool (2.42 at least) skips a rule group's whole
+/// backfill, exiting 0, when the group's first evaluation falls past the end
+/// of the first 2-hour block (prometheus/prometheus#19714). Where a group's
+/// evaluations fall within the interval depends on a hash of the rules
+/// file's path, so the same start failed in some clones and not in others.
+fn backfill_start(from: i64, interval_s: i64) -> i64 {
+    const BLOCK_S: i64 = 2 * 3600;
+    let into = from.rem_euclid(BLOCK_S);
+    if into > BLOCK_S - interval_s {
+        from - into + BLOCK_S
+    } else {
+        from
+    }
+}
+
+/// The series names recorded by the rules of `rules` that read only stored
+/// series: promtool evaluates every rule against the Prometheus it queries,
+/// so a rule over another rule's output has nothing to read there.
+fn recorded_from_stored_series(rules: &Path) -> BTreeSet<String> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(rules).unwrap()).unwrap();
+    let all: Vec<(String, String)> = doc["groups"]
+        .as_sequence()
         .unwrap()
-        .as_secs() as i64;
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+        .filter_map(|r| Some((r["record"].as_str()?.into(), r["expr"].as_str()?.into())))
+        .collect();
+    let name = regex::Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*").unwrap();
+    let recorded: BTreeSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    all.iter()
+        .filter(|(_, expr)| !name.find_iter(expr).any(|m| recorded.contains(m.as_str())))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Builds the TSDB of the two hours ending a minute before `now_s` with the
+/// recording rules backfilled, checks that every rule over stored series
+/// recorded some, and starts Prometheus on it; returns (Prometheus, port,
+/// start_s, end_s).
+fn prometheus_with_fixture(dir: &Path, now_s: i64) -> (Proc, u16, i64, i64) {
+    let promtool = require_tool("promtool");
     let end_s = (now_s - 60) / STEP_S * STEP_S;
     let fx = fixture(end_s);
     let tsdb = tsdb_from_openmetrics(dir, &fx.text());
     let port = free_port();
     let mut prom = start_prometheus_on(&tsdb, dir, port, &[]);
 
-    // Backfill rules/recording.yml over the fixture's window.
+    // Backfill rules/recording.yml over the fixture's window (its groups
+    // evaluate every minute).
     let rules_out = dir.join("rules-blocks");
     let url = format!("--url=http://127.0.0.1:{port}");
     let (start, end) = (
-        format!("--start={}", fx.start_s + 600),
+        format!("--start={}", backfill_start(fx.start_s + 600, 60)),
         format!("--end={end_s}"),
     );
     let out = format!("--output-dir={}", rules_out.display());
     let rules = repo_root().join("rules/recording.yml");
-    let said = run_ok(
+    let (ok, said) = run_capture(
         &promtool,
         &[
             "tsdb",
@@ -315,6 +352,7 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
             rules.to_str().unwrap(),
         ],
     );
+    assert!(ok, "promtool failed:\n{said}");
     // promtool writes no block (and no dir) when every rule came back empty.
     let blocks = std::fs::read_dir(&rules_out).unwrap_or_else(|e| {
         let held = prom_query(port, "count({__name__=~\".+\"})");
@@ -332,13 +370,65 @@ fn prometheus_with_fixture(dir: &Path) -> (Proc, u16, i64, i64) {
     }
     let port = free_port();
     let prom = start_prometheus_on(&tsdb, dir, port, &[]);
+
+    let names = api(
+        port,
+        &format!(
+            "/api/v1/label/__name__/values?start={}&end={end_s}",
+            fx.start_s
+        ),
+    );
+    let held: BTreeSet<String> = names["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<_> = recorded_from_stored_series(&rules)
+        .difference(&held)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the backfill recorded nothing for {missing:?} (from {start} {end})\npromtool said:\n{said}"
+    );
     (prom, port, fx.start_s, end_s)
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn the_rule_backfill_fills_every_rule_when_it_starts_just_before_a_block_boundary() {
+    // The backfill's first point 15 s before a 2-hour boundary, a day ago:
+    // without `backfill_start`, promtool would skip each group whose
+    // evaluations fall in the first 45 s of a minute (three in four).
+    let boundary = now_s() / 7200 * 7200 - 24 * 3600;
+    let end_s = boundary - 15 + 6600;
+    assert_eq!(fixture(end_s).start_s + 600, boundary - 15);
+    let checked = recorded_from_stored_series(&repo_root().join("rules/recording.yml"));
+    for name in [
+        "imd:source_value",
+        "imd:anomaly_score:avg5m",
+        "instance:imd_anomalous_series:ratio",
+    ] {
+        assert!(checked.contains(name), "{checked:?}");
+    }
+    let dir = tempdir();
+    prometheus_with_fixture(dir.path(), end_s + 60);
+    assert_eq!(backfill_start(boundary - 15, 60), boundary);
+    assert_eq!(backfill_start(boundary - 60, 60), boundary - 60);
+    assert_eq!(backfill_start(boundary, 60), boundary);
 }
 
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dir = tempdir();
-    let (_prom, port, start_s, end_s) = prometheus_with_fixture(dir.path());
+    let (_prom, port, start_s, end_s) = prometheus_with_fixture(dir.path(), now_s());
     let values = variable_values();
     let window = format!("start={start_s}&end={end_s}");
     let name_re = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{").unwrap();
