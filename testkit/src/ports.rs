@@ -11,7 +11,6 @@
 //! be the one holding its port.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
 /// Lowest port handed out: above the well-known and registered ports
@@ -31,9 +30,8 @@ pub fn free_port() -> u16 {
     let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed = handed.get_or_insert_with(HashSet::new);
     if top > LOWEST + 1_000 {
-        let span = u64::from(top - LOWEST);
         for _ in 0..200 {
-            let port = LOWEST + (random() % span) as u16;
+            let port = fastrand::u16(LOWEST..top);
             if !handed.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 handed.insert(port);
                 return port;
@@ -54,21 +52,6 @@ pub fn free_port() -> u16 {
 fn ephemeral_low() -> Option<u16> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     range.split_whitespace().next()?.parse().ok()
-}
-
-/// 64 random bits from the standard library's per-process hash keys and a
-/// counter (a test harness needs no `rand` dependency for this).
-fn random() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }
 
 /// Whether the TCP socket listening on `port` (any local address) belongs
