@@ -264,6 +264,23 @@ fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, SettingsError> {
         .map_err(|e| SettingsError::new(key, format!("reading {}: {e}", path.display())))
 }
 
+/// An error and its causes on one line (reqwest keeps the useful part, such
+/// as "connection refused", in `source()`); a cause whose text the line
+/// already holds is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// Makes rustls' `ring` provider the process default (once), so reqwest,
 /// built without a provider of its own, uses it.
 pub fn install_ring_provider() {
@@ -435,6 +452,38 @@ impl ClientSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error whose text is `text` and whose cause is `cause`.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_causes_and_skips_those_already_said() {
+        let refused = Layer("Connection refused (os error 111)", None);
+        let connect = Layer("client error (Connect)", Some(Box::new(refused)));
+        let top = Layer("error sending request", Some(Box::new(connect)));
+        assert_eq!(
+            error_chain(&top),
+            "error sending request: client error (Connect): Connection refused (os error 111)"
+        );
+        let repeated = Layer(
+            "timed out: deadline has elapsed",
+            Some(Box::new(Layer("deadline has elapsed", None))),
+        );
+        assert_eq!(error_chain(&repeated), "timed out: deadline has elapsed");
+    }
 
     #[test]
     fn debug_output_never_shows_a_secret() {

@@ -14,22 +14,15 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{metrics_body, sample_value, start_analyzer, tempdir, wait_for};
+use common::{metrics_body, sample_value, start_analyzer, tempdir, unix_now_ms, wait_for};
 use imd_analyzer::read::remote::proto::{
     Chunk, ChunkEncoding, ChunkedReadResponse, ChunkedSeries, Label,
 };
 use prost::Message;
 
 const STREAMED: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn uvarint(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
@@ -58,7 +51,7 @@ fn chunk(t: i64, v: f64, claimed: u16) -> Chunk {
 /// A series of 5-s points over the last 15 minutes, one chunk each; the
 /// bad series' last chunk is corrupt.
 fn series(job: &str, corrupt: bool) -> ChunkedSeries {
-    let end = now_ms() / 5000 * 5000;
+    let end = unix_now_ms() / 5000 * 5000;
     let n = 180;
     let chunks = (0..n)
         .map(|i| {

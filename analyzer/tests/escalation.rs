@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::IntoResponse;
-use common::{Proc, free_port, spawn_alertmanager, start_analyzer, tempdir, wait_for};
+use common::{Proc, free_port, spawn_alertmanager, start_analyzer, tempdir, unix_now_ms, wait_for};
 use serde_json::{Value, json};
 
 /// A runtime for the test's own servers.
@@ -41,10 +41,6 @@ fn serve(rt: &tokio::runtime::Runtime, app: axum::Router) -> u16 {
     port
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 /// The series `imd_test_value{instance="a"}` over `query_range`: slightly
 /// noisy around 10, or 60 while the test says so. Values depend only on
 /// the time, so every read of a past range agrees with the previous ones.
@@ -56,7 +52,7 @@ struct Signal {
 
 impl Signal {
     fn set_spike(&self, on: bool) {
-        self.changes.lock().unwrap().push((now_ms(), on));
+        self.changes.lock().unwrap().push((unix_now_ms(), on));
     }
 
     fn value(&self, t_ms: i64) -> f64 {
@@ -87,7 +83,7 @@ async fn query_range(
     };
     let (start, end, step) = (
         (start * 1000.0) as i64,
-        ((end * 1000.0) as i64).min(now_ms()),
+        ((end * 1000.0) as i64).min(unix_now_ms()),
         ((step * 1000.0) as i64).max(1),
     );
     let mut values = Vec::new();

@@ -32,7 +32,7 @@ use std::path::Path;
 
 use common::{
     Proc, analyzer_metric_names, free_port, http_get, repo_root, require_tool, run_capture,
-    start_prometheus_on, tempdir, tsdb_from_openmetrics, url_encode,
+    start_prometheus_on, tempdir, tsdb_from_openmetrics, unix_now_s, url_encode,
 };
 use fixture::{ANALYZER, STEP_S, fixture};
 use imd_testkit::prom_query;
@@ -395,19 +395,12 @@ fn prometheus_with_fixture(dir: &Path, now_s: i64) -> (Proc, u16, i64, i64) {
     (prom, port, fx.start_s, end_s)
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[test]
 fn the_rule_backfill_fills_every_rule_when_it_starts_just_before_a_block_boundary() {
     // The backfill's first point 15 s before a 2-hour boundary, a day ago:
     // without `backfill_start`, promtool would skip each group whose
     // evaluations fall in the first 45 s of a minute (three in four).
-    let boundary = now_s() / 7200 * 7200 - 24 * 3600;
+    let boundary = unix_now_s() / 7200 * 7200 - 24 * 3600;
     let end_s = boundary - 15 + 6600;
     assert_eq!(fixture(end_s).start_s + 600, boundary - 15);
     let checked = recorded_from_stored_series(&repo_root().join("rules/recording.yml"));
@@ -428,7 +421,7 @@ fn the_rule_backfill_fills_every_rule_when_it_starts_just_before_a_block_boundar
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dir = tempdir();
-    let (_prom, port, start_s, end_s) = prometheus_with_fixture(dir.path(), now_s());
+    let (_prom, port, start_s, end_s) = prometheus_with_fixture(dir.path(), unix_now_s());
     let values = variable_values();
     let window = format!("start={start_s}&end={end_s}");
     let name_re = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{").unwrap();

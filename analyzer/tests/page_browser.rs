@@ -22,12 +22,8 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use common::{Proc, free_port, repo_root, require_tool, tempdir, wait_for};
+use common::{Proc, free_port, repo_root, require_tool, tempdir, unix_now_ms, wait_for};
 use serde_json::{Value, json};
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
 
 /// `imd_test_value{instance="a"}`: about 10, and 60 from `spike_at` on.
 async fn query_range(
@@ -40,7 +36,7 @@ async fn query_range(
     };
     let (start, end, step) = (
         (start * 1000.0) as i64,
-        ((end * 1000.0) as i64).min(now_ms()),
+        ((end * 1000.0) as i64).min(unix_now_ms()),
         ((step * 1000.0) as i64).max(1),
     );
     let mut values = Vec::new();
@@ -86,7 +82,7 @@ fn start() -> Stack {
         .enable_all()
         .build()
         .unwrap();
-    let spike_at = Arc::new(now_ms() + 6_000);
+    let spike_at = Arc::new(unix_now_ms() + 6_000);
     let l = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

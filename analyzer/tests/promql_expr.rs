@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{build_recent_tsdb, free_port, start_prometheus_on, tempdir};
+use common::{build_recent_tsdb, free_port, start_prometheus_on, tempdir, unix_now_ms};
 use imd_analyzer::engine::{Engine, EngineOptions};
 use imd_analyzer::query::{Query, QueryConfig};
 use imd_analyzer::read::Source;
@@ -26,10 +26,7 @@ fn an_expression_is_read_by_query_range_and_analysed() {
     let port = free_port();
     let _prom = start_prometheus_on(&tsdb, dir.path(), port, &[]);
     let base = format!("http://127.0.0.1:{port}");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = unix_now_ms();
     let qr = QueryRange::new(&PromqlOptions::new(base.clone(), Duration::from_secs(15))).unwrap();
 
     // The expression's result: one series without __name__, the sum of three.

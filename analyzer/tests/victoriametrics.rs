@@ -9,10 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Proc, free_port, http_get, http_post, require_tool, tempdir, url_encode, wait_for};
+use common::{
+    Proc, free_port, http_get, http_post, require_tool, tempdir, unix_now_s, url_encode, wait_for,
+};
 
 const USER: &str = "imd";
 const PASSWORD: &str = "vm-s3cret";
@@ -132,10 +134,7 @@ fn analyzer_reads_from_and_writes_to_victoriametrics() {
     // The history, in the Prometheus text format with millisecond
     // timestamps, the newest sample 3 s old; plus a counter-like probe
     // series (not analysed) whose samples are 1, 2, 3, ...
-    let now_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now_s = unix_now_s();
     let last = now_s - 3;
     let mut text = String::new();
     for (i, instance) in INSTANCES.iter().enumerate() {
@@ -203,10 +202,7 @@ fn analyzer_reads_from_and_writes_to_victoriametrics() {
             .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap())
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    let now_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now_s = unix_now_s();
     assert!(
         now_s - last < 25,
         "the probe is slower than the test assumes"

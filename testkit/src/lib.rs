@@ -5,6 +5,7 @@
 //! child by PID when its guard is dropped, so a failing test leaves nothing
 //! behind.
 //!
+//! - [`clock`]: the wall clock as Prometheus timestamps;
 //! - [`process`]: the child-process guard [`Proc`], tools on `PATH`, temp
 //!   dirs, running commands and waiting for conditions;
 //! - [`ports`]: loopback ports for the servers a test starts, and whether
@@ -14,12 +15,14 @@
 //! - [`prometheus`]: starting Prometheus and Alertmanager, querying them;
 //! - [`pki`]: throwaway TLS material made with the `openssl` CLI.
 
+pub mod clock;
 pub mod http;
 pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
 
+pub use clock::{unix_now_ms, unix_now_s};
 pub use http::{Response, http_get, http_get_status, http_get_text, http_post, url_encode};
 pub use ports::free_port;
 pub use process::{INSTALL_HINT, Proc, require_tool, run, run_capture, run_ok, tempdir, wait_for};

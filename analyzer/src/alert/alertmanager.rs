@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::{Alert, AlertError};
-use crate::http::{ClientSettings, Credentials, HttpOptions};
+use crate::http::{ClientSettings, Credentials, HttpOptions, error_chain};
 
 /// Where and how to reach one Alertmanager (Prometheus'
 /// `alerting.alertmanagers` entry, one target).
@@ -135,8 +135,16 @@ impl AlertmanagerClient {
     }
 }
 
-/// `url` + `prefix` + `/api/v2/alerts`, checked to be a plain http(s) URL.
+/// `url` + `prefix` + `/api/v2/alerts`, where alerts are posted.
 fn endpoint(url: &str, prefix: &str) -> Result<reqwest::Url, String> {
+    let mut full = api_base(url, prefix)?;
+    full.set_path(&format!("{}/alerts", full.path()));
+    Ok(full)
+}
+
+/// `url` + `prefix` + `/api/v2`, the base of Alertmanager's API (alerts and
+/// silences alike), checked to be a plain http(s) URL.
+pub(super) fn api_base(url: &str, prefix: &str) -> Result<reqwest::Url, String> {
     let base = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     if !matches!(base.scheme(), "http" | "https") {
         return Err(format!("{url:?}: the scheme must be http or https"));
@@ -153,22 +161,10 @@ fn endpoint(url: &str, prefix: &str) -> Result<reqwest::Url, String> {
         path.push('/');
         path.push_str(prefix);
     }
-    path.push_str("/api/v2/alerts");
+    path.push_str("/api/v2");
     let mut full = base;
     full.set_path(&path);
     Ok(full)
-}
-
-/// An error with its causes, which reqwest keeps in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

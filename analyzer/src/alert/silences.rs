@@ -10,9 +10,9 @@ use jiff::Timestamp;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::alertmanager::AlertmanagerConfig;
+use super::alertmanager::{AlertmanagerConfig, api_base};
 use super::{AlertError, AlertKey};
-use crate::http::{ClientSettings, Credentials};
+use crate::http::{ClientSettings, Credentials, error_chain};
 
 /// One matcher of a silence as Alertmanager's API v2 writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,40 +304,6 @@ impl SilenceClient {
             Err(e) => Err(e),
         }
     }
-}
-
-/// `url` + `prefix` + `/api/v2`, checked to be a plain http(s) URL.
-fn api_base(url: &str, prefix: &str) -> Result<reqwest::Url, String> {
-    let mut base = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if !matches!(base.scheme(), "http" | "https") {
-        return Err(format!("{url:?}: the scheme must be http or https"));
-    }
-    if base.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    let mut path = base.path().trim_end_matches('/').to_string();
-    let prefix = prefix.trim_matches('/');
-    if !prefix.is_empty() {
-        path.push('/');
-        path.push_str(prefix);
-    }
-    path.push_str("/api/v2");
-    base.set_path(&path);
-    base.set_query(None);
-    base.set_fragment(None);
-    Ok(base)
-}
-
-/// An error with its causes, which reqwest keeps in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Alertmanager's fingerprint of a label set, as its API and UI show it

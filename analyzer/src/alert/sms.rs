@@ -47,7 +47,9 @@ use imd_exporter::config::{ConfigError, load_yaml};
 use imd_exporter::exposition::Family;
 use serde::Deserialize;
 
-use crate::http::{BasicAuth, ClientSettings, Credentials, HttpOptions, Secret, TlsOptions};
+use crate::http::{
+    BasicAuth, ClientSettings, Credentials, HttpOptions, Secret, TlsOptions, error_chain,
+};
 
 /// The bridge's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -816,18 +818,6 @@ async fn metrics(State(b): State<Arc<SmsBridge>>, headers: HeaderMap) -> Respons
     let mut fams = b.families();
     fams.extend(imd_exporter::collectors::process_self::families());
     imd_exporter::web::exposition_response(&headers, &imd_exporter::scrape::merge(fams))
-}
-
-/// An error with its causes, which reqwest keeps in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Runs the bridge until `shutdown` completes, then waits (up to 10 s) for

@@ -12,7 +12,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use super::ReadError;
 
 pub use crate::http::{BasicAuth, HttpOptions, Secret, TlsOptions};
-use crate::http::{ClientSettings, Credentials};
+use crate::http::{ClientSettings, Credentials, error_chain};
 
 /// A configured HTTP client: options checked and TLS material loaded when
 /// it is made; the connection pool itself is started on first use, on the
@@ -92,21 +92,6 @@ pub(crate) fn redact(url: &reqwest::Url) -> String {
         let _ = u.set_password(None);
     }
     u.to_string()
-}
-
-/// An error and its causes on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Maps a failed send to `Timeout` or `Unavailable`.

@@ -16,7 +16,8 @@ pub use imd_testkit::http_get_text as http_get;
 pub use imd_testkit::{
     Proc, am_active_alerts, free_port, http_get_status, http_post, pki, require_tool, run_capture,
     run_ok, spawn_alertmanager, spawn_prometheus, spawn_prometheus_file, start_alertmanager,
-    start_alertmanager_on, start_prometheus_on, tempdir, url_encode, wait_for,
+    start_alertmanager_on, start_prometheus_on, tempdir, unix_now_ms, unix_now_s, url_encode,
+    wait_for,
 };
 
 use std::path::{Path, PathBuf};
@@ -133,10 +134,7 @@ pub fn build_recent_tsdb(
     value: impl Fn(usize, i64) -> f64,
 ) -> PathBuf {
     const STEP_S: i64 = 15;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = unix_now_s();
     let last = now - now % STEP_S - STEP_S;
     let mut om = String::new();
     let mut typed = std::collections::BTreeSet::new();
