@@ -234,16 +234,16 @@ def compare(earlier, new, threshold):
                     if c is not None:
                         changes.append(c)
             groups.append((section.title, table_label(table), entry.title, changes))
-        if section.figures:
-            changes, base = [], None
-            for name, (value, unit) in section.figures.items():
-                entry, old = baseline(earlier, section, figure=name)
-                if entry is None:
-                    continue
-                base = base or entry.title
-                c = judge(section.title, name, old[0], value, direction(unit), threshold)
-                if c is not None:
-                    changes.append(c)
+        # Bullet figures, grouped by the entry each was last measured in.
+        by_base = {}
+        for name, (value, unit) in section.figures.items():
+            entry, old = baseline(earlier, section, figure=name)
+            base = entry.title if entry is not None else None
+            c = None if entry is None else judge(section.title, name, old[0], value, direction(unit), threshold)
+            by_base.setdefault(base, [])
+            if c is not None:
+                by_base[base].append(c)
+        for base, changes in by_base.items():
             groups.append((section.title, "figures", base, changes))
     return groups
 

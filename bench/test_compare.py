@@ -90,6 +90,15 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(got[("engine at scale", "mad,drift · fit CPU s")].before, "6.0")
         self.assertTrue(groups[0][2].startswith("2026-01-01 12:00"))
 
+    def test_bullet_figures_name_the_entry_each_was_last_measured_in(self):
+        a = "## a\n\n### x\n\n- f/one: 10.0 M samples/s per core\n- f/two: 10.0 M samples/s per core\n\n"
+        b = "## b\n\n### x\n\n- f/two: 20.0 M samples/s per core\n\n"
+        c = "## c\n\n### x\n\n- f/one: 5.0 M samples/s per core\n- f/two: 30.0 M samples/s per core\n\n"
+        entries = compare.parse(a + b + c)
+        groups = compare.compare(entries[:-1], entries[-1], 0.10)
+        got = {g[2]: [(ch.what, ch.before, ch.verdict) for ch in g[3]] for g in groups}
+        self.assertEqual(got, {"a": [("f/one", "10.0", "WORSE")], "b": [("f/two", "20.0", "better")]})
+
     def test_cells_that_are_not_one_number_are_left_out(self):
         for cell in ("0.79–2.59", "21.02 / 2.12", "0.15 (0.29)", "1000 / 250", ""):
             self.assertIsNone(compare.number(cell), cell)
