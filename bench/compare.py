@@ -77,11 +77,11 @@ def cells(line):
     return tuple(c.strip() for c in line.strip().strip("|").split("|"))
 
 
-def parse(text, start_line=1):
+def parse(text):
     """The entries of a RESULTS.md text, oldest first."""
     entries = []
     entry = section = table = None
-    for n, raw in enumerate(text.splitlines(), start_line):
+    for n, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
         if line.startswith("## "):
             entry = Entry(line[3:].strip(), n)
@@ -165,7 +165,6 @@ def sense(header, row):
 class Change:
     """One figure of a new entry beside the same figure of an earlier one."""
 
-    section: str
     what: str
     before: str
     now: str
@@ -173,7 +172,7 @@ class Change:
     verdict: str  # "better", "WORSE", "changed" or ""
 
 
-def judge(section, what, before, now, better, threshold):
+def judge(what, before, now, better, threshold):
     """A Change for two cells, or None when they cannot be compared."""
     a, b = number(before), number(now)
     if a is None or b is None:
@@ -182,7 +181,7 @@ def judge(section, what, before, now, better, threshold):
             # A verdict cell such as "yes" → "NO" (cells of several numbers,
             # such as ranges, are left out).
             worse = before.lower() == "yes" and now.lower() == "no"
-            return Change(section, what, before, now, float("nan"), "WORSE" if worse else "changed")
+            return Change(what, before, now, float("nan"), "WORSE" if worse else "changed")
         return None
     if a == 0:
         rel = 0.0 if b == 0 else float("inf") * (1 if b > 0 else -1)
@@ -191,7 +190,7 @@ def judge(section, what, before, now, better, threshold):
     verdict = ""
     if better != 0 and abs(rel) > threshold:
         verdict = "better" if rel * better > 0 else "WORSE"
-    return Change(section, what, before, now, rel, verdict)
+    return Change(what, before, now, rel, verdict)
 
 
 def baseline(earlier, section, table=None, figure=None):
@@ -230,7 +229,7 @@ def compare(earlier, new, threshold):
                         continue
                     head = table.header[col]
                     what = f"{key} · {head}" if key else head
-                    c = judge(section.title, what, b, n, sense(head, key), threshold)
+                    c = judge(what, b, n, sense(head, key), threshold)
                     if c is not None:
                         changes.append(c)
             groups.append((section.title, table_label(table), entry.title, changes))
@@ -239,7 +238,7 @@ def compare(earlier, new, threshold):
         for name, (value, unit) in section.figures.items():
             entry, old = baseline(earlier, section, figure=name)
             base = entry.title if entry is not None else None
-            c = None if entry is None else judge(section.title, name, old[0], value, direction(unit), threshold)
+            c = None if entry is None else judge(name, old[0], value, direction(unit), threshold)
             by_base.setdefault(base, [])
             if c is not None:
                 by_base[base].append(c)

@@ -103,7 +103,7 @@ class CompareTest(unittest.TestCase):
         for cell in ("0.79–2.59", "21.02 / 2.12", "0.15 (0.29)", "1000 / 250", ""):
             self.assertIsNone(compare.number(cell), cell)
         self.assertEqual(compare.number("1,008.5"), 1008.5)
-        self.assertIsNone(compare.judge("s", "x", "0.79–2.59", "0.80–2.60", -1, 0.1))
+        self.assertIsNone(compare.judge("x", "0.79–2.59", "0.80–2.60", -1, 0.1))
 
     def test_descriptive_bullets_are_not_figures(self):
         entry = compare.parse(
