@@ -18,7 +18,8 @@ seconds=${1:-20}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(xor_chunk remote_read_frames text_format logs_config analyzer_config query_range_answer)
+    targets=(xor_chunk remote_read_frames text_format logs_config analyzer_config query_range_answer
+        web_config log_lines alertmanager_webhook alert_action silences_answer)
 fi
 export RUSTC_BOOTSTRAP=1
 # libfuzzer-sys compiles libFuzzer (C++).

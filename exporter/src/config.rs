@@ -113,11 +113,15 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
 
 /// Reads and parses a YAML file into `T` (see [`parse_yaml`]).
 pub fn load_yaml<T: DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
+    parse_yaml(file, &read_text(file)?)
+}
+
+/// The text of a configuration file, or an error naming it.
+pub fn read_text(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_path_buf(),
         error,
-    })?;
-    parse_yaml(file, &text)
+    })
 }
 
 /// The exporter's configuration file.

@@ -489,7 +489,10 @@ pub fn truncate(text: &str, max: usize) -> (String, bool) {
     if text.chars().count() <= max {
         return (text.to_string(), false);
     }
-    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    if max == 0 {
+        return (String::new(), true);
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
     s.push('…');
     (s, true)
 }
@@ -996,6 +999,8 @@ rate_limit:
         assert_eq!(truncate("abcdef", 6), ("abcdef".to_string(), false));
         assert_eq!(truncate("abcdefg", 6), ("abcde…".to_string(), true));
         assert_eq!(truncate("ééééééé", 4).0.chars().count(), 4);
+        assert_eq!(truncate("a", 0), (String::new(), true));
+        assert_eq!(truncate("", 0), (String::new(), false));
     }
 
     #[tokio::test]

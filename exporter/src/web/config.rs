@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, load_yaml};
+use crate::config::{ConfigError, parse_yaml, read_text};
 
 /// The whole web config file.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -156,7 +156,13 @@ pub struct HttpServerConfig {
 impl WebConfig {
     /// Loads and checks a web config file; errors name the file and key.
     pub fn load(file: &Path) -> Result<WebConfig, ConfigError> {
-        let mut c: WebConfig = load_yaml(file)?;
+        WebConfig::parse(file, &read_text(file)?)
+    }
+
+    /// Checks the text of the web config file `file` as [`WebConfig::load`]
+    /// does, certificate files (relative to `file`'s folder) included.
+    pub fn parse(file: &Path, text: &str) -> Result<WebConfig, ConfigError> {
+        let mut c: WebConfig = parse_yaml(file, text)?;
         c.validate(file)?;
         // Relative certificate paths are relative to the config file, as in
         // exporter-toolkit.

@@ -34,6 +34,34 @@ pub const SPEC: Spec = Spec {
     build,
 };
 
+/// A `logs:` section's rules, compiled, to run over a log file's contents
+/// in memory: for the `log_lines` fuzz target and tests.
+#[doc(hidden)]
+pub struct LogRules(rules::Compiled);
+
+impl LogRules {
+    /// Checks and compiles the rules; errors name the key below `logs`.
+    pub fn compile(config: &LogsConfig) -> Result<LogRules, crate::config::KeyError> {
+        rules::compile(config).map(LogRules)
+    }
+
+    /// The metrics the rules make of `data` read as one log file, in reads
+    /// of `read_size` bytes, with every file entry's rules applied to it:
+    /// what the collector would show after reading that file.
+    pub fn metrics_of(&self, data: &[u8], read_size: usize) -> Vec<Family> {
+        let mut store = self.0.store.clone();
+        let path = "/fuzz.log";
+        let mut splitter = tail::LineSplitter::default();
+        let rules = self.0.entries.iter().map(|e| &e.matcher);
+        for chunk in data.chunks(read_size.max(1)) {
+            store.file(path).bytes += chunk.len() as u64;
+            poller::feed_lines(&mut splitter, Some(chunk), rules.clone(), path, &mut store);
+        }
+        poller::feed_lines(&mut splitter, None, rules, path, &mut store);
+        store.snapshot()
+    }
+}
+
 fn build(ctx: &BuildContext) -> anyhow::Result<Box<dyn Collector>> {
     let Some(config) = ctx.config.logs.as_ref().filter(|c| !c.files.is_empty()) else {
         return Ok(Box::new(Logs {
@@ -197,6 +225,60 @@ mod tests {
         let saved = offsets::load(&state.join(offsets::FILE_NAME));
         let len = std::fs::metadata(&log).unwrap().len();
         assert_eq!(saved[&log.display().to_string()].offset, len);
+    }
+
+    #[test]
+    fn a_log_read_in_any_pieces_gives_the_same_metrics_and_they_parse_back() {
+        let config: Config = parse_yaml(
+            Path::new("x.yml"),
+            r#"
+logs:
+  files:
+    - path: /var/log/app.log
+      rules:
+        - name: app_events_total
+          regex: 'user="(?P<user>[^"]*)"'
+          labels: [user]
+        - name: app_latency_seconds
+          type: histogram
+          regex: 'took=(?P<ms>\S+)ms'
+          value: ms
+          scale: 0.001
+          buckets: [0.01, 0.1]
+"#,
+        )
+        .unwrap();
+        let rules = LogRules::compile(&config.logs.unwrap()).unwrap();
+        let log: &[u8] =
+            b"user=\"a\\\"b\" took=20ms\r\n\xff user=\"\xc3\xa9\"\ntook=xms\nuser=\"a\\\"b\"";
+        let whole = rules.metrics_of(log, log.len());
+        for size in [1, 2, 7] {
+            assert_eq!(rules.metrics_of(log, size), whole, "reads of {size}");
+        }
+        // The compiled rules keep nothing from one file to the next.
+        assert_eq!(rules.metrics_of(log, 3), whole);
+        let text = crate::exposition::encode(&whole, crate::exposition::Format::Text);
+        let parsed = crate::exposition::parse::parse_text(&text).unwrap();
+        let events = parsed
+            .iter()
+            .find(|f| f.name == "app_events_total")
+            .unwrap();
+        let by_user: Vec<(&str, f64)> = events
+            .samples
+            .iter()
+            .map(|s| (s.labels[0].1.as_str(), s.value))
+            .collect();
+        // The capture stops at the escaped quote: `a\`, a backslash to escape.
+        assert_eq!(by_user, [("a\\", 2.0), ("é", 1.0)]);
+        assert!(text.contains("app_latency_seconds_count 1\n"), "{text}");
+        assert!(
+            text.contains("imd_log_lines_total{path=\"/fuzz.log\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("imd_log_value_errors_total{metric=\"app_latency_seconds\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::config::StartFrom;
 use super::offsets::{self, Saved};
-use super::rules::{Entry, Store};
-use super::tail::{FileId, Tail};
+use super::rules::{Entry, Matcher, Store};
+use super::tail::{FileId, LineSplitter, Tail};
 use crate::paths::Paths;
 
 /// At most this many bytes are read from one file in one poll, so that a
@@ -484,20 +484,34 @@ fn drain(
 /// Feeds bytes (or, with `None`, the end of the file) to a reader's line
 /// splitter and every finished line to the rules of its entries.
 fn apply(r: &mut Reader, data: Option<&[u8]>, entries: &[Entry], store: &mut Store) {
+    let rules = r.entries.iter().map(|&e| &entries[e].matcher);
+    feed_lines(&mut r.tail.splitter, data, rules, &r.path, store);
+}
+
+/// Feeds bytes (or, with `None`, the end of the file at `path`) to
+/// `splitter` and every finished line to `rules`, counting the lines in
+/// the file's statistics.
+pub(crate) fn feed_lines<'a>(
+    splitter: &mut LineSplitter,
+    data: Option<&[u8]>,
+    rules: impl Iterator<Item = &'a Matcher> + Clone,
+    path: &str,
+    store: &mut Store,
+) {
     let (mut lines, mut cut) = (0u64, 0u64);
     let mut on_line = |line: &[u8], was_cut: bool| {
         lines += 1;
         cut += u64::from(was_cut);
         let text = String::from_utf8_lossy(line);
-        for &e in &r.entries {
-            entries[e].matcher.apply(&text, store);
+        for m in rules.clone() {
+            m.apply(&text, store);
         }
     };
     match data {
-        Some(d) => r.tail.splitter.feed(d, &mut on_line),
-        None => r.tail.splitter.flush(&mut on_line),
+        Some(d) => splitter.feed(d, &mut on_line),
+        None => splitter.flush(&mut on_line),
     }
-    let stats = store.file(&r.path);
+    let stats = store.file(path);
     stats.lines += lines;
     stats.truncated_lines += cut;
 }

@@ -96,6 +96,7 @@ enum Source {
 }
 
 /// Counters and histograms of the rules, and per-file reading statistics.
+#[derive(Clone)]
 pub(crate) struct Store {
     families: Vec<RuleFamily>,
     /// Reading statistics by file path (host view).
@@ -113,6 +114,7 @@ pub(crate) struct FileStats {
     pub read_errors: u64,
 }
 
+#[derive(Clone)]
 struct RuleFamily {
     name: String,
     help: String,
@@ -124,6 +126,7 @@ struct RuleFamily {
     value_errors: u64,
 }
 
+#[derive(Clone)]
 enum Series {
     Counter(u64),
     /// Per-bucket (not cumulative) counts, sum and count.
