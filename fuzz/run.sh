@@ -19,7 +19,8 @@ shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
     targets=(xor_chunk remote_read_frames text_format logs_config analyzer_config query_range_answer
-        web_config log_lines alertmanager_webhook alert_action silences_answer)
+        web_config log_lines alertmanager_webhook alert_action silences_answer csv_input
+        model_state)
 fi
 export RUSTC_BOOTSTRAP=1
 # libfuzzer-sys compiles libFuzzer (C++).

@@ -38,7 +38,7 @@ pub fn score_series(
 
 /// Runs `score`.
 pub fn run(a: &ScoreArgs) -> anyhow::Result<()> {
-    if multi_column(&a.input) {
+    if super::csv::is_table(&a.input) {
         return run_multivariate(a);
     }
     super::check_model(&a.model)?;
@@ -69,82 +69,15 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the input's header is `timestamp,a,b,...` (more than one value
-/// column): a multivariate input.
-fn multi_column(path: &std::path::Path) -> bool {
-    let Ok(mut r) = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-    else {
-        return false;
-    };
-    match r.records().next() {
-        Some(Ok(h)) => {
-            h.len() > 2
-                && h.get(0)
-                    .is_some_and(|c| c.eq_ignore_ascii_case("timestamp"))
-        }
-        _ => false,
-    }
-}
-
 /// `score` on a multivariate input (`timestamp,a,b,...`): one detector
 /// (`--model iforest` or `ocsvm`) over all columns; the output adds
 /// `anomaly_score` and a `contribution_<column>` per input column.
 fn run_multivariate(a: &ScoreArgs) -> anyhow::Result<()> {
     use crate::model::learned::multivariate::score_rows;
     crate::engine::group::check_model(&a.model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-    let file = a.input.display().to_string();
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(&a.input)
-        .with_context(|| format!("reading {file}"))?;
-    let mut records = r.records();
-    let header = records
-        .next()
-        .transpose()
-        .with_context(|| format!("{file}:1"))?
-        .ok_or_else(|| anyhow::anyhow!("{file}:1: empty file"))?;
-    let names: Vec<String> = header.iter().skip(1).map(str::to_string).collect();
-    let mut seen = std::collections::HashSet::new();
-    for n in &names {
-        if n.is_empty() || !seen.insert(n) {
-            anyhow::bail!("{file}:1: column names must be present and distinct, found {n:?}");
-        }
-    }
-    let mut raw: Vec<csv::StringRecord> = Vec::new();
-    let mut rows: Vec<(i64, Vec<f64>)> = Vec::new();
-    for rec in records {
-        let rec = rec.with_context(|| format!("reading {file}"))?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        if rec.len() == 1 && rec.get(0).is_some_and(str::is_empty) {
-            continue;
-        }
-        if rec.len() != header.len() {
-            anyhow::bail!(
-                "{file}:{line}: expected {} fields, found {}",
-                header.len(),
-                rec.len()
-            );
-        }
-        let t = super::csv::parse_timestamp(&rec[0])
-            .map_err(|m| anyhow::anyhow!("{file}:{line}: {m}"))?;
-        if rows.last().is_some_and(|p| t <= p.0) {
-            anyhow::bail!("{file}:{line}: timestamp {} does not increase", &rec[0]);
-        }
-        let values = rec
-            .iter()
-            .skip(1)
-            .map(super::csv::parse_value)
-            .collect::<Result<Vec<f64>, String>>()
-            .map_err(|m| anyhow::anyhow!("{file}:{line}: {m}"))?;
-        rows.push((t, values));
-        raw.push(rec);
-    }
+    let table = super::csv::read_table(&a.input)?;
+    let rows: Vec<(i64, Vec<f64>)> = table.rows.iter().map(|r| (r.t, r.values.clone())).collect();
+    let names = table.columns();
     let params = ModelParams {
         window: a.window,
         season: a.season,
@@ -158,12 +91,12 @@ fn run_multivariate(a: &ScoreArgs) -> anyhow::Result<()> {
     let out = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
-    let mut head: Vec<String> = header.iter().map(str::to_string).collect();
+    let mut head = table.header.clone();
     head.push("anomaly_score".into());
     head.extend(names.iter().map(|n| format!("contribution_{n}")));
     w.write_record(&head)?;
-    for (rec, s) in raw.iter().zip(&scored) {
-        let mut row: Vec<String> = rec.iter().map(str::to_string).collect();
+    for (rec, s) in table.rows.iter().zip(&scored) {
+        let mut row = rec.fields.clone();
         row.push(s.score.to_string());
         row.extend(s.contributions.iter().map(|c| c.to_string()));
         w.write_record(&row)?;

@@ -217,6 +217,57 @@ impl StateFile {
 mod tests {
     use super::*;
 
+    /// Writes one saved series per model, fitted on eight days of an
+    /// hourly daily cycle, into `$IMD_FUZZ_SEEDS` as seeds of the
+    /// `model_state` fuzz target (see fuzz/README.md):
+    /// `IMD_FUZZ_SEEDS=$PWD/fuzz/seeds/model_state cargo test -p imd-analyzer
+    /// --lib write_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz seeds when asked to"]
+    fn write_fuzz_seeds() {
+        use crate::model::{self, ModelParams, Point};
+        let dir =
+            std::path::PathBuf::from(std::env::var("IMD_FUZZ_SEEDS").expect("IMD_FUZZ_SEEDS"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let history: Vec<Point> = (0..192)
+            .map(|i| Point {
+                t: i * 3_600_000,
+                v: 50.0 + 10.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin() + (i % 7) as f64,
+            })
+            .collect();
+        let params = ModelParams {
+            window: 192,
+            ..ModelParams::default()
+        };
+        // The forests of `iforest` (and of `ensemble`, which holds one) save
+        // about 280 KB: seeds that large slow every mutation down.
+        for name in model::NAMES
+            .iter()
+            .filter(|n| !["iforest", "ensemble"].contains(n))
+        {
+            let mut m = model::build(name, &params).unwrap();
+            m.fit(&history[..168]).unwrap();
+            let recent: Vec<(i64, f64, f64)> = history[168..]
+                .iter()
+                .map(|p| {
+                    let s = m.score(*p);
+                    m.update(*p);
+                    (p.t, p.v, s)
+                })
+                .collect();
+            let s = SavedSeries {
+                query: "fuzz".into(),
+                labels: vec![("__name__".into(), "x".into())],
+                anomaly: (name.to_string(), ModelState::new(&m.save())),
+                forecaster: ("snaive".into(), ModelState::new(&serde_json::Value::Null)),
+                last_t: history.last().unwrap().t,
+                recent,
+                group: None,
+            };
+            std::fs::write(dir.join(name), serde_json::to_vec(&s).unwrap()).unwrap();
+        }
+    }
+
     #[test]
     fn round_trip_and_damage() {
         let dir = tempfile::tempdir().unwrap();
