@@ -112,9 +112,9 @@ pub fn parse_value(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The CSV dialect of every input: the header is checked by the reader,
-/// rows may differ in length (reported with their line), fields are
-/// trimmed.
+/// The CSV dialect of every input: the header comes as the first record
+/// (the caller checks it), rows may differ in length (reported with their
+/// line), fields are trimmed.
 fn reader(text: &[u8]) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .has_headers(false)
@@ -175,13 +175,14 @@ fn open(path: &Path) -> Result<(String, File), InputError> {
     }
 }
 
-/// The header (the first record), or an error naming the file.
+/// The header (the first record) and its line, or an error naming the
+/// file.
 fn header(
     file: &str,
     records: &mut impl Iterator<Item = Result<(u64, csv::StringRecord), InputError>>,
-) -> Result<csv::StringRecord, InputError> {
+) -> Result<(u64, csv::StringRecord), InputError> {
     match records.next() {
-        Some(r) => r.map(|(_, h)| h),
+        Some(r) => r,
         None => Err(InputError::at(
             file,
             1,
@@ -204,7 +205,7 @@ pub fn parse<R: Read>(file: &str, input: R, with_id: bool) -> Result<Vec<Series>
     let err = |line: u64, message: String| InputError::at(file, line, message);
     let text = read_all(file, input)?;
     let mut records = records(file, &text);
-    let header = header(file, &mut records)?;
+    let (header_line, header) = header(file, &mut records)?;
     let names: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
     let has_id = match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["timestamp", "value"] => false,
@@ -216,7 +217,7 @@ pub fn parse<R: Read>(file: &str, input: R, with_id: bool) -> Result<Vec<Series>
                 "timestamp,value"
             };
             return Err(err(
-                1,
+                header_line,
                 format!(
                     "expected the header {want}, found {:?}",
                     header.iter().collect::<Vec<_>>().join(",")
@@ -282,7 +283,7 @@ pub fn parse<R: Read>(file: &str, input: R, with_id: bool) -> Result<Vec<Series>
         });
     }
     if series.is_empty() {
-        return Err(err(2, "no data rows after the header".into()));
+        return Err(err(header_line + 1, "no data rows after the header".into()));
     }
     Ok(series)
 }
@@ -359,17 +360,15 @@ pub fn parse_table<R: Read>(file: &str, input: R) -> Result<Table, InputError> {
     let err = |line: u64, message: String| InputError::at(file, line, message);
     let text = read_all(file, input)?;
     let mut records = records(file, &text);
-    let header: Vec<String> = header(file, &mut records)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (header_line, header) = header(file, &mut records)?;
+    let header: Vec<String> = header.iter().map(str::to_string).collect();
     if !header
         .first()
         .is_some_and(|c| c.eq_ignore_ascii_case("timestamp"))
         || header.len() < 2
     {
         return Err(err(
-            1,
+            header_line,
             format!(
                 "expected the header timestamp,a,b,..., found {:?}",
                 header.join(",")
@@ -380,7 +379,7 @@ pub fn parse_table<R: Read>(file: &str, input: R) -> Result<Table, InputError> {
     for n in &header[1..] {
         if n.is_empty() || !seen.insert(n) {
             return Err(err(
-                1,
+                header_line,
                 format!("column names must be present and distinct, found {n:?}"),
             ));
         }
@@ -423,7 +422,7 @@ pub fn parse_table<R: Read>(file: &str, input: R) -> Result<Table, InputError> {
         });
     }
     if rows.is_empty() {
-        return Err(err(2, "no data rows after the header".into()));
+        return Err(err(header_line + 1, "no data rows after the header".into()));
     }
     Ok(Table { header, rows })
 }
@@ -531,6 +530,7 @@ mod tests {
             ("timestamp,a,b\nx,1,1\n", 2, "timestamp"),
             ("timestamp,a,b\n", 2, "no data"),
             ("", 1, "header"),
+            ("\n\ntimestamp,a,a\n", 3, "distinct"),
         ];
         for (text, line, what) in cases {
             let e = parse_table("t.csv", text.as_bytes()).unwrap_err();
