@@ -117,6 +117,10 @@ struct SmsBridgeArgs {
     /// YAML configuration: gateway, recipient lists, retries, rate limits.
     #[arg(id = "config.file", long = "config.file", value_name = "FILE")]
     config_file: PathBuf,
+    /// Check the configuration (the auth token file read, and the web
+    /// config), print a summary and exit.
+    #[arg(id = "check-config", long = "check-config")]
+    check_config: bool,
 }
 
 /// The SMS bridge's default listen address.
@@ -255,6 +259,12 @@ async fn run(command: Option<Command>, args: RunArgs) -> anyhow::Result<()> {
         Some(Command::BenchEngine(a)) => imd_analyzer::cli::bench_engine::run(&a),
         Some(Command::Report(a)) => {
             tokio::task::spawn_blocking(move || imd_analyzer::report::run(&a)).await?
+        }
+        Some(Command::SmsBridge(a)) if a.check_config => {
+            let summary =
+                imd_analyzer::alert::sms::check(&a.config_file, a.web.config_file.as_deref())?;
+            println!("{summary}");
+            Ok(())
         }
         Some(Command::SmsBridge(a)) => {
             imd_analyzer::alert::sms::run(

@@ -170,9 +170,17 @@ fn every_notifier_kind_users_asked_for_is_configured() {
     ] {
         assert!(kinds.contains(k), "no receiver uses {k}: {kinds:?}");
     }
-    // SMS goes through the bridge's webhook.
+    // SMS goes through imd's bridge, to the recipient lists its example
+    // configuration has.
     let text = std::fs::read_to_string(config()).unwrap();
-    assert!(text.contains("http://imd-sms-bridge:9097/sms"));
+    let bridge = imd_analyzer::alert::sms::SmsBridgeConfig::load(
+        &repo_root().join("examples/single-host/sms-bridge.yml"),
+    )
+    .unwrap();
+    for list in ["oncall", "secondary"] {
+        assert!(text.contains(&format!("http://imd-sms-bridge:9111/webhook/{list}\n")));
+        assert!(bridge.recipients.contains_key(list), "no list {list}");
+    }
     // No secret in the file: every credential is read from a file.
     for key in [
         "smtp_auth_password:",
@@ -360,7 +368,7 @@ fn a_real_alertmanager_loads_the_configuration() {
     for want in [
         "sms-oncall",
         "opsgenie-database",
-        "imd-sms-bridge:9097",
+        "imd-sms-bridge:9111/webhook/oncall",
         "imd-sms-bridge:9111/webhook/secondary",
         "HostDown",
     ] {

@@ -823,6 +823,26 @@ async fn metrics(State(b): State<Arc<SmsBridge>>, headers: HeaderMap) -> Respons
     imd_exporter::web::exposition_response(&headers, &imd_exporter::scrape::merge(fams))
 }
 
+/// What `sms-bridge --check-config` does: loads the configuration and
+/// builds the bridge as a start would (the auth token file is read), and
+/// the web config with its certificates; returns a summary.
+pub fn check(config_file: &Path, web_config: Option<&Path>) -> anyhow::Result<String> {
+    let config = SmsBridgeConfig::load(config_file)?;
+    let bridge =
+        SmsBridge::new(config).map_err(|e| anyhow::anyhow!("{}: {e}", config_file.display()))?;
+    if let Some(f) = web_config {
+        imd_exporter::web::WebConfig::load(f)?;
+    }
+    let lists = &bridge.config.recipients;
+    Ok(format!(
+        "configuration OK: gateway {}, {} recipient list(s) ({}), {} number(s)",
+        bridge.endpoint(),
+        lists.len(),
+        lists.keys().cloned().collect::<Vec<_>>().join(", "),
+        lists.values().map(Vec::len).sum::<usize>()
+    ))
+}
+
 /// Runs the bridge until `shutdown` completes, then waits (up to 10 s) for
 /// messages still being sent.
 pub async fn run(
