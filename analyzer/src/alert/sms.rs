@@ -823,13 +823,17 @@ async fn metrics(State(b): State<Arc<SmsBridge>>, headers: HeaderMap) -> Respons
     imd_exporter::web::exposition_response(&headers, &imd_exporter::scrape::merge(fams))
 }
 
+/// The bridge of the configuration file `config_file`; errors name it.
+fn from_file(config_file: &Path) -> anyhow::Result<SmsBridge> {
+    let config = SmsBridgeConfig::load(config_file)?;
+    SmsBridge::new(config).map_err(|e| anyhow::anyhow!("{}: {e}", config_file.display()))
+}
+
 /// What `sms-bridge --check-config` does: loads the configuration and
 /// builds the bridge as a start would (the auth token file is read), and
 /// the web config with its certificates; returns a summary.
 pub fn check(config_file: &Path, web_config: Option<&Path>) -> anyhow::Result<String> {
-    let config = SmsBridgeConfig::load(config_file)?;
-    let bridge =
-        SmsBridge::new(config).map_err(|e| anyhow::anyhow!("{}: {e}", config_file.display()))?;
+    let bridge = from_file(config_file)?;
     if let Some(f) = web_config {
         imd_exporter::web::WebConfig::load(f)?;
     }
@@ -852,10 +856,7 @@ pub async fn run(
     telemetry_path: &str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = SmsBridgeConfig::load(config_file)?;
-    let bridge = Arc::new(
-        SmsBridge::new(config).map_err(|e| anyhow::anyhow!("{}: {e}", config_file.display()))?,
-    );
+    let bridge = Arc::new(from_file(config_file)?);
     tracing::info!(
         gateway = bridge.endpoint(),
         lists = bridge.config.recipients.len(),
